@@ -1,0 +1,1 @@
+"""mergesec analysis: statistics over stored results (tidy DataFrames) and the findings report."""

@@ -1,0 +1,69 @@
+"""Helpers for data-dependent methods: dev-data loaders and running a classifier with substituted encoder tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.utils.data import DataLoader, Subset
+
+from benchmark.errors import MergeInputError
+from benchmark.merging.context import MergeContext
+from benchmark.types import StateDict
+
+
+def device_of(state_dict: StateDict) -> torch.device:
+    return next(iter(state_dict.values())).device
+
+
+def dev_images(
+    ctx: MergeContext, task: int, *, batch_size: int, n_examples: int | None = None
+) -> Iterator[torch.Tensor]:
+    """Task `task`'s first `n_examples` dev images (all when None), in order, on the models' device; labels ignored."""
+    data = ctx.dev_data[task]
+    if n_examples is not None:
+        data = Subset(data, range(min(n_examples, len(data))))
+    device = device_of(ctx.pretrained)
+    for batch in DataLoader(data, batch_size=batch_size):
+        yield _images(batch).to(device)
+
+
+def endless_dev_images(ctx: MergeContext, task: int, *, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Shuffled batches of task `task`'s dev images, epoch after epoch, reproducible from `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    device = device_of(ctx.pretrained)
+    while True:
+        for batch in DataLoader(ctx.dev_data[task], batch_size=batch_size, shuffle=True, generator=generator):
+            yield _images(batch).to(device)
+
+
+def _images(batch: object) -> torch.Tensor:
+    return batch[0] if isinstance(batch, list | tuple) else batch  # type: ignore[return-value]
+
+
+class WithEncoder:
+    """Runs a classifier from `classifier_factory` with its encoder's tensors replaced by `params` (a state dict
+    with the merged keys), through `torch.func.functional_call`: gradients flow to `params`, the module is untouched."""
+
+    def __init__(self, model: nn.Module, keys: Iterable[str]):
+        encoder = getattr(model, "encoder", None)
+        prefix = next((name for name, m in model.named_modules() if m is encoder), None)
+        if prefix is None:
+            raise MergeInputError(
+                "classifier_factory must return an nn.Module with an .encoder submodule; "
+                f"got {type(model).__name__} without one"
+            )
+        known = set(encoder.state_dict())
+        unknown = [k for k in keys if k not in known]
+        if unknown:
+            raise MergeInputError(
+                f"the classifier's encoder has no tensor(s) {unknown[:5]}; classifier_factory must load the merged "
+                "state dict into .encoder, whose state-dict keys must be the merged keys"
+            )
+        self.model, self._prefix = model, f"{prefix}." if prefix else ""
+
+    def __call__(self, params: StateDict, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the classifier on `x` with encoder tensors `params`."""
+        return functional_call(self.model, {self._prefix + k: v for k, v in params.items()}, (x,))

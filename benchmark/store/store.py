@@ -1,0 +1,170 @@
+"""The DuckDB results store: one writer, short-lived read-only readers.
+
+DuckDB lets one process write or many read a file at a time. So the writer opens the file for one
+transaction per unit of work and closes it again, and readers open it read-only for one query: a leaderboard
+never blocks a run for long, and a run never leaves a reader without the last committed results. A
+transaction is all-or-nothing (DuckDB's write-ahead log survives `kill -9`), and a unit's rows are replaced,
+never appended twice, so re-running a unit cannot duplicate rows.
+"""
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from benchmark.errors import StoreError
+from benchmark.store.schema import MIGRATIONS, RESULT_TABLES, SCHEMA_VERSION
+
+DEFAULT_DB = "results/mergesec.duckdb"
+_LOCK_WAIT_S = 60.0
+
+
+def default_db_path() -> Path:
+    """`$MERGESEC_DB`, else results/mergesec.duckdb."""
+    return Path(os.environ.get("MERGESEC_DB", DEFAULT_DB))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Store:
+    """Access to one results database file."""
+
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path) if path is not None else default_db_path()
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection held only for the `with` block; waits (bounded) while another process holds the lock."""
+        if read_only and not self.path.exists():
+            raise StoreError(f"no results database at {self.path}; run `mergesec run` first (or pass --db)")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                    raise StoreError(f"cannot open {self.path}: {e}") from e
+                time.sleep(0.2)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    # -- schema -------------------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Create or upgrade the schema to SCHEMA_VERSION; returns the version found before."""
+        with self.connect() as con:
+            exists = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+            ).fetchone()[0]
+            found = con.execute("SELECT max(version) FROM schema_version").fetchone()[0] if exists else 0
+            found = found or 0
+            if found > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {found}, newer than this mergesec ({SCHEMA_VERSION}); "
+                    "upgrade mergesec or use another --db"
+                )
+            for version in range(found, SCHEMA_VERSION):
+                con.execute("BEGIN TRANSACTION")
+                for stmt in MIGRATIONS[version]:
+                    con.execute(stmt)
+                con.execute("INSERT INTO schema_version VALUES (?, ?)", [version + 1, _now()])
+                con.execute("COMMIT")
+        return found
+
+    # -- writer -------------------------------------------------------------------------------------------
+    def upsert(self, table: str, key_cols: list[str], row: dict[str, Any]) -> None:
+        """Insert or replace one metadata row (suites, models, methods, runs) identified by `key_cols`."""
+        if table not in {"suites", "models", "methods", "runs"}:
+            raise StoreError(f"upsert into unknown table {table!r}")
+        row = {k: json.dumps(v, sort_keys=True, default=str) if isinstance(v, dict | list) else v
+               for k, v in row.items()}
+        cols = list(row)
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f"DELETE FROM {table} WHERE " + " AND ".join(f"{c} = ?" for c in key_cols),
+                        [row[c] for c in key_cols])
+            con.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                        [row[c] for c in cols])
+            con.execute("COMMIT")
+
+    def write_unit(
+        self,
+        unit_key: str,
+        track: str,
+        suite_hash: str,
+        run_id: str,
+        description: dict[str, Any],
+        tables: dict[str, pd.DataFrame],
+        seconds: float,
+    ) -> None:
+        """Replace the unit's rows in every result table and mark it done, in one transaction."""
+        unknown = set(tables) - RESULT_TABLES
+        if unknown:
+            raise StoreError(f"unit {unit_key} writes unknown tables {sorted(unknown)}")
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table, df in tables.items():
+                    con.execute(f"DELETE FROM {table} WHERE unit_key = ?", [unit_key])
+                    if len(df):
+                        frame = df.assign(unit_key=unit_key)  # noqa: F841 (referenced by name in SQL)
+                        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
+                con.execute("DELETE FROM units_done WHERE unit_key = ?", [unit_key])
+                con.execute(
+                    "INSERT INTO units_done VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [unit_key, track, suite_hash, run_id, json.dumps(description, sort_keys=True, default=str),
+                     seconds, _now()],
+                )
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+    def forget_units(self, unit_keys: list[str]) -> None:
+        """Remove units (and their rows) so they run again; used by reproduce and --force."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            for table in sorted(RESULT_TABLES) + ["units_done"]:
+                con.execute(f"DELETE FROM {table} WHERE list_contains(?, unit_key)", [unit_keys])
+            con.execute("COMMIT")
+
+    def add_reproduction(self, row: dict[str, Any]) -> None:
+        row = {**row, "details": json.dumps(row["details"], sort_keys=True, default=str), "checked_at": _now()}
+        with self.connect() as con:
+            cols = list(row)
+            con.execute(f"INSERT INTO reproductions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                        [row[c] for c in cols])
+
+    # -- readers ------------------------------------------------------------------------------------------
+    def done_keys(self, keys: list[str]) -> set[str]:
+        """Which of `keys` are already stored (for resuming)."""
+        if not self.path.exists() or not keys:
+            return set()
+        with self.connect() as con:
+            rows = con.execute("SELECT unit_key FROM units_done WHERE list_contains(?, unit_key)", [keys]).fetchall()
+        return {r[0] for r in rows}
+
+    def read(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """Run a parameterised query on a read-only connection; values go in `params`, never into `sql`."""
+        with self.connect(read_only=True) as con:
+            return con.execute(sql, params or []).df()
+
+
+def open_store(path: Path | str | None = None) -> Store:
+    """A migrated store at `path` (created if missing)."""
+    store = Store(path)
+    store.migrate()
+    return store

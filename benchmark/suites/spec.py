@@ -1,0 +1,163 @@
+"""Suite specs: YAML files in this folder, loaded into frozen dataclasses.
+
+A suite fixes the whole protocol (tasks, backbone, recipes, merge hyperparameters, attacks, subset sizes,
+seeds). `Suite.hash` is the content hash of the full spec; every stored result carries it, so results of a
+changed protocol never mix with old ones.
+"""
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmark.errors import MergesecError, UnknownNameError
+from benchmark.hashing import content_hash
+
+SUITE_DIR = Path(__file__).parent
+DEFAULT_SUITE = "digits"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One classification task: its name, class count, and source-specific fields (domain, labels, HF ids)."""
+
+    name: str
+    n_classes: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """The image encoder: an open_clip architecture (`config` for a custom one) and input normalisation."""
+
+    kind: str
+    config: dict[str, Any]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    model_name: str | None = None
+    pretrained: str | None = None
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """Transfer-attack protocol: surrogates, attacks, L-inf budget, steps, subset size, seeds."""
+
+    surrogates: tuple[str, ...]
+    attacks: tuple[str, ...]
+    eps: float
+    steps: int
+    subset_size: int
+    seeds: tuple[int, ...]
+    norm: str = "Linf"
+
+    @property
+    def alpha(self) -> float:
+        """Step size eps/steps, as the protocol fixes it."""
+        return self.eps / self.steps
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A versioned benchmark protocol. Construct with `load_suite`; `raw` is the spec as written."""
+
+    raw: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.raw["name"]
+
+    @property
+    def version(self) -> str:
+        return str(self.raw["version"])
+
+    @cached_property
+    def hash(self) -> str:
+        """Content hash of the whole spec (16 hex chars)."""
+        return content_hash(self.raw)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.raw["data"]
+
+    @cached_property
+    def tasks(self) -> tuple[TaskSpec, ...]:
+        out = []
+        for t in self.raw["tasks"]:
+            opts = {k: v for k, v in t.items() if k not in ("name", "n_classes")}
+            out.append(TaskSpec(name=t["name"], n_classes=int(t.get("n_classes", 0)), options=opts))
+        return tuple(out)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def task(self, name: str) -> TaskSpec:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise UnknownNameError("task", name, self.task_names)
+
+    @cached_property
+    def backbone(self) -> BackboneSpec:
+        b = self.raw["backbone"]
+        return BackboneSpec(
+            kind=b["kind"],
+            config=dict(b.get("config", {})),
+            mean=tuple(b["mean"]),
+            std=tuple(b["std"]),
+            model_name=b.get("model_name"),
+            pretrained=b.get("pretrained"),
+        )
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        return self.raw["recipe"]
+
+    @property
+    def merge_methods(self) -> dict[str, dict[str, Any]]:
+        """Merge methods of this suite with the hyperparameters the suite fixes (defaults fill the rest)."""
+        return {k: dict(v or {}) for k, v in self.raw["merging"]["methods"].items()}
+
+    @property
+    def merge_seeds(self) -> tuple[int, ...]:
+        return tuple(self.raw["merging"].get("seeds", [0]))
+
+    @cached_property
+    def transfer(self) -> TransferSpec:
+        t = self.raw["transfer"]
+        return TransferSpec(
+            surrogates=tuple(t["surrogates"]),
+            attacks=tuple(t["attacks"]),
+            eps=float(t["eps"]),
+            steps=int(t["steps"]),
+            subset_size=int(t["subset_size"]),
+            seeds=tuple(t.get("seeds", [0])),
+            norm=t.get("norm", "Linf"),
+        )
+
+    @property
+    def backdoor(self) -> dict[str, Any]:
+        return self.raw.get("backdoor", {})
+
+
+def list_suites() -> list[str]:
+    """Names of the suites shipped with mergesec."""
+    return sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
+
+
+def load_suite(name_or_path: str | Path | None = None) -> Suite:
+    """Load a shipped suite by name, or any suite YAML by path; validates the required sections."""
+    name_or_path = name_or_path or DEFAULT_SUITE
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = SUITE_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise UnknownNameError("suite", str(name_or_path), list_suites())
+    raw = yaml.safe_load(path.read_text())
+    required = ("name", "version", "data", "tasks", "backbone", "recipe", "merging", "transfer")
+    missing = [k for k in required if k not in (raw or {})]
+    if missing:
+        raise MergesecError(f"suite file {path} lacks section(s) {missing}; see docs/suites.md for the format")
+    return Suite(raw=raw)

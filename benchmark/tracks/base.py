@@ -1,0 +1,61 @@
+"""Units of work and the track registry.
+
+A unit is one independent setting of a track (e.g. method × task × attack × surrogate × seed). It is
+described by JSON-able data only (so it can be shipped to a Ray worker), and its key is the content hash of
+that description, which always includes the suite hash and the code identity of the method it evaluates.
+"""
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pandas as pd
+
+from benchmark.errors import UnknownNameError
+from benchmark.hashing import content_hash
+
+if TYPE_CHECKING:
+    from benchmark.context import RunContext
+
+
+@dataclass(frozen=True)
+class Unit:
+    track: str
+    description: dict[str, Any] = field(hash=False)
+
+    @cached_property
+    def key(self) -> str:
+        return content_hash({"track": self.track, **self.description}, length=24)
+
+    def label(self) -> str:
+        skip = {"suite_hash", "hparams", "code", "inputs"}
+        return " ".join(f"{v}" for k, v in self.description.items() if k not in skip)
+
+
+class Track:
+    """A track plans its units and runs one unit into result tables (see benchmark.store.schema)."""
+
+    name: ClassVar[str]
+
+    def plan(self, ctx: "RunContext", methods: list[str]) -> list[Unit]:
+        raise NotImplementedError
+
+    def run_unit(self, unit: Unit, ctx: "RunContext") -> dict[str, pd.DataFrame]:
+        raise NotImplementedError
+
+
+TRACKS: dict[str, Track] = {}
+
+
+def register_track(cls: type[Track]) -> type[Track]:
+    """Class decorator: make a track available to the runner and the CLI under `cls.name`."""
+    TRACKS[cls.name] = cls()
+    return cls
+
+
+def get_track(name: str) -> Track:
+    import benchmark.tracks  # noqa: F401  (registers the built-in tracks)
+
+    if name not in TRACKS:
+        raise UnknownNameError("track", name, list(TRACKS))
+    return TRACKS[name]

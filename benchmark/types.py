@@ -1,0 +1,5 @@
+"""Shared type aliases."""
+
+import torch
+
+StateDict = dict[str, torch.Tensor]

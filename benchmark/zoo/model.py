@@ -1,0 +1,52 @@
+"""Classifiers: an image encoder with a frozen per-task head; normalisation lives inside the model."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ClassificationHead(nn.Linear):
+    """Linear head on L2-normalised features (the task-vectors recipe's zero-shot head shape)."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.normalize(features, dim=-1))
+
+
+class ImageClassifier(nn.Module):
+    """encoder -> (optional per-task adapter) -> head, on inputs in [0, 1].
+
+    Attacks work in [0, 1] pixel space and never see the normalisation, as the protocol fixes.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: nn.Module,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        adapter: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.encoder, self.head, self.adapter = encoder, head, adapter
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The features the head sees (after the adapter, before normalisation by the head)."""
+        f = self.encoder((x - self.mean) / self.std)
+        return self.adapter(f) if self.adapter is not None else f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Predicted labels of `model` on `x`, in eval mode, batched."""
+    model.eval()
+    return torch.cat([model(x[i : i + batch_size]).argmax(-1) for i in range(0, len(x), batch_size)])
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    return (predict(model, x) == y).float().mean().item()

@@ -1,0 +1,111 @@
+"""The model zoo of a suite: pretrained encoder, per-task frozen heads, per-task fine-tuned encoders.
+
+Each artefact is cached by the hash of exactly what it depends on (data spec, backbone, recipe stage,
+seed, upstream artefact keys), so a second run loads instead of training.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from benchmark.cache import Cache
+from benchmark.data import load_pretrain_images, load_task
+from benchmark.hashing import content_hash
+from benchmark.suites import Suite
+from benchmark.types import StateDict
+from benchmark.zoo.backbone import build_encoder
+from benchmark.zoo.model import ClassificationHead, ImageClassifier, accuracy
+from benchmark.zoo.train import finetune, fit_probe, pretrain_simclr
+
+
+@dataclass
+class Zoo:
+    """Encoder state dicts (pretrained and fine-tuned per task), frozen heads, and their content keys."""
+
+    suite: Suite
+    pretrained: StateDict
+    finetuned: dict[str, StateDict]
+    heads: dict[str, ClassificationHead]
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def encoder(self, state: StateDict) -> nn.Module:
+        enc = build_encoder(self.suite.backbone)
+        enc.load_state_dict(state)
+        return enc.eval()
+
+    def classifier(self, state: StateDict, task: str, adapter: nn.Module | None = None) -> ImageClassifier:
+        """An eval-mode classifier for `task` with encoder weights `state`; parameters do not require grad."""
+        b = self.suite.backbone
+        model = ImageClassifier(self.encoder(state), self.heads[task], b.mean, b.std, adapter)
+        return model.eval().requires_grad_(False)
+
+
+def _specs(suite: Suite) -> dict[str, Any]:
+    """What each zoo artefact depends on (the cache keys' contents)."""
+    base = {"data": suite.data, "backbone": suite.raw["backbone"], "seed": suite.recipe["seed"]}
+    pre = {"stage": "pretrain", **base, "recipe": suite.recipe["pretrain"]}
+    pre_key = content_hash(pre)
+    out: dict[str, Any] = {"pretrained": pre}
+    for t in suite.tasks:
+        task = {"name": t.name, "n_classes": t.n_classes, **t.options}
+        head = {"stage": "probe", "pretrained": pre_key, "task": task, "recipe": suite.recipe["probe"], **base}
+        out[f"head/{t.name}"] = head
+        out[f"finetuned/{t.name}"] = {
+            "stage": "finetune", "head": content_hash(head), "task": task, "recipe": suite.recipe["finetune"], **base
+        }
+    return out
+
+
+def build_zoo(suite: Suite, cache: Cache, progress: bool = True) -> Zoo:
+    """Build (or load from `cache`) the suite's zoo. Deterministic for a given suite and seed."""
+    specs, b, seed = _specs(suite), suite.backbone, suite.recipe["seed"]
+
+    def build_pretrained() -> StateDict:
+        torch.manual_seed(seed)
+        enc = build_encoder(b)
+        return pretrain_simclr(enc, load_pretrain_images(suite), b.mean, b.std, suite.recipe["pretrain"], seed,
+                               progress).state_dict()
+
+    pretrained = cache.get_or_build("pretrained", specs["pretrained"], build_pretrained)
+    heads: dict[str, ClassificationHead] = {}
+    finetuned: dict[str, StateDict] = {}
+    for t in tqdm(suite.tasks, desc="zoo: heads + fine-tuning", disable=not progress):
+        data = load_task(suite, t.name)
+        p = suite.recipe["probe"]
+
+        def build_head(data=data, t=t, p=p) -> StateDict:
+            enc = build_encoder(b)
+            enc.load_state_dict(pretrained)
+            return fit_probe(enc, data.train, t.n_classes, b.mean, b.std, p["shots_per_class"], p["C"], seed).state_dict()
+
+        head = ClassificationHead(b.config["output_dim"], t.n_classes)
+        head.load_state_dict(cache.get_or_build("head", specs[f"head/{t.name}"], build_head))
+        heads[t.name] = head.requires_grad_(False)
+
+        def build_ft(data=data, t=t, head=head) -> StateDict:
+            enc = build_encoder(b)
+            enc.load_state_dict(pretrained)
+            model = ImageClassifier(enc, head, b.mean, b.std)
+            finetune(model, data.train, suite.recipe["finetune"], seed, desc=f"fine-tune {t.name}", progress=progress)
+            return model.encoder.state_dict()
+
+        finetuned[t.name] = cache.get_or_build("finetuned", specs[f"finetuned/{t.name}"], build_ft)
+    keys = {name: content_hash(spec) for name, spec in specs.items()}
+    return Zoo(suite, pretrained, finetuned, heads, keys)
+
+
+def zoo_report(zoo: Zoo) -> list[dict[str, Any]]:
+    """Per-task test accuracy of the pretrained encoder (+probe head) and of the fine-tuned encoder."""
+    rows = []
+    for t in zoo.suite.task_names:
+        test = load_task(zoo.suite, t).test
+        x, y = test.tensors
+        rows.append({
+            "task": t,
+            "pretrained_acc": accuracy(zoo.classifier(zoo.pretrained, t), x, y),
+            "finetuned_acc": accuracy(zoo.classifier(zoo.finetuned[t], t), x, y),
+        })
+    return rows

@@ -1,0 +1,409 @@
+"""analysis.stats: every statistic checked against an independent computation (scipy or by hand)."""
+
+import itertools
+from math import comb
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats as ss
+from matplotlib.figure import Figure
+
+from analysis.stats import (
+    StatisticsError,
+    bootstrap_ci,
+    cd_cliques,
+    cd_diagram,
+    compact_letters,
+    correlation,
+    friedman_test,
+    mcnemar_by_setting,
+    mcnemar_exact,
+    nemenyi_critical_difference,
+    nemenyi_q,
+    one_sample_vs,
+    paired_table,
+    paired_test,
+    pairwise_wilcoxon,
+    rank_methods,
+    rank_stability,
+    top_group,
+)
+from benchmark.errors import MergesecError
+
+SETTING = ["task", "attack", "seed"]
+
+
+def make_results(offsets: dict[str, float], n_tasks=4, n_attacks=3, noise=0.1, rng_seed=0) -> pd.DataFrame:
+    """One row per (method, task, attack, seed=0): offset + a task effect + Gaussian noise."""
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for t, a in itertools.product(range(n_tasks), range(n_attacks)):
+        task_effect = rng.normal(0, 1)
+        for m, off in offsets.items():
+            value = off + task_effect + rng.normal(0, noise)
+            rows.append({"task": f"t{t}", "attack": f"a{a}", "seed": 0, "method": m, "asr": value})
+    return pd.DataFrame(rows)
+
+
+def wide_of(df: pd.DataFrame) -> pd.DataFrame:
+    return df.pivot_table(index=SETTING, columns="method", values="asr").sort_index(axis=1)
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values, written out."""
+    order = np.argsort(p)
+    m = len(p)
+    adjusted, running = np.empty(m), 0.0
+    for i, idx in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[idx]))
+        adjusted[idx] = running
+    return adjusted
+
+
+def matched_pairs_rbc(x: np.ndarray, y: np.ndarray) -> float:
+    """Kerby (2014): (sum of ranks of positive differences - of negative ones) / total rank sum."""
+    d = x - y
+    d = d[d != 0]
+    r = ss.rankdata(np.abs(d))
+    return (r[d > 0].sum() - r[d < 0].sum()) / r.sum()
+
+
+# ---------------------------------------------------------------- complete blocks and errors
+
+
+def test_paired_table_drops_incomplete_settings_and_counts_them():
+    df = make_results({"A": 0, "B": 1, "C": 2})
+    df = df.drop(df.index[(df.method == "B") & (df.task == "t0")])  # t0 has 3 attacks -> 3 settings lost
+    wide = paired_table(df, "asr", SETTING)
+    assert wide.shape == (9, 3)
+    assert wide.attrs == {"n_settings": 9, "n_settings_dropped": 3}
+    assert "t0" not in wide.index.get_level_values("task")
+
+
+@pytest.mark.parametrize(
+    "mutate, needle",
+    [
+        (lambda d: d[d.method == "A"], "at least 2 methods"),
+        (lambda d: d[(d.task == "t0") & (d.attack == "a0")], "2 complete settings"),
+        (lambda d: pd.concat([d, d.iloc[:1]]), "share a (method, setting)"),
+        (lambda d: d.drop(columns="attack"), "not in the table"),
+    ],
+)
+def test_paired_statistics_reject_unusable_input(mutate, needle):
+    df = mutate(make_results({"A": 0, "B": 1}))
+    with pytest.raises(StatisticsError, match=needle) as err:
+        friedman_test(df, "asr", SETTING)
+    assert isinstance(err.value, MergesecError)
+
+
+# ---------------------------------------------------------------- Friedman
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_friedman_matches_scipy(discrete):
+    df = make_results({"A": 0, "B": 0.05, "C": 0.1, "D": 0.3}, noise=0.2)
+    if discrete:  # many ties: both must apply the tie correction
+        df["asr"] = (df.asr * 2).round()
+    res = friedman_test(df, "asr", SETTING)
+    wide = wide_of(df)
+    q, p = ss.friedmanchisquare(*(wide[c] for c in wide.columns))
+    n, k = wide.shape
+    assert res.loc[0, "Q"] == pytest.approx(q, rel=1e-9)
+    assert res.loc[0, "p_unc"] == pytest.approx(p, rel=1e-9)
+    assert res.loc[0, "W"] == pytest.approx(q / (n * (k - 1)), rel=1e-9)  # Kendall's W from Q
+    assert res.loc[0, "ddof1"] == k - 1
+    assert res.loc[0, "n_settings"] == n and res.loc[0, "n_settings_dropped"] == 0
+
+
+# ---------------------------------------------------------------- pairwise Wilcoxon
+
+
+def test_pairwise_wilcoxon_matches_scipy_and_hand_holm():
+    df = make_results({"A": 0, "B": 0.03, "C": 0.08, "D": 0.3}, noise=0.1)
+    res = pairwise_wilcoxon(df, "asr", SETTING)
+    wide = wide_of(df)
+    assert len(res) == 6
+    expected_p = []
+    for row in res.itertuples():
+        sp = ss.wilcoxon(wide[row.A], wide[row.B])
+        assert row.W_val == pytest.approx(sp.statistic)
+        assert row.p_unc == pytest.approx(sp.pvalue, rel=1e-9)
+        assert row.RBC == pytest.approx(matched_pairs_rbc(wide[row.A].to_numpy(), wide[row.B].to_numpy()))
+        expected_p.append(sp.pvalue)
+    np.testing.assert_allclose(res.p_corr, holm(np.array(expected_p)), rtol=1e-9)
+    assert res.p_corr.ge(res.p_unc).all() and res.p_corr.lt(1).any()
+    assert res[["RBC", "CLES"]].notna().all().all()
+
+
+def test_pairwise_wilcoxon_two_methods_and_identical_methods():
+    df = make_results({"A": 0, "B": 0.1})
+    df.loc[df.method == "B", "asr"] = df.loc[df.method == "A", "asr"].to_numpy()  # identical everywhere
+    res = pairwise_wilcoxon(df, "asr", SETTING)
+    assert len(res) == 1
+    assert res.loc[0, "p_corr"] == res.loc[0, "p_unc"] == 1.0
+    assert res.loc[0, "RBC"] == 0.0 and res.loc[0, "CLES"] == pytest.approx(0.5, abs=0.2)
+
+
+def test_paired_test_matches_scipy():
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, 1, 15)
+    b = a - rng.normal(0.5, 1, 15)
+    res = paired_test(a, b, alternative="greater")
+    sp = ss.wilcoxon(a, b, alternative="greater")
+    assert res.loc[0, "W_val"] == pytest.approx(sp.statistic)
+    assert res.loc[0, "p_val"] == pytest.approx(sp.pvalue, rel=1e-9)
+    assert res.loc[0, "RBC"] == pytest.approx(matched_pairs_rbc(a, b))
+    assert res.loc[0, "n"] == 15
+    with pytest.raises(StatisticsError):
+        paired_test(a, b[:-1])
+
+
+# ---------------------------------------------------------------- McNemar
+
+
+def test_mcnemar_exact_against_binomial_sum():
+    a = np.array([True] * 3 + [True] * 1 + [False] * 7 + [False] * 2)
+    b = np.array([True] * 3 + [False] * 1 + [True] * 7 + [False] * 2)
+    res = mcnemar_exact(a, b)
+    # b = 1 discordant pair favours A, c = 7 favour B: p = 2 * P(X <= 1), X ~ Bin(8, 1/2)
+    hand = 2 * (comb(8, 0) + comb(8, 1)) / 2**8
+    assert hand == pytest.approx(0.0703125)
+    assert res.loc[0, ["n", "b", "c", "statistic"]].tolist() == [13, 1, 7, 1]
+    assert res.loc[0, "p_val"] == pytest.approx(hand, rel=1e-12)
+    assert mcnemar_exact(a, a).loc[0, "p_val"] == 1.0
+    with pytest.raises(StatisticsError):
+        mcnemar_exact(a.astype(int), b)
+
+
+def test_mcnemar_by_setting_pairs_examples_and_holm_corrects():
+    rows = []
+    # setting t0: A succeeds on 0..9, B on none -> b=10, c=0; setting t1: identical outcomes
+    for task, ex in itertools.product(["t0", "t1"], range(12)):
+        a_out = ex < 10 if task == "t0" else ex % 2 == 0
+        b_out = False if task == "t0" else ex % 2 == 0
+        rows += [
+            {"task": task, "example_id": ex, "method": "A", "hit": a_out},
+            {"task": task, "example_id": ex, "method": "B", "hit": b_out},
+        ]
+    df = pd.DataFrame(rows + [{"task": "t0", "example_id": 99, "method": "A", "hit": True}])  # unpaired
+    res = mcnemar_by_setting(df, "hit", ["task"], "A", "B").set_index("task")
+    assert res.loc["t0", ["n", "b", "c"]].tolist() == [12, 10, 0]
+    assert res.loc["t0", "p_val"] == pytest.approx(2 / 2**10)
+    assert res.loc["t1", "p_val"] == 1.0
+    assert res.loc["t0", "p_corr"] == pytest.approx(2 * 2 / 2**10)  # Holm: smallest of 2 p-values x 2
+
+
+# ---------------------------------------------------------------- Nemenyi and the CD diagram
+
+
+def test_nemenyi_q_matches_demsar_table():
+    # Demšar (2006), Table 5(a): q_0.05 for k = 2..6
+    for k, q in zip(range(2, 7), [1.960, 2.343, 2.569, 2.728, 2.850], strict=True):
+        assert nemenyi_q(k, 0.05) == pytest.approx(q, abs=5e-4)
+
+
+def test_nemenyi_critical_difference_and_average_ranks():
+    df = make_results({"A": 0, "B": 0.1, "C": 0.2, "D": 0.3}, noise=0.2)
+    res = nemenyi_critical_difference(df, "asr", SETTING, higher_is_better=False).set_index("method")
+    wide = wide_of(df)
+    hand_ranks = np.mean([ss.rankdata(row) for row in wide.to_numpy()], axis=0)  # 1 = lowest = best
+    np.testing.assert_allclose(res.loc[wide.columns, "avg_rank"], hand_ranks)
+    n = len(wide)
+    assert res.cd.iat[0] == pytest.approx(2.569 * np.sqrt(4 * 5 / (6 * n)), rel=2e-4)
+    assert res.avg_rank.is_monotonic_increasing
+    flipped = nemenyi_critical_difference(df, "asr", SETTING, higher_is_better=True).set_index("method")
+    np.testing.assert_allclose(flipped.loc[wide.columns, "avg_rank"], 5 - hand_ranks)
+
+
+def test_cd_cliques_by_hand():
+    ranks = pd.Series({"a": 1.0, "b": 1.5, "c": 2.2, "d": 3.5, "e": 3.9})
+    assert cd_cliques(ranks, cd=1.3) == [["a", "b", "c"], ["d", "e"]]
+    assert cd_cliques(ranks, cd=0.6) == [["a", "b"], ["d", "e"]]
+    assert cd_cliques(ranks, cd=0.3) == []
+    assert cd_cliques(ranks, cd=3.0) == [["a", "b", "c", "d", "e"]]
+
+
+def test_cd_diagram_draws_every_method_and_each_clique():
+    df = make_results({"A": 0, "B": 0.01, "C": 1.0, "D": 1.01, "E": 2.0}, noise=0.3)
+    ranks = nemenyi_critical_difference(df, "asr", SETTING, higher_is_better=True)
+    fig = cd_diagram(ranks, title="relative ASR")
+    assert isinstance(fig, Figure)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    for m, r in zip(ranks.method, ranks.avg_rank, strict=True):
+        assert f"{m} ({r:.2f})" in texts
+    assert f"CD = {ranks.cd.iat[0]:.2f}" in texts and "relative ASR" in texts
+    bars = [line for line in fig.axes[0].lines if line.get_gid() == "clique"]
+    expected = cd_cliques(ranks.set_index("method").avg_rank, ranks.cd.iat[0])
+    assert len(bars) == len(expected) > 0
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+def test_bootstrap_ci_covers_mean_reproducible_and_seed_dependent():
+    x = np.random.default_rng(1).normal(5, 2, 200)
+    res = bootstrap_ci(x, n_boot=2000, seed=7)
+    assert res.loc[0, "variable"] == "value" and res.loc[0, "mean"] == pytest.approx(x.mean())
+    assert res.loc[0, "ci_low"] < x.mean() < res.loc[0, "ci_high"]
+    # normal theory half-width 1.96 s / sqrt(n)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    assert res.loc[0, "ci_high"] - res.loc[0, "ci_low"] == pytest.approx(2 * half, rel=0.1)
+    pd.testing.assert_frame_equal(res, bootstrap_ci(x, n_boot=2000, seed=7))
+    assert res.loc[0, "ci_low"] != bootstrap_ci(x, n_boot=2000, seed=8).loc[0, "ci_low"]
+
+
+def test_bootstrap_ci_equals_explicit_resampling_loop():
+    x = np.random.default_rng(2).exponential(1.0, 40)
+    draws = np.random.default_rng(11).integers(0, 40, size=(500, 40))
+    boot = np.array([x[idx].mean() for idx in draws])
+    res = bootstrap_ci(pd.Series(x, name="acc"), n_boot=500, seed=11, ci=0.9)
+    assert res.loc[0, "variable"] == "acc"
+    np.testing.assert_allclose(
+        res.loc[0, ["ci_low", "ci_high"]].astype(float), np.quantile(boot, [0.05, 0.95])
+    )
+
+
+def test_bootstrap_is_paired_across_columns_and_can_resample_groups():
+    x = np.random.default_rng(4).normal(0, 1, 30)
+    res = bootstrap_ci(pd.DataFrame({"a": x, "b": x + 1.0}), n_boot=300, seed=0).set_index("variable")
+    np.testing.assert_allclose(res.loc["b"] - res.loc["a"], [1.0, 1.0, 1.0])  # same rows resampled
+    groups = np.repeat(["t0", "t1", "t2"], [5, 10, 15])
+    draws = np.random.default_rng(5).integers(0, 3, size=(400, 3))
+    labels = np.array(["t0", "t1", "t2"])
+    boot = [np.concatenate([x[groups == g] for g in labels[d]]).mean() for d in draws]
+    clustered = bootstrap_ci(x, n_boot=400, seed=5, groups=groups)
+    np.testing.assert_allclose(
+        clustered.loc[0, ["ci_low", "ci_high"]].astype(float), np.quantile(boot, [0.025, 0.975])
+    )
+
+
+# ---------------------------------------------------------------- letters, top group, rankings
+
+
+def test_compact_letters_hand_example():
+    # A > B > C > D; significant: A-C, A-D, B-D
+    res = compact_letters(["A", "B", "C", "D"], [("A", "C"), ("D", "A"), ("B", "D")])
+    assert res.method.tolist() == ["A", "B", "C", "D"]
+    assert res.letters.tolist() == ["a", "ab", "bc", "c"]
+    assert compact_letters(["A", "B"], []).letters.tolist() == ["a", "a"]
+
+
+def test_compact_letters_share_a_letter_iff_not_significant():
+    methods = list("ABCDEF")
+    pairs = list(itertools.combinations(methods, 2))
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        significant = {p for p in pairs if rng.random() < 0.5}
+        letters = compact_letters(methods, significant).set_index("method").letters
+        for a, b in pairs:
+            assert (not set(letters[a]) & set(letters[b])) == ((a, b) in significant), (a, b, significant)
+
+
+def test_top_group_single_clear_winner():
+    df = make_results({"A": 1.0, "B": 0.5, "C": 0.45, "D": 0.4}, n_tasks=5, noise=0.05)
+    res = top_group(df, "asr", SETTING, higher_is_better=True)
+    assert res.method.iat[0] == "A"
+    assert res.top_group.tolist() == [True, False, False, False]
+    assert (res.p_corr.iloc[1:] < 0.05).all()
+
+
+def test_top_group_keeps_indistinguishable_methods():
+    df = make_results({"A": 1.0, "B": 1.0, "C": 0.2}, n_tasks=5, noise=0.05)
+    res = top_group(df, "asr", SETTING, higher_is_better=True).set_index("method")
+    assert res.top_group.to_dict() == {"A": True, "B": True, "C": False}
+    lower = top_group(df, "asr", SETTING, higher_is_better=False).set_index("method")
+    assert lower.top_group.to_dict() == {"A": False, "B": False, "C": True}
+
+
+def test_top_group_keeps_method_that_wins_most_settings_despite_lower_mean():
+    df = make_results({"A": 0.0, "B": 0.0}, n_tasks=5, noise=0.0)
+    b_rows = df.method == "B"
+    df.loc[b_rows, "asr"] += 0.01  # B wins every setting by a little ...
+    df.loc[b_rows & (df.task == "t0") & (df.attack == "a0"), "asr"] -= 1.0  # ... but loses one by a lot
+    res = top_group(df, "asr", SETTING, higher_is_better=True).set_index("method")
+    assert res.index[0] == "A" and res.loc["B", "p_corr"] < 0.05  # A has the best mean; they differ
+    assert res.loc["B", "top_group"]  # but B is not significantly *worse*
+
+
+def test_rank_methods_table():
+    df = make_results({"wa": 1.0, "ta": 0.99, "ties": 0.3, "ada": 0.0}, n_tasks=5, noise=0.05)
+    df = df.drop(df.index[(df.method == "ada") & (df.task == "t4") & (df.attack == "a2")])
+    res = rank_methods(df, "asr", SETTING, higher_is_better=True, n_boot=500, seed=3)
+    assert res.columns.tolist() == [
+        "method",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "n_settings",
+        "rank",
+        "top_group",
+        "letters",
+    ]
+    assert res.method.tolist() == ["wa", "ta", "ties", "ada"] and res["rank"].tolist() == [1, 2, 3, 4]
+    assert res.attrs["n_settings_dropped"] == 1 and (res.n_settings == 14).all()
+    assert res.top_group.tolist() == [True, True, False, False]
+    assert res.letters.tolist() == ["a", "a", "b", "c"]
+    wide = paired_table(df, "asr", SETTING)
+    expected = bootstrap_ci(wide[res.method], n_boot=500, seed=3)
+    np.testing.assert_allclose(res[["mean", "ci_low", "ci_high"]], expected[["mean", "ci_low", "ci_high"]])
+    lower = rank_methods(df, "asr", SETTING, higher_is_better=False, n_boot=200)
+    assert lower.method.tolist() == ["ada", "ties", "ta", "wa"]
+
+
+def test_rank_methods_ties_share_the_lowest_rank():
+    df = make_results({"A": 1.0, "B": 1.0, "C": 0.0}, noise=0.0)
+    res = rank_methods(df, "asr", SETTING, higher_is_better=True, n_boot=100)
+    assert res["rank"].tolist() == [1, 1, 3]
+
+
+def test_rank_stability_dominant_method_and_unstable_pair():
+    df = make_results({"best": 5.0, "x": 0.0, "y": 0.0}, n_tasks=6, noise=0.3)
+    res = rank_stability(df, "asr", SETTING, higher_is_better=True, n_boot=500, seed=0).set_index("method")
+    assert res.loc["best", ["rank", "p_same_rank", "mean_rank", "p_rank1"]].tolist() == [1, 1.0, 1.0, 1.0]
+    assert res.loc[["x", "y"], "p_same_rank"].lt(1.0).all()  # x and y swap places across task resamples
+    assert res.loc[["x", "y"], "p_rank1"].eq(0).all()
+    assert res.attrs["n_groups"] == 6
+    with pytest.raises(StatisticsError):
+        rank_stability(df, "asr", SETTING, higher_is_better=True, resample_col="dataset")
+
+
+# ---------------------------------------------------------------- one-sample tests and correlation
+
+
+def test_one_sample_vs_matches_scipy():
+    rng = np.random.default_rng(8)
+    df = pd.DataFrame(
+        {
+            "method": np.repeat(["m1", "m2"], 14),
+            "rel_asr": np.r_[rng.normal(0.97, 0.02, 14), rng.normal(0.9, 0.05, 14)],
+        }
+    )
+    res = one_sample_vs(df, "rel_asr", value=0.95, alternative="greater").set_index("method")
+    for m, x in df.groupby("method").rel_asr:
+        w = ss.wilcoxon(x - 0.95, alternative="greater")
+        t = ss.ttest_1samp(x, 0.95, alternative="greater")
+        assert res.loc[m, "W_val"] == pytest.approx(w.statistic)
+        assert res.loc[m, "p_wilcoxon"] == pytest.approx(w.pvalue, rel=1e-9)
+        assert res.loc[m, "T"] == pytest.approx(t.statistic) and res.loc[m, "p_ttest"] == pytest.approx(
+            t.pvalue
+        )
+        assert res.loc[m, "cohen_d"] == pytest.approx(abs(x.mean() - 0.95) / x.std(ddof=1))
+        assert res.loc[m, "RBC"] == pytest.approx(matched_pairs_rbc(x.to_numpy() - 0.95, np.zeros(len(x))))
+    assert res.loc["m1", "p_wilcoxon"] < 0.05 < res.loc["m2", "p_wilcoxon"]
+
+
+def test_correlation_matches_scipy():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=30)
+    y = x + rng.normal(size=30)
+    res = correlation(x, y).set_index("test")
+    rho, p_rho = ss.spearmanr(x, y)
+    tau, p_tau = ss.kendalltau(x, y)
+    assert res.loc["spearman", "r"] == pytest.approx(rho) and res.loc["spearman", "p_val"] == pytest.approx(
+        p_rho
+    )
+    assert res.loc["kendall", "r"] == pytest.approx(tau) and res.loc["kendall", "p_val"] == pytest.approx(
+        p_tau
+    )
+    assert (res.n == 30).all()
