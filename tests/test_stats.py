@@ -86,7 +86,7 @@ def test_paired_table_drops_incomplete_settings_and_counts_them():
     [
         (lambda d: d[d.method == "A"], "at least 2 methods"),
         (lambda d: d[(d.task == "t0") & (d.attack == "a0")], "2 complete settings"),
-        (lambda d: pd.concat([d, d.iloc[:1]]), "share a (method, setting)"),
+        (lambda d: pd.concat([d, d.iloc[:1]]), r"share a \(method, setting\)"),
         (lambda d: d.drop(columns="attack"), "not in the table"),
     ],
 )
@@ -124,20 +124,26 @@ def test_pairwise_wilcoxon_matches_scipy_and_hand_holm():
     res = pairwise_wilcoxon(df, "asr", SETTING)
     wide = wide_of(df)
     assert len(res) == 6
-    expected_p = []
-    for row in res.itertuples():
-        sp = ss.wilcoxon(wide[row.A], wide[row.B])
-        assert row.W_val == pytest.approx(sp.statistic)
-        assert row.p_unc == pytest.approx(sp.pvalue, rel=1e-9)
-        assert row.RBC == pytest.approx(matched_pairs_rbc(wide[row.A].to_numpy(), wide[row.B].to_numpy()))
-        expected_p.append(sp.pvalue)
-    np.testing.assert_allclose(res.p_corr, holm(np.array(expected_p)), rtol=1e-9)
+    assert list(zip(res.A, res.B, strict=True)) == list(itertools.combinations("ABCD", 2))
+    scipy_tests = [ss.wilcoxon(wide[a], wide[b]) for a, b in zip(res.A, res.B, strict=True)]
+    expected_p = np.array([t.pvalue for t in scipy_tests])
+    np.testing.assert_allclose(res.W_val, [t.statistic for t in scipy_tests])
+    np.testing.assert_allclose(res.p_unc, expected_p, rtol=1e-9)
+    np.testing.assert_allclose(res.p_corr, holm(expected_p), rtol=1e-9)
+    rbc = [
+        matched_pairs_rbc(wide[a].to_numpy(), wide[b].to_numpy()) for a, b in zip(res.A, res.B, strict=True)
+    ]
+    np.testing.assert_allclose(res.RBC, rbc)
+    cles = [
+        (wide[a].to_numpy()[:, None] > wide[b].to_numpy()).mean() for a, b in zip(res.A, res.B, strict=True)
+    ]
+    np.testing.assert_allclose(res.CLES, cles)
     assert res.p_corr.ge(res.p_unc).all() and res.p_corr.lt(1).any()
     assert res[["RBC", "CLES"]].notna().all().all()
 
 
 def test_pairwise_wilcoxon_two_methods_and_identical_methods():
-    df = make_results({"A": 0, "B": 0.1})
+    df = make_results({"A": 0, "B": 0.1}, n_tasks=5)
     df.loc[df.method == "B", "asr"] = df.loc[df.method == "A", "asr"].to_numpy()  # identical everywhere
     res = pairwise_wilcoxon(df, "asr", SETTING)
     assert len(res) == 1
@@ -186,21 +192,24 @@ def test_mcnemar_by_setting_pairs_examples_and_holm_corrects():
             {"task": task, "example_id": ex, "method": "A", "hit": a_out},
             {"task": task, "example_id": ex, "method": "B", "hit": b_out},
         ]
-    df = pd.DataFrame(rows + [{"task": "t0", "example_id": 99, "method": "A", "hit": True}])  # unpaired
+    df = pd.DataFrame([*rows, {"task": "t0", "example_id": 99, "method": "A", "hit": True}])  # unpaired
     res = mcnemar_by_setting(df, "hit", ["task"], "A", "B").set_index("task")
     assert res.loc["t0", ["n", "b", "c"]].tolist() == [12, 10, 0]
     assert res.loc["t0", "p_val"] == pytest.approx(2 / 2**10)
     assert res.loc["t1", "p_val"] == 1.0
     assert res.loc["t0", "p_corr"] == pytest.approx(2 * 2 / 2**10)  # Holm: smallest of 2 p-values x 2
+    disjoint = df[(df.method == "A") & (df.task == "t0") | (df.method == "B") & (df.task == "t1")]
+    with pytest.raises(StatisticsError, match="share no"):
+        mcnemar_by_setting(disjoint, "hit", ["task"], "A", "B")
 
 
 # ---------------------------------------------------------------- Nemenyi and the CD diagram
 
 
 def test_nemenyi_q_matches_demsar_table():
-    # Demšar (2006), Table 5(a): q_0.05 for k = 2..6
+    # Demšar (2006), Table 5(a): q_0.05 for k = 2..6, printed to 3 decimals (k = 3 truncated)
     for k, q in zip(range(2, 7), [1.960, 2.343, 2.569, 2.728, 2.850], strict=True):
-        assert nemenyi_q(k, 0.05) == pytest.approx(q, abs=5e-4)
+        assert nemenyi_q(k, 0.05) == pytest.approx(q, abs=1e-3)
 
 
 def test_nemenyi_critical_difference_and_average_ranks():
@@ -352,9 +361,10 @@ def test_rank_methods_table():
 
 
 def test_rank_methods_ties_share_the_lowest_rank():
-    df = make_results({"A": 1.0, "B": 1.0, "C": 0.0}, noise=0.0)
+    df = make_results({"A": 1.0, "B": 0.0, "C": 0.0, "D": 0.0}, n_tasks=5, noise=0.0)
     res = rank_methods(df, "asr", SETTING, higher_is_better=True, n_boot=100)
-    assert res["rank"].tolist() == [1, 1, 3]
+    assert res["rank"].tolist() == [1, 2, 2, 2]
+    assert res.letters.tolist() == ["a", "b", "b", "b"]
 
 
 def test_rank_stability_dominant_method_and_unstable_pair():

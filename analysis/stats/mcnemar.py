@@ -56,6 +56,10 @@ def mcnemar_by_setting(
             raise StatisticsError(f"method {m!r} has several rows for one (setting, example); keep one")
         sides.append(part.set_index(keys)[outcome])
     both = pd.concat(sides, axis=1, keys=["a", "b"], join="inner").reset_index()
+    if both.empty:
+        raise StatisticsError(
+            f"{method_a!r} and {method_b!r} share no (setting, example); evaluate both on them"
+        )
     rows = [
         mcnemar_exact(g.a.to_numpy(), g.b.to_numpy()).assign(**dict(zip(setting_cols, key, strict=True)))
         for key, g in both.groupby(setting_cols, sort=True)

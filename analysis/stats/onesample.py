@@ -5,6 +5,7 @@ import pandas as pd
 import pingouin as pg
 
 from analysis.stats.blocks import StatisticsError
+from analysis.stats.pairwise import paired_test
 
 
 def one_sample_vs(
@@ -12,7 +13,7 @@ def one_sample_vs(
 ) -> pd.DataFrame:
     """Is ``metric`` above (``alternative="greater"``) ``value`` in each ``by`` group?
 
-    Wilcoxon signed-rank on ``metric - value`` (``pingouin.wilcoxon``; effect size: rank-biserial ``RBC``)
+    Wilcoxon signed-rank of ``metric - value`` (:func:`paired_test`; effect size: rank-biserial ``RBC``)
     and one-sample t-test (``pingouin.ttest``; effect size: Cohen's ``d``). Rows are treated as independent.
     Returns one row per group: ``by, n, mean, median, W_val, p_wilcoxon, RBC, T, dof, p_ttest, cohen_d``.
     """
@@ -24,8 +25,7 @@ def one_sample_vs(
         x = values.dropna().to_numpy(dtype=float)
         if len(x) < 2:
             raise StatisticsError(f"{by}={group!r} has {len(x)} values of {metric!r}; a test needs 2 or more")
-        with np.errstate(invalid="ignore", divide="ignore"):  # all values equal to `value`: RBC is 0/0
-            w = pg.wilcoxon(x - value, alternative=alternative)
+        w = paired_test(x, np.full_like(x, value), alternative=alternative)
         t = pg.ttest(x, value, alternative=alternative)
         rows.append(
             {
@@ -35,7 +35,7 @@ def one_sample_vs(
                 "median": float(np.median(x)),
                 "W_val": w["W_val"].iat[0],
                 "p_wilcoxon": w["p_val"].iat[0],
-                "RBC": w["RBC"].fillna(0.0).iat[0],
+                "RBC": w["RBC"].iat[0],
                 "T": t["T"].iat[0],
                 "dof": t["dof"].iat[0],
                 "p_ttest": t["p_val"].iat[0],

@@ -57,7 +57,7 @@ def top_group(
     """
     wide = paired_table(df, metric, setting_cols, method_col)
     means = _ordered_means(wide, higher_is_better)
-    pairs = pairwise_from_table(wide, metric, method_col)
+    pairs = pairwise_from_table(wide)
     res = _top_group(pairs, means.index[0], list(means.index), higher_is_better, alpha)
     res.insert(1, "mean", means.to_numpy())
     res.attrs = dict(wide.attrs)
@@ -87,7 +87,7 @@ def rank_methods(
     means = _ordered_means(wide, higher_is_better)
     order = list(means.index)
     cis = bootstrap_ci(wide[order], n_boot=n_boot, seed=seed, ci=ci).rename(columns={"variable": "method"})
-    pairs = pairwise_from_table(wide, metric, method_col)
+    pairs = pairwise_from_table(wide)
     significant = pairs.loc[pairs.p_corr < alpha, ["A", "B"]].itertuples(index=False, name=None)
     res = cis.assign(n_settings=len(wide), rank=rank_of(means.to_numpy(), higher_is_better))
     res["top_group"] = _top_group(pairs, order[0], order, higher_is_better, alpha)["top_group"].to_numpy()

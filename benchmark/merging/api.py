@@ -31,10 +31,17 @@ def merge(
     """
     spec = get_method(method) if isinstance(method, str) else method
     params = check_hparams(spec, hparams)
-    tasks = list(context.tasks) if context is not None and context.tasks else [f"task{i}" for i in range(len(finetuned))]
-    if isinstance(finetuned, list | tuple) and len(tasks) != len(finetuned):
-        raise MergeInputError(f"context.tasks has {len(tasks)} names but {len(finetuned)} fine-tuned models were given")
-    passthrough = check_inputs(pretrained, finetuned, [f"finetuned[{i}] (task {t!r})" for i, t in enumerate(tasks)])
+    n_models = len(finetuned) if isinstance(finetuned, list | tuple) else 0
+    tasks = [f"task{i}" for i in range(n_models)]
+    if context is not None and context.tasks:
+        tasks = list(context.tasks)
+    if n_models and len(tasks) != n_models:
+        raise MergeInputError(
+            f"context.tasks has {len(tasks)} names but {len(finetuned)} fine-tuned models were given"
+        )
+    passthrough = check_inputs(
+        pretrained, finetuned, [f"finetuned[{i}] (task {t!r})" for i, t in enumerate(tasks)]
+    )
     floats = [{k: v for k, v in sd.items() if k not in passthrough} for sd in (pretrained, *finetuned)]
     if spec.data_free:
         with torch.no_grad():
@@ -87,7 +94,9 @@ def _method_context(
 
 
 def _with_passthrough(factory: ClassifierFactory, passthrough: StateDict) -> ClassifierFactory:
-    def build(state_dict: StateDict, task_index: int, adapter: torch.nn.Module | None = None) -> torch.nn.Module:
+    def build(
+        state_dict: StateDict, task_index: int, adapter: torch.nn.Module | None = None
+    ) -> torch.nn.Module:
         return factory({**passthrough, **state_dict}, task_index, adapter)
 
     return build

@@ -42,6 +42,10 @@ class MergeMethod:
     citation: str = ""
     source: str = "builtin"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needs", frozenset(self.needs))
+        object.__setattr__(self, "hparams", dict(self.hparams))
+
     @property
     def data_free(self) -> bool:
         return not self.needs
@@ -113,9 +117,10 @@ def list_methods() -> list[str]:
 
 
 def _load_entry_points() -> None:
-    """Import every `mergesec.merge_methods` entry point once. Each points at a module that registers on import,
-    a `MergeMethod`, a function decorated with `register_merge`, or a zero-argument callable that registers.
-    A plugin that fails is reported with a warning and skipped, so one broken package cannot hide the rest."""
+    """Import every `mergesec.merge_methods` entry point once. Each points at a module that registers on
+    import, a `MergeMethod`, a function decorated with `register_merge`, or a zero-argument callable that
+    registers. A plugin that fails is reported with a warning and skipped, so one broken package cannot
+    hide the rest."""
     global _entry_points_loaded
     if _entry_points_loaded:
         return
@@ -166,6 +171,11 @@ def _check_method(method: MergeMethod) -> None:
     undeclared = [n for n, p in rest.items() if p.default is p.empty and n not in method.hparams]
     if undeclared:
         fail(f"fn requires {undeclared} but hparams gives them no default; add them to hparams={{...}}")
-    odd = {k: type(v).__name__ for k, v in method.hparams.items() if not isinstance(v, bool | int | float | str)}
+    odd = {
+        k: type(v).__name__ for k, v in method.hparams.items() if not isinstance(v, bool | int | float | str)
+    }
     if odd:
-        fail(f"hyperparameter defaults must be bool, int, float or str (they go into the suite hash); got {odd}")
+        fail(
+            "hyperparameter defaults must be bool, int, float or str (they go into the suite hash); "
+            f"got {odd}"
+        )

@@ -1,12 +1,13 @@
-"""Checks on a merge's hyperparameters, inputs and output; each failure is one message naming the problem and the fix.
+"""Checks on a merge's hyperparameters, inputs and output; each failure is one message naming the problem
+and the fix.
 
 Rules (documented in docs/merging.md):
 - every state dict is a `dict[str, Tensor]` with the pretrained model's keys, shapes, dtypes and devices;
 - floating tensors must be finite (no NaN/inf);
 - non-floating tensors (integer/bool buffers) are not merged: they must be identical in every model, are
   removed before the method runs and are copied unchanged into the result;
-- the method must return exactly the floating keys it was given, with the same shapes and dtypes, finite, as a
-  `dict[str, Tensor]` or a `MergeOutput` with one adapter slot per task.
+- the method must return exactly the floating keys it was given, with the same shapes and dtypes, finite,
+  as a `dict[str, Tensor]` or a `MergeOutput` with one adapter slot per task.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def check_inputs(pretrained: Any, finetuned: Any, names: Sequence[str]) -> State
     """
     if not isinstance(finetuned, list | tuple) or not finetuned:
         raise MergeInputError(
-            f"finetuned must be a non-empty list of state dicts (one per task); got {type(finetuned).__name__}"
+            "finetuned must be a non-empty list of state dicts (one per task); "
+            f"got {type(finetuned).__name__}"
         )
     models = [("pretrained", pretrained), *zip(names, finetuned, strict=True)]
     for name, sd in models:
@@ -74,21 +76,26 @@ def check_inputs(pretrained: Any, finetuned: Any, names: Sequence[str]) -> State
     if not pretrained:
         raise MergeInputError("pretrained is an empty state dict; pass the encoder's state_dict()")
     for name, sd in models[1:]:
-        _check_same_keys(sd, pretrained, f"{name} vs pretrained", MergeInputError,
-                         "every model must be the same encoder architecture (encoder only, no head)")
+        _check_same_keys(
+            sd,
+            pretrained,
+            f"{name} vs pretrained",
+            MergeInputError,
+            "every model must be the same encoder architecture (encoder only, no head)",
+        )
     passthrough: StateDict = {}
     for key, ref in pretrained.items():
         for name, sd in models[1:]:
             t = sd[key]
             if t.shape != ref.shape:
                 raise MergeInputError(
-                    f"shape mismatch for {key!r}: pretrained has {tuple(ref.shape)}, {name} has {tuple(t.shape)}; "
-                    "every model must be the same encoder architecture"
+                    f"shape mismatch for {key!r}: pretrained has {tuple(ref.shape)}, {name} has "
+                    f"{tuple(t.shape)}; every model must be the same encoder architecture"
                 )
             if t.dtype != ref.dtype or t.device != ref.device:
                 raise MergeInputError(
-                    f"{key!r} is {ref.dtype} on {ref.device} in pretrained but {t.dtype} on {t.device} in {name}; "
-                    "cast and move all models to one dtype and device before merging"
+                    f"{key!r} is {ref.dtype} on {ref.device} in pretrained but {t.dtype} on {t.device} in "
+                    f"{name}; cast and move all models to one dtype and device before merging"
                 )
         if ref.is_floating_point():
             for name, sd in models:
@@ -134,11 +141,12 @@ def check_output(method: MergeMethod, result: Any, reference: StateDict, n_tasks
         t = state_dict[key]
         if t.shape != ref.shape or t.dtype != ref.dtype:
             raise MergeOutputError(
-                f"{where} returned {key!r} as {t.dtype} {tuple(t.shape)}; the input is {ref.dtype} {tuple(ref.shape)}. "
-                f"Fix: {fix} (cast with .to(dtype))"
+                f"{where} returned {key!r} as {t.dtype} {tuple(t.shape)}; the input is {ref.dtype} "
+                f"{tuple(ref.shape)}. Fix: {fix} (cast with .to(dtype))"
             )
-        _check_finite(t, key, f"{where}'s result", MergeOutputError, "check the method for division by zero or "
-                      "overflow")
+        _check_finite(
+            t, key, f"{where}'s result", MergeOutputError, "check the method for division by zero or overflow"
+        )
 
 
 def _check_state_dict(sd: Any, name: str, error: type[Exception], fix: str) -> None:

@@ -1,6 +1,7 @@
 """Declarative, versioned, hashed benchmark suites."""
 
 from benchmark.suites.spec import (
+    SUITE_DIR,
     BackboneSpec,
     Suite,
     TaskSpec,
@@ -9,4 +10,4 @@ from benchmark.suites.spec import (
     load_suite,
 )
 
-__all__ = ["BackboneSpec", "Suite", "TaskSpec", "TransferSpec", "list_suites", "load_suite"]
+__all__ = ["SUITE_DIR", "BackboneSpec", "Suite", "TaskSpec", "TransferSpec", "list_suites", "load_suite"]

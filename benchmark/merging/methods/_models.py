@@ -1,4 +1,5 @@
-"""Helpers for data-dependent methods: dev-data loaders and running a classifier with substituted encoder tensors."""
+"""Helpers for data-dependent methods: dev-data loaders and running a classifier with substituted encoder
+tensors."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def device_of(state_dict: StateDict) -> torch.device:
 def dev_images(
     ctx: MergeContext, task: int, *, batch_size: int, n_examples: int | None = None
 ) -> Iterator[torch.Tensor]:
-    """Task `task`'s first `n_examples` dev images (all when None), in order, on the models' device; labels ignored."""
+    """Task `task`'s first `n_examples` dev images (all when None), in order, on the models' device; labels
+    ignored."""
     data = ctx.dev_data[task]
     if n_examples is not None:
         data = Subset(data, range(min(n_examples, len(data))))
@@ -44,8 +46,9 @@ def _images(batch: object) -> torch.Tensor:
 
 
 class WithEncoder:
-    """Runs a classifier from `classifier_factory` with its encoder's tensors replaced by `params` (a state dict
-    with the merged keys), through `torch.func.functional_call`: gradients flow to `params`, the module is untouched."""
+    """Runs a classifier from `classifier_factory` with its encoder's tensors replaced by `params` (a state
+    dict with the merged keys), through `torch.func.functional_call`: gradients flow to `params`, the
+    module is untouched."""
 
     def __init__(self, model: nn.Module, keys: Iterable[str]):
         encoder = getattr(model, "encoder", None)
@@ -59,8 +62,8 @@ class WithEncoder:
         unknown = [k for k in keys if k not in known]
         if unknown:
             raise MergeInputError(
-                f"the classifier's encoder has no tensor(s) {unknown[:5]}; classifier_factory must load the merged "
-                "state dict into .encoder, whose state-dict keys must be the merged keys"
+                f"the classifier's encoder has no tensor(s) {unknown[:5]}; classifier_factory must load "
+                "the merged state dict into .encoder, whose state-dict keys must be the merged keys"
             )
         self.model, self._prefix = model, f"{prefix}." if prefix else ""
 

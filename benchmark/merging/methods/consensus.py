@@ -9,7 +9,9 @@ from benchmark.merging.registry import register_merge
 from benchmark.types import StateDict
 
 
-def tall_masks(vectors: list[StateDict], mtl: StateDict, tall_mask_lambda: float) -> list[dict[str, torch.Tensor]]:
+def tall_masks(
+    vectors: list[StateDict], mtl: StateDict, tall_mask_lambda: float
+) -> list[dict[str, torch.Tensor]]:
     """TALL mask of each task: m_t = |τ_t| > λ · |τ_MTL − τ_t| (strict, as in the reference code)."""
     return [{k: v[k].abs() > tall_mask_lambda * (mtl[k] - v[k]).abs() for k in mtl} for v in vectors]
 
@@ -28,16 +30,18 @@ def consensus_ta(
     tall_mask_lambda: float,
     min_agreement: int,
 ) -> StateDict:
-    """Consensus Task Arithmetic: τ_MTL = Σ_t τ_t; keep the entries that at least `min_agreement` (k = 2, the
-    paper's default: drops "selfish" and "catastrophic" weights) tasks' TALL masks select; θ = θ_0 + λ (mask ⊙ τ_MTL).
+    """Consensus Task Arithmetic: τ_MTL = Σ_t τ_t; keep the entries that at least `min_agreement` (k = 2,
+    the paper's default: drops "selfish" and "catastrophic" weights) tasks' TALL masks select; θ = θ_0 + λ
+    (mask ⊙ τ_MTL).
 
-    Deviation: the paper picks each task's TALL-mask λ_t from {0.2, …, 0.6} on validation data and tunes the
-    scaling coefficient; this data-free version uses one fixed λ_t = `tall_mask_lambda` = 0.4 (the middle of
-    that grid) for every task and the task-arithmetic λ = 0.3.
+    Deviation: the paper picks each task's TALL-mask λ_t from {0.2, …, 0.6} on validation data and tunes
+    the scaling coefficient; this data-free version uses one fixed λ_t = `tall_mask_lambda` = 0.4 (the
+    middle of that grid) for every task and the task-arithmetic λ = 0.3.
     """
     vectors = task_vectors(pretrained, finetuned)
     mtl = sum_vectors(vectors)
     masks = tall_masks(vectors, mtl, tall_mask_lambda)
     kept = {k: sum(m[k].int() for m in masks) >= min_agreement for k in mtl}
-    return add_scaled(pretrained, {k: torch.where(kept[k], t, torch.zeros_like(t)) for k, t in mtl.items()},
-                      scaling_coef)
+    return add_scaled(
+        pretrained, {k: torch.where(kept[k], t, torch.zeros_like(t)) for k, t in mtl.items()}, scaling_coef
+    )

@@ -11,13 +11,16 @@ from benchmark.merging.registry import register_merge
 from benchmark.types import StateDict
 
 _PAPER = "DARE (Yu et al., ICML 2024)"
-_CITATION = "Yu et al. Language models are Super Mario: absorbing abilities from homologous models as a free " \
+_CITATION = (
+    "Yu et al. Language models are Super Mario: absorbing abilities from homologous models as a free "
     "lunch. ICML 2024. arXiv:2311.03099"
+)
 
 
 def dare(vectors: list[StateDict], drop_rate: float, seed: int) -> list[StateDict]:
-    """τ̃_k = M_k ⊙ τ_k / (1 − p) with M_k ~ Bernoulli(1 − p) drawn from a `torch.Generator` seeded with `seed`
-    (models in order, keys in order), so E[τ̃_k] = τ_k and the same seed gives the same result on a device."""
+    """τ̃_k = M_k ⊙ τ_k / (1 − p) with M_k ~ Bernoulli(1 − p) drawn from a `torch.Generator` seeded with
+    `seed` (models in order, keys in order), so E[τ̃_k] = τ_k and the same seed gives the same result on a
+    device."""
     if not 0 <= drop_rate < 1:
         raise MergeInputError(f"drop_rate must be in [0, 1); got {drop_rate}")
     device = next(iter(vectors[0].values())).device

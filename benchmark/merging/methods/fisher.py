@@ -11,10 +11,10 @@ from benchmark.types import StateDict
 
 
 def diagonal_fisher(ctx: MergeContext, task: int, n_examples: int, generator: torch.Generator) -> StateDict:
-    """Diagonal Fisher of fine-tuned model `task` (with its own head) over its first `n_examples` dev images:
-    F = (1/N) Σ_i (∇_θ log p_θ(y_i | x_i))², one label y_i ~ p_θ(· | x_i) sampled per image from the model's own
-    predictive distribution (a one-sample Monte-Carlo estimate of the expectation over y that the paper takes
-    exactly). Dev labels are not used."""
+    """Diagonal Fisher of fine-tuned model `task` (with its own head) over its first `n_examples` dev
+    images: F = (1/N) Σ_i (∇_θ log p_θ(y_i | x_i))², one label y_i ~ p_θ(· | x_i) sampled per image from
+    the model's own predictive distribution (a one-sample Monte-Carlo estimate of the expectation over y
+    that the paper takes exactly). Dev labels are not used."""
     params = {k: v.detach().requires_grad_() for k, v in ctx.finetuned[task].items()}
     model = WithEncoder(ctx.classifier_factory(ctx.finetuned[task], task), params)
     fisher = {k: torch.zeros_like(v, dtype=torch.float32) for k, v in params.items()}
@@ -25,16 +25,18 @@ def diagonal_fisher(ctx: MergeContext, task: int, n_examples: int, generator: to
                 log_probs = torch.log_softmax(model(params, x[None]).float(), dim=-1)[0]
                 label = torch.multinomial(log_probs.detach().exp().cpu(), 1, generator=generator).item()
                 grads = torch.autograd.grad(log_probs[label], list(params.values()), allow_unused=True)
-                for (key, f), g in zip(fisher.items(), grads, strict=True):
+                for f, g in zip(fisher.values(), grads, strict=True):
                     if g is not None:
                         f += g.float() ** 2
                 count += 1
     return {k: f / max(count, 1) for k, f in fisher.items()}
 
 
-def fisher_weighted_average(models: list[StateDict], fishers: list[StateDict], fisher_floor: float) -> StateDict:
-    """θ = Σ_k F̃_k θ_k / Σ_k F̃_k entry by entry, F̃_k = max(F_k, fisher_floor): where every Fisher is below the
-    floor (e.g. tensors the head does not depend on) this is the simple average."""
+def fisher_weighted_average(
+    models: list[StateDict], fishers: list[StateDict], fisher_floor: float
+) -> StateDict:
+    """θ = Σ_k F̃_k θ_k / Σ_k F̃_k entry by entry, F̃_k = max(F_k, fisher_floor): where every Fisher is
+    below the floor (e.g. tensors the head does not depend on) this is the simple average."""
     merged = {}
     for key, ref in models[0].items():
         weights = [f[key].clamp(min=fisher_floor) for f in fishers]
@@ -52,8 +54,9 @@ def fisher_weighted_average(models: list[StateDict], fishers: list[StateDict], f
 )
 def fisher(ctx: MergeContext, n_examples: int, fisher_floor: float) -> StateDict:
     """Fisher-weighted average of the fine-tuned encoders, each Fisher estimated with its own task head on
-    `n_examples` (256, FusionBench's default) unlabelled dev images, labels sampled from the model; sampling is
-    seeded by `ctx.seed`. `fisher_floor` = 1e-6 as in the reference code. Fishers are not normalised."""
+    `n_examples` (256, FusionBench's default) unlabelled dev images, labels sampled from the model;
+    sampling is seeded by `ctx.seed`. `fisher_floor` = 1e-6 as in the reference code. Fishers are not
+    normalised."""
     generator = torch.Generator().manual_seed(ctx.seed)
     fishers = [diagonal_fisher(ctx, k, n_examples, generator) for k in range(len(ctx.finetuned))]
     return fisher_weighted_average(ctx.finetuned, fishers, fisher_floor)

@@ -28,10 +28,10 @@ def ties_merge_vectors(vectors: list[StateDict], keep_ratio: float, merge_func: 
     """TIES's merged task vector τ_m from task vectors τ_k (Yadav et al., NeurIPS 2023).
 
     1. trim each τ_k to its global top-`keep_ratio` magnitudes (`trim_top_k`);
-    2. elect γ = sign(Σ_k trimmed τ_k); where that sum is 0, γ is the majority sign of γ over the whole model
-       (as in the reference implementation's `resolve_zero_signs`);
-    3. disjoint merge: per entry, the mean (`merge_func="mean"`, the paper) or sum (`"sum"`, BadMerging's code)
-       of the trimmed values whose sign equals γ; 0 where none does.
+    2. elect γ = sign(Σ_k trimmed τ_k); where that sum is 0, γ is the majority sign of γ over the whole
+       model (as in the reference implementation's `resolve_zero_signs`);
+    3. disjoint merge: per entry, the mean (`merge_func="mean"`, the paper) or sum (`"sum"`, BadMerging's
+       code) of the trimmed values whose sign equals γ; 0 where none does.
     """
     if merge_func not in MERGE_FUNCS:
         raise MergeInputError(f"merge_func must be one of {MERGE_FUNCS}; got {merge_func!r}")

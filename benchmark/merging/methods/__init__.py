@@ -1,0 +1,12 @@
+"""The built-in merge methods; importing this package registers them."""
+
+from benchmark.merging.methods import (  # noqa: F401
+    adamerging,
+    averaging,
+    consensus,
+    dare,
+    fisher,
+    regmean,
+    surgery,
+    ties,
+)

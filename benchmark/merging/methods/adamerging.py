@@ -1,0 +1,112 @@
+"""AdaMerging: merging coefficients learned by test-time entropy minimisation (task-wise and layer-wise)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from benchmark.merging.context import MergeContext
+from benchmark.merging.methods._common import task_vectors
+from benchmark.merging.methods._models import WithEncoder, endless_dev_images
+from benchmark.merging.registry import register_merge
+from benchmark.types import StateDict
+
+_HPARAMS = {"init_coef": 0.3, "lr": 1e-3, "steps": 500, "batch_size": 16}
+_PAPER = "AdaMerging (Yang et al., ICLR 2024)"
+_CITATION = (
+    "Yang et al. AdaMerging: Adaptive model merging for multi-task learning. ICLR 2024. arXiv:2310.02575"
+)
+
+
+@dataclass
+class Coefficients:
+    """Learned λ, shape (tasks, groups): groups = 1 (task-wise) or one per floating tensor (layer-wise), in
+    the state dict's key order; `losses[i]` is the summed mean prediction entropy before step i."""
+
+    lambdas: torch.Tensor
+    losses: list[float]
+
+
+def merged_state(pretrained: StateDict, vectors: list[StateDict], lambdas: torch.Tensor) -> StateDict:
+    """θ = θ_0 + Σ_k λ_k^(g) τ_k, with group g = 0 for every key (task-wise) or the key's index
+    (layer-wise)."""
+    layerwise = lambdas.shape[1] > 1
+    return {
+        key: p + sum(lambdas[k, g if layerwise else 0] * v[key] for k, v in enumerate(vectors))
+        for g, (key, p) in enumerate(pretrained.items())
+    }
+
+
+def learn_coefficients(
+    ctx: MergeContext, *, layerwise: bool, init_coef: float, lr: float, steps: int, batch_size: int
+) -> Coefficients:
+    """Minimise Σ_k mean entropy of task k's predictions (its own head) on a batch of its unlabelled dev data
+    over λ, with Adam; λ starts at `init_coef` and is projected onto [0, 1] after every step. Batches are
+    shuffled reproducibly from `ctx.seed`; the fine-tuned models' λ are all that is trained."""
+    vectors = task_vectors(ctx.pretrained, ctx.finetuned)
+    n_tasks = len(vectors)
+    groups = len(ctx.pretrained) if layerwise else 1
+    lambdas = torch.full(
+        (n_tasks, groups), float(init_coef), device=next(iter(ctx.pretrained.values())).device
+    )
+    lambdas.requires_grad_()
+    optimizer = torch.optim.Adam([lambdas], lr=lr)
+    models = [WithEncoder(ctx.classifier_factory(ctx.pretrained, k), ctx.pretrained) for k in range(n_tasks)]
+    batches = [endless_dev_images(ctx, k, batch_size=batch_size, seed=ctx.seed + k) for k in range(n_tasks)]
+    losses = []
+    with torch.enable_grad():
+        for _ in range(steps):
+            params = merged_state(ctx.pretrained, vectors, lambdas)
+            loss = sum(
+                _entropy(model(params, next(data))) for model, data in zip(models, batches, strict=True)
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                lambdas.clamp_(0.0, 1.0)
+            losses.append(float(loss.detach()))
+    return Coefficients(lambdas.detach(), losses)
+
+
+def _entropy(logits: torch.Tensor) -> torch.Tensor:
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    return -(log_probs.exp() * log_probs).sum(-1).mean()
+
+
+def _adamerging(ctx: MergeContext, layerwise: bool, **hparams: float) -> StateDict:
+    learned = learn_coefficients(ctx, layerwise=layerwise, **hparams)
+    merged = merged_state(ctx.pretrained, task_vectors(ctx.pretrained, ctx.finetuned), learned.lambdas)
+    return {k: v.to(ctx.pretrained[k].dtype) for k, v in merged.items()}
+
+
+@register_merge(
+    "adamerging_task",
+    needs=("unlabelled_dev", "classifier_factory"),
+    hparams=_HPARAMS,
+    paper=_PAPER,
+    citation=_CITATION,
+)
+def adamerging_task(ctx: MergeContext, init_coef: float, lr: float, steps: int, batch_size: int) -> StateDict:
+    """Task-wise AdaMerging: one λ_k per task, θ = θ_0 + Σ_k λ_k τ_k (`learn_coefficients`). Published
+    setting: λ init 0.3, Adam lr 1e-3, 500 steps, batch 16 per task (all defaults here)."""
+    return _adamerging(ctx, False, init_coef=init_coef, lr=lr, steps=steps, batch_size=batch_size)
+
+
+@register_merge(
+    "adamerging_layer",
+    needs=("unlabelled_dev", "classifier_factory"),
+    hparams=_HPARAMS,
+    paper=_PAPER,
+    citation=_CITATION,
+)
+def adamerging_layer(
+    ctx: MergeContext, init_coef: float, lr: float, steps: int, batch_size: int
+) -> StateDict:
+    """Layer-wise AdaMerging: one λ_k^(l) per task per floating tensor of the state dict (as the official
+    code, which has one coefficient per parameter tensor), θ^(l) = θ_0^(l) + Σ_k λ_k^(l) τ_k^(l). Same
+    defaults as task-wise. λ is projected onto [0, 1] after each step (the official code clamps λ where it
+    is used).
+    """
+    return _adamerging(ctx, True, init_coef=init_coef, lr=lr, steps=steps, batch_size=batch_size)

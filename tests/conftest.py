@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny suite (seconds to build) and the real digits zoo cache (built once per session)."""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.suites import SUITE_DIR, Suite, load_suite
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def tiny_suite_raw(**overrides) -> dict:
+    """digits.yaml shrunk to 3 tasks, a 2-layer ViT and a few epochs: for tests of plumbing, not quality."""
+    raw = yaml.safe_load((SUITE_DIR / "digits.yaml").read_text())
+    raw["name"] = "digits-tiny"
+    raw["tasks"] = raw["tasks"][:3]
+    raw["backbone"]["config"].update(width=32, layers=2, heads=2, output_dim=16)
+    raw["recipe"]["pretrain"].update(epochs=2)
+    raw["recipe"]["finetune"].update(epochs=2)
+    raw["merging"]["methods"] = {"weight_averaging": {}, "task_arithmetic": {"scaling_coef": 0.3},
+                                 "ties": {"scaling_coef": 0.3, "keep_ratio": 0.2, "merge_func": "mean"}}
+    raw["transfer"].update(subset_size=32, attacks=["fgsm", "pgd"])
+    raw.update(overrides)
+    return raw
+
+
+def write_suite(path: Path, raw: dict) -> Suite:
+    path.write_text(yaml.safe_dump(raw))
+    return load_suite(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_suite_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("suite") / "digits-tiny.yaml"
+    write_suite(path, tiny_suite_raw())
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_suite(tiny_suite_path) -> Suite:
+    return load_suite(tiny_suite_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def digits_cache() -> Path:
+    """The full digits zoo cache: $MERGESEC_TEST_CACHE, else ./cache (what `make demo` builds)."""
+    return Path(os.environ.get("MERGESEC_TEST_CACHE", "cache"))
