@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmark.checkpoints import load_state, save_state
 from benchmark.hashing import canonical_json, content_hash
 from benchmark.types import StateDict
-from benchmark.checkpoints import load_state, save_state
 
 DEFAULT_CACHE = "cache"
 

@@ -17,8 +17,12 @@ app = typer.Typer(
 )
 
 SuiteOpt = Annotated[str, typer.Option("--suite", "-s", help="Suite name or path to a suite YAML.")]
-DbOpt = Annotated[Path | None, typer.Option("--db", help="DuckDB file [env MERGESEC_DB, default results/mergesec.duckdb].")]
-CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Artefact cache dir [env MERGESEC_CACHE, default ./cache].")]
+DbOpt = Annotated[
+    Path | None, typer.Option("--db", help="DuckDB file [env MERGESEC_DB, default results/mergesec.duckdb].")
+]
+CacheOpt = Annotated[
+    Path | None, typer.Option("--cache", help="Artefact cache dir [env MERGESEC_CACHE, default ./cache].")
+]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | csv | json | markdown")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
@@ -155,6 +159,174 @@ def results(
     from benchmark.suites import load_suite
 
     emit(track_table(_store(db), load_suite(suite), track), fmt)
+
+
+@app.command()
+def leaderboard(
+    db: DbOpt = None,
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to serve on.")] = 8501,
+    headless: Annotated[bool, typer.Option("--headless/--browser", help="Do not open a browser tab.")] = False,
+) -> None:
+    """Open the Streamlit leaderboard on the results database (read-only; fine while a run writes)."""
+    import subprocess
+
+    import leaderboard
+    from benchmark.store import default_db_path
+
+    script = Path(leaderboard.__file__).parent / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+           "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "viewer", "--", "--db", str(db or default_db_path())]
+    try:
+        raise typer.Exit(subprocess.call(cmd))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+@app.command()
+def rank(
+    track: Annotated[str, typer.Option("--track", "-t", help="merge | transfer | backdoor")] = "transfer",
+    metric: Annotated[str | None, typer.Option(
+        help="Default relative_asr | clean_acc | backdoor_asr. ASR: lower = less vulnerable = better."
+    )] = None,
+    suite: SuiteOpt = "digits",
+    surrogate: Annotated[str | None, typer.Option(help="Transfer surrogate(s), comma-separated.")] = None,
+    task: Annotated[str | None, typer.Option(help="Task(s), comma-separated; default all.")] = None,
+    attack: Annotated[str | None, typer.Option(help="Attack(s), comma-separated; default all.")] = None,
+    variant: Annotated[str | None, typer.Option(help="Backdoor variant(s); default all.")] = None,
+    defense: Annotated[str | None, typer.Option(help="Backdoor defense(s) [none]; 'all' = every.")] = None,
+    pairwise: Annotated[bool, typer.Option("--pairwise", help="Also print pairwise Wilcoxon tests.")] = False,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the 95% CIs.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    db: DbOpt = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Rank merging methods with CIs, top group, letters and the Friedman test (the leaderboard's table)."""
+    from analysis.report_rank import parse_filters, rank_summary, render
+
+    opts = {"surrogate": surrogate, "task": task, "attack": attack, "variant": variant, "defense": defense}
+    res = rank_summary(_store(db), suite, track, metric, parse_filters(track, opts), n_boot=n_boot, seed=seed,
+                       pairwise=pairwise)
+    out, err = render(res, fmt)
+    typer.echo(out, nl=False)
+    if err:
+        typer.echo(err, err=True, nl=False)
+
+
+@app.command()
+def analyze(
+    suite: SuiteOpt = "digits",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder [reports/<suite>].")] = None,
+    metric: Annotated[str, typer.Option(
+        help="Vulnerability measure of claims 2-4: relative_asr | asr_transfer | aasr.")] = "relative_asr",
+    surrogate: Annotated[str, typer.Option(help="Surrogate for claims 1-4; 'all' = every.")] = "finetuned",
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    db: DbOpt = None,
+) -> None:
+    """Test the published claims on the stored results; write report.md, findings.json and PNG figures."""
+    from analysis.report import build_report
+
+    rep = build_report(_store(db), suite, out or Path("reports") / Path(suite).stem, metric=metric,
+                       surrogate=surrogate, n_boot=n_boot, seed=seed)
+    for f in rep.findings:
+        typer.echo(f"{f.title}: {f.verdict}")
+    typer.echo(f"report: {rep.out_dir / 'report.md'} ({len(rep.figures)} figures)")
+
+
+# -- submissions (benchmark/submissions; guide: submissions/README.md) ------------------------------------
+TimeLimitOpt = Annotated[float | None, typer.Option(
+    "--time-limit", help="Seconds one sandboxed call of the submitted code may take [env MERGESEC_SANDBOX_TIMEOUT_S, "
+    "default 600].")]
+MemoryLimitOpt = Annotated[int | None, typer.Option(
+    "--memory-limit", help="Address-space limit of the sandbox in MiB, torch's ~3.5 GiB included "
+    "[env MERGESEC_SANDBOX_MEMORY_MB, default 8192].")]
+
+
+@app.command()
+def validate(
+    submission: Annotated[Path, typer.Argument(help="Submission folder, e.g. submissions/model_breadcrumbs.")],
+    time_limit: TimeLimitOpt = None,
+    memory_limit: MemoryLimitOpt = None,
+) -> None:
+    """Check a submission in seconds: manifest schema, files, import, signature, smoke run on tiny models."""
+    from benchmark.submissions.check import validate as check
+    from benchmark.submissions.sandbox import Limits
+
+    report = check(submission, Limits.from_env(time_limit, memory_limit))
+    for line in report.checks:
+        typer.echo(f"ok  {line}")
+    typer.echo(f"submission {report.submission.slug!r} is valid ({report.seconds:.1f} s). "
+               f"Next: mergesec submit {submission}")
+
+
+@app.command()
+def submit(
+    submission: Annotated[Path, typer.Argument(help="Submission folder, e.g. submissions/model_breadcrumbs.")],
+    suite: Annotated[str | None, typer.Option("--suite", "-s", help="Suite; default the manifest's first.")] = None,
+    db: DbOpt = None,
+    cache: CacheOpt = None,
+    time_limit: TimeLimitOpt = None,
+    memory_limit: MemoryLimitOpt = None,
+    quiet: QuietOpt = False,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Validate a submission, run every track it claims, store the results with provenance, print its ranks."""
+    import time
+
+    from benchmark.submissions.sandbox import Limits
+    from benchmark.submissions.workflow import method_rows
+    from benchmark.submissions.workflow import submit as run_submission
+
+    t0 = time.perf_counter()
+    r = run_submission(submission, suite, db, cache, Limits.from_env(time_limit, memory_limit),
+                       progress=not quiet, command=" ".join(["mergesec", *sys.argv[1:]]))
+    sub = r.submission
+    if r.units_run == 0:
+        typer.echo(f"{sub.slug} (content hash {sub.code_hash}) is already stored for suite {r.suite.name}: "
+                   f"{r.units_skipped} units, nothing to run")
+    else:
+        typer.echo(f"{sub.slug} (content hash {sub.code_hash}): {r.units_run} units of {', '.join(r.tracks)} on "
+                   f"{r.suite.name} stored in {r.db}" + (f", replacing {r.replaced} units of an earlier version"
+                                                         if r.replaced else ""))
+    for title, df in method_rows(_store(db), r.suite, sub.name, sub.kind).items():
+        typer.echo(f"\n== {title}")
+        emit(df, fmt)
+    typer.echo(f"\nsubmit took {time.perf_counter() - t0:.0f} s. Check it reproduces: mergesec reproduce {sub.slug}"
+               + (f" --db {db}" if db else "") + "; browse: mergesec leaderboard" + (f" --db {db}" if db else ""))
+
+
+@app.command()
+def reproduce(
+    target: Annotated[str, typer.Argument(help="A submission slug or folder, or 'all'.")],
+    suite: Annotated[str | None, typer.Option("--suite", "-s", help="Suite; default the manifest's first.")] = None,
+    db: DbOpt = None,
+    tolerance: Annotated[float | None, typer.Option(help="Absolute tolerance per metric [default 1e-9].")] = None,
+    time_limit: TimeLimitOpt = None,
+    memory_limit: MemoryLimitOpt = None,
+    quiet: QuietOpt = False,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Re-run submissions from scratch (fresh cache and database) and compare every stored metric; exit 0 only
+    if all match within the tolerance. The verdict is stored for the leaderboard's reproduced badge."""
+    from benchmark.submissions.sandbox import Limits
+    from benchmark.submissions.workflow import DEFAULT_TOLERANCE
+    from benchmark.submissions.workflow import reproduce as run_reproduce
+
+    tol = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    verdicts = run_reproduce("all" if target == "all" else [target], suite, db, tol,
+                             Limits.from_env(time_limit, memory_limit), progress=not quiet)
+    failed = 0
+    for v in verdicts:
+        worst = "n/a" if v.max_abs_diff is None else f"{v.max_abs_diff:.3g}"
+        typer.echo(f"{v.submission.slug} on {v.suite.name}: {v.verdict.upper()} — {v.n_compared} values compared, "
+                   f"max |diff| {worst} (tolerance {tol:g}), {v.seconds:.0f} s" + (f"; {v.reason}" if v.reason else ""))
+        if not v.ok:
+            failed += 1
+            if not v.diffs.empty:
+                typer.echo(f"{len(v.diffs)} values differ (first 40):")
+                emit(v.diffs.head(40), fmt)
+    raise typer.Exit(1 if failed else 0)
 
 
 def main() -> None:

@@ -49,12 +49,10 @@ class RunContext:
 
     def method_code(self, method: str) -> str:
         """Identity of the method's code: the submission's content hash, or mergesec's version for built-ins."""
+        from benchmark import __version__
         from benchmark.merging import get_method
 
-        import benchmark
-
-        m = get_method(method)
-        return getattr(m, "code_hash", None) or f"builtin-{benchmark.__version__}"
+        return getattr(get_method(method), "code_hash", None) or f"builtin-{__version__}"
 
     def merged(self, method: str, hparams: dict[str, Any], seed: int) -> MergedModel:
         """Merge the suite's fine-tuned encoders with `method` (memoised for the run)."""

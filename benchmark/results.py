@@ -28,7 +28,29 @@ def merge_table(store: Store, suite: Suite) -> pd.DataFrame:
     return out.reset_index().rename(columns={"index": "method"})
 
 
-TRACK_TABLES = {"merge": merge_table}
+def transfer_table(store: Store, suite: Suite) -> pd.DataFrame:
+    """Per method and surrogate, over tasks and attacks: mean relative ASR, relative AASR, AASR (transfer,
+    white-box), mean clean accuracy of targets and surrogates, mean gradient cosine and CKA; most
+    vulnerable (highest transfer AASR) first within each surrogate. Definitions: docs/transfer.md."""
+    from benchmark.metrics import aggregate
+
+    df = store.read("SELECT * FROM transfer_metrics WHERE suite_hash = ?", [suite.hash])
+    if df.empty:
+        return df
+    out = aggregate(df, ["surrogate", "method"])
+    return out.sort_values(["surrogate", "aasr_transfer"], ascending=[True, False]).reset_index(drop=True)
+
+
+def backdoor_table(store: Store, suite: Suite) -> pd.DataFrame:
+    """Per attack (with the clean baseline), variant, target and merge method: clean accuracy `acc[d]` and
+    backdoor ASR `asr[d]` under each defense d (`none` first). Definitions: docs/backdoor.md."""
+    from benchmark.tracks.backdoor import summary_table
+
+    df = store.read("SELECT * FROM backdoor_metrics WHERE suite_hash = ?", [suite.hash])
+    return summary_table(df, list(suite.merge_methods))
+
+
+TRACK_TABLES = {"merge": merge_table, "transfer": transfer_table, "backdoor": backdoor_table}
 
 
 def track_table(store: Store, suite: Suite, track: str) -> pd.DataFrame:

@@ -79,9 +79,7 @@ def test_unknown_method_lists_valid_names():
 
 def test_unknown_and_mistyped_hparams_rejected_with_valid_names():
     pre, fts = random_models()
-    with pytest.raises(
-        MergeInputError, match=r"no hyperparameter\(s\) 'topk'.*keep_ratio, merge_func, scaling_coef"
-    ):
+    with pytest.raises(MergeInputError, match=r"no hyperparameter\(s\) 'topk'.*keep_ratio, merge_func, scaling_coef"):
         merge("ties", pre, fts, topk=0.2)
     with pytest.raises(MergeInputError, match=r"'scaling_coef'.*must be a float"):
         merge("task_arithmetic", pre, fts, scaling_coef="0.3")
@@ -178,9 +176,7 @@ def test_key_mismatch_names_keys_and_model():
         merge("task_arithmetic", pre, fts, context=MergeContext(tasks=["digit", "parity", "mod3"]))
     msg = str(err.value)
     assert (
-        "finetuned[0] (task 'digit')" in msg
-        and "missing key(s): 'b'" in msg
-        and "extra key(s): 'head.weight'" in msg
+        "finetuned[0] (task 'digit')" in msg and "missing key(s): 'b'" in msg and "extra key(s): 'head.weight'" in msg
     )
 
 
@@ -238,9 +234,7 @@ def test_broken_method_output_rejected(scratch_registry, result, match):
 
 def test_missing_data_error_names_the_data():
     pre, fts = random_models()
-    with pytest.raises(
-        MergeInputError, match=r"fisher needs unlabelled_dev and classifier_factory: pass context="
-    ):
+    with pytest.raises(MergeInputError, match=r"fisher needs unlabelled_dev and classifier_factory: pass context="):
         merge("fisher", pre, fts)
     with pytest.raises(
         MergeInputError, match=r"regmean needs classifier_factory: pass context=MergeContext\(classifier"

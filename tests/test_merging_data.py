@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from benchmark.merging import MergeContext, MergeOutput, merge
-from benchmark.merging.methods.adamerging import learn_coefficients, merged_state
+from benchmark.merging.methods.adamerging import learn_coefficients, merged_state, stacked_task_vectors
 from benchmark.merging.methods.fisher import fisher_weighted_average
 from benchmark.merging.methods.regmean import collect_grams
 
@@ -137,9 +137,7 @@ def test_regmean_grams_of_attention_in_proj_and_out_proj():
     # out_proj's input: the concatenated heads, recomputed here independently
     q, k, v = (
         tokens @ w.T + b
-        for w, b in zip(
-            fts[0]["attn.in_proj_weight"].chunk(3), fts[0]["attn.in_proj_bias"].chunk(3), strict=True
-        )
+        for w, b in zip(fts[0]["attn.in_proj_weight"].chunk(3), fts[0]["attn.in_proj_bias"].chunk(3), strict=True)
     )
     split = [t.reshape(5, 3, 2, 2).transpose(1, 2) for t in (q, k, v)]
     heads = F.scaled_dot_product_attention(*split).transpose(1, 2).reshape(-1, 4)
@@ -184,7 +182,7 @@ def test_adamerging_layer_result_uses_learned_coefficients_and_is_seeded():
     again = merge("adamerging_layer", pre, fts, context=ctx, steps=5, lr=0.05, batch_size=4)
     ctx.pretrained, ctx.finetuned = pre, fts
     learned = learn_coefficients(ctx, layerwise=True, init_coef=0.3, lr=0.05, steps=5, batch_size=4)
-    expected = merged_state(pre, [{k: sd[k] - pre[k] for k in pre} for sd in fts], learned.lambdas)
+    expected = merged_state(pre, stacked_task_vectors(pre, fts), learned.lambdas)
     for k in pre:
         assert torch.equal(out[k], again[k])
         torch.testing.assert_close(out[k], expected[k])

@@ -53,7 +53,7 @@ def test_task_domains_and_labels():
     xi, yi = inverted.test.tensors
     assert torch.allclose(xi, 1 - xd) and torch.equal(yi, yd)
     assert torch.equal(parity.test.tensors[1], yd % 2)
-    assert 0 <= xd.min() and xd.max() <= 1
+    assert xd.min() >= 0 and xd.max() <= 1
     rot = load_task(s, "rotated").test.tensors[0]
     assert torch.allclose(rot, torch.rot90(xd, 1, dims=(-2, -1)))
     assert {load_task(s, t).n_classes for t in s.task_names} == {2, 3, 10}

@@ -163,7 +163,7 @@ class PGD(TransferAttack):
     torchattacks_class = "PGD"
     paper = ("Kurakin et al., Adversarial Examples in the Physical World, 2017 (arXiv 1607.02533); "
              "Madry et al., ICLR 2018 (arXiv 1706.06083)")
-    fixed = {"random_start": False}
+    fixed: ClassVar[dict[str, Any]] = {"random_start": False}
 
 
 @register_attack("mifgsm")
@@ -181,7 +181,8 @@ class DIFGSM(TransferAttack):
     "Improving Transferability of Adversarial Examples with Input Diversity", CVPR 2019 (arXiv 1803.06978)."""
 
     torchattacks_class = "DIFGSM"
-    paper = "Xie et al., Improving Transferability of Adversarial Examples with Input Diversity, CVPR 2019 (arXiv 1803.06978)"
+    paper = ("Xie et al., Improving Transferability of Adversarial Examples with Input Diversity, CVPR 2019 "
+             "(arXiv 1803.06978)")
 
 
 @register_attack("tifgsm")
@@ -191,7 +192,8 @@ class TIFGSM(TransferAttack):
     CVPR 2019 (arXiv 1904.02884)."""
 
     torchattacks_class = "TIFGSM"
-    paper = "Dong et al., Evading Defenses to Transferable Adversarial Examples by Translation-Invariant Attacks, CVPR 2019 (arXiv 1904.02884)"
+    paper = ("Dong et al., Evading Defenses to Transferable Adversarial Examples by Translation-Invariant "
+             "Attacks, CVPR 2019 (arXiv 1904.02884)")
 
 
 @register_attack("vmifgsm")
@@ -200,7 +202,8 @@ class VMIFGSM(TransferAttack):
     Transferability of Adversarial Attacks through Variance Tuning", CVPR 2021 (arXiv 2103.15571)."""
 
     torchattacks_class = "VMIFGSM"
-    paper = "Wang & He, Enhancing the Transferability of Adversarial Attacks through Variance Tuning, CVPR 2021 (arXiv 2103.15571)"
+    paper = ("Wang & He, Enhancing the Transferability of Adversarial Attacks through Variance Tuning, "
+             "CVPR 2021 (arXiv 2103.15571)")
 
 
 @register_attack("nifgsm")
@@ -209,4 +212,5 @@ class NIFGSM(TransferAttack):
     "Nesterov Accelerated Gradient and Scale Invariance for Adversarial Attacks", ICLR 2020 (arXiv 1908.06281)."""
 
     torchattacks_class = "NIFGSM"
-    paper = "Lin et al., Nesterov Accelerated Gradient and Scale Invariance for Adversarial Attacks, ICLR 2020 (arXiv 1908.06281)"
+    paper = ("Lin et al., Nesterov Accelerated Gradient and Scale Invariance for Adversarial Attacks, "
+             "ICLR 2020 (arXiv 1908.06281)")

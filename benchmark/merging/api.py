@@ -36,12 +36,8 @@ def merge(
     if context is not None and context.tasks:
         tasks = list(context.tasks)
     if n_models and len(tasks) != n_models:
-        raise MergeInputError(
-            f"context.tasks has {len(tasks)} names but {len(finetuned)} fine-tuned models were given"
-        )
-    passthrough = check_inputs(
-        pretrained, finetuned, [f"finetuned[{i}] (task {t!r})" for i, t in enumerate(tasks)]
-    )
+        raise MergeInputError(f"context.tasks has {len(tasks)} names but {len(finetuned)} fine-tuned models were given")
+    passthrough = check_inputs(pretrained, finetuned, [f"finetuned[{i}] (task {t!r})" for i, t in enumerate(tasks)])
     floats = [{k: v for k, v in sd.items() if k not in passthrough} for sd in (pretrained, *finetuned)]
     if spec.data_free:
         with torch.no_grad():
@@ -94,9 +90,7 @@ def _method_context(
 
 
 def _with_passthrough(factory: ClassifierFactory, passthrough: StateDict) -> ClassifierFactory:
-    def build(
-        state_dict: StateDict, task_index: int, adapter: torch.nn.Module | None = None
-    ) -> torch.nn.Module:
+    def build(state_dict: StateDict, task_index: int, adapter: torch.nn.Module | None = None) -> torch.nn.Module:
         return factory({**passthrough, **state_dict}, task_index, adapter)
 
     return build

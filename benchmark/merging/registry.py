@@ -171,11 +171,6 @@ def _check_method(method: MergeMethod) -> None:
     undeclared = [n for n, p in rest.items() if p.default is p.empty and n not in method.hparams]
     if undeclared:
         fail(f"fn requires {undeclared} but hparams gives them no default; add them to hparams={{...}}")
-    odd = {
-        k: type(v).__name__ for k, v in method.hparams.items() if not isinstance(v, bool | int | float | str)
-    }
+    odd = {k: type(v).__name__ for k, v in method.hparams.items() if not isinstance(v, bool | int | float | str)}
     if odd:
-        fail(
-            "hyperparameter defaults must be bool, int, float or str (they go into the suite hash); "
-            f"got {odd}"
-        )
+        fail(f"hyperparameter defaults must be bool, int, float or str (they go into the suite hash); got {odd}")

@@ -67,8 +67,7 @@ def check_inputs(pretrained: Any, finetuned: Any, names: Sequence[str]) -> State
     """
     if not isinstance(finetuned, list | tuple) or not finetuned:
         raise MergeInputError(
-            "finetuned must be a non-empty list of state dicts (one per task); "
-            f"got {type(finetuned).__name__}"
+            f"finetuned must be a non-empty list of state dicts (one per task); got {type(finetuned).__name__}"
         )
     models = [("pretrained", pretrained), *zip(names, finetuned, strict=True)]
     for name, sd in models:
@@ -154,9 +153,7 @@ def _check_state_dict(sd: Any, name: str, error: type[Exception], fix: str) -> N
         raise error(f"{name} is a {type(sd).__name__}, not a dict[str, Tensor]; {fix}")
     bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise error(
-            f"{name} is not a dict[str, Tensor]: entry {bad[0]!r} is a {type(sd[bad[0]]).__name__}; {fix}"
-        )
+        raise error(f"{name} is not a dict[str, Tensor]: entry {bad[0]!r} is a {type(sd[bad[0]]).__name__}; {fix}")
 
 
 def _check_same_keys(sd: StateDict, ref: StateDict, what: str, error: type[Exception], fix: str) -> None:

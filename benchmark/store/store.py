@@ -137,7 +137,7 @@ class Store:
         """Remove units (and their rows) so they run again; used by reproduce and --force."""
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
-            for table in sorted(RESULT_TABLES) + ["units_done"]:
+            for table in [*sorted(RESULT_TABLES), "units_done"]:
                 con.execute(f"DELETE FROM {table} WHERE list_contains(?, unit_key)", [unit_keys])
             con.execute("COMMIT")
 

@@ -4,6 +4,7 @@ Each artefact is cached by the hash of exactly what it depends on (data spec, ba
 seed, upstream artefact keys), so a second run loads instead of training.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,9 +13,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from benchmark.cache import Cache
-from benchmark.data import load_pretrain_images, load_task
+from benchmark.data import TaskData, load_pretrain_images, load_task
 from benchmark.hashing import content_hash
-from benchmark.suites import Suite
+from benchmark.suites import Suite, TaskSpec
 from benchmark.types import StateDict
 from benchmark.zoo.backbone import build_encoder
 from benchmark.zoo.model import ClassificationHead, ImageClassifier, accuracy
@@ -43,25 +44,21 @@ class Zoo:
         return model.eval().requires_grad_(False)
 
 
-def _specs(suite: Suite) -> dict[str, Any]:
-    """What each zoo artefact depends on (the cache keys' contents)."""
-    base = {"data": suite.data, "backbone": suite.raw["backbone"], "seed": suite.recipe["seed"]}
-    pre = {"stage": "pretrain", **base, "recipe": suite.recipe["pretrain"]}
-    pre_key = content_hash(pre)
-    out: dict[str, Any] = {"pretrained": pre}
-    for t in suite.tasks:
-        task = {"name": t.name, "n_classes": t.n_classes, **t.options}
-        head = {"stage": "probe", "pretrained": pre_key, "task": task, "recipe": suite.recipe["probe"], **base}
-        out[f"head/{t.name}"] = head
-        out[f"finetuned/{t.name}"] = {
-            "stage": "finetune", "head": content_hash(head), "task": task, "recipe": suite.recipe["finetune"], **base
-        }
-    return out
+@dataclass
+class Stages:
+    """The two stages before fine-tuning, which depend on the backbone: the pretrained encoder and the frozen
+    per-task heads. The recipes are what the cache keys record; `build_head(pretrained, task, data)`."""
+
+    pretrain_recipe: Any
+    head_stage: str
+    head_recipe: Any
+    build_pretrained: Callable[[], StateDict]
+    build_head: Callable[[StateDict, TaskSpec, TaskData], StateDict]
 
 
-def build_zoo(suite: Suite, cache: Cache, progress: bool = True) -> Zoo:
-    """Build (or load from `cache`) the suite's zoo. Deterministic for a given suite and seed."""
-    specs, b, seed = _specs(suite), suite.backbone, suite.recipe["seed"]
+def _simclr_stages(suite: Suite, progress: bool) -> Stages:
+    """`digits`: SimCLR pretraining on the pretraining split, few-shot linear-probe heads."""
+    b, seed, p = suite.backbone, suite.recipe["seed"], suite.recipe["probe"]
 
     def build_pretrained() -> StateDict:
         torch.manual_seed(seed)
@@ -69,27 +66,74 @@ def build_zoo(suite: Suite, cache: Cache, progress: bool = True) -> Zoo:
         return pretrain_simclr(enc, load_pretrain_images(suite), b.mean, b.std, suite.recipe["pretrain"], seed,
                                progress).state_dict()
 
-    pretrained = cache.get_or_build("pretrained", specs["pretrained"], build_pretrained)
+    def build_head(pretrained: StateDict, t: TaskSpec, data: TaskData) -> StateDict:
+        enc = build_encoder(b)
+        enc.load_state_dict(pretrained)
+        return fit_probe(enc, data.train, t.n_classes, b.mean, b.std, p["shots_per_class"], p["C"], seed).state_dict()
+
+    return Stages(suite.recipe["pretrain"], "probe", p, build_pretrained, build_head)
+
+
+def _stages(suite: Suite, progress: bool) -> Stages:
+    if suite.backbone.kind == "open_clip":  # pretrained CLIP image tower + zero-shot heads (task vectors)
+        from benchmark.zoo.clip import clip_stages
+
+        return clip_stages(suite)
+    return _simclr_stages(suite, progress)
+
+
+def finetune_recipe(suite: Suite, task: str) -> dict[str, Any]:
+    """The fine-tuning recipe of `task`: `epochs` may be one number or a per-task mapping."""
+    cfg = dict(suite.recipe["finetune"])
+    if isinstance(cfg.get("epochs"), dict):
+        cfg["epochs"] = cfg["epochs"][task]
+    return cfg
+
+
+def _specs(suite: Suite, stages: Stages) -> dict[str, Any]:
+    """What each zoo artefact depends on (the cache keys' contents)."""
+    base = {"data": suite.data, "backbone": suite.raw["backbone"], "seed": suite.recipe["seed"]}
+    pre = {"stage": "pretrain", **base, "recipe": stages.pretrain_recipe}
+    pre_key = content_hash(pre)
+    out: dict[str, Any] = {"pretrained": pre}
+    for t in suite.tasks:
+        task = {"name": t.name, "n_classes": t.n_classes, **t.options}
+        head = {"stage": stages.head_stage, "pretrained": pre_key, "task": task, "recipe": stages.head_recipe,
+                **base}
+        out[f"head/{t.name}"] = head
+        out[f"finetuned/{t.name}"] = {
+            "stage": "finetune", "head": content_hash(head), "task": task,
+            "recipe": finetune_recipe(suite, t.name), **base
+        }
+    return out
+
+
+def build_zoo(suite: Suite, cache: Cache, progress: bool = True) -> Zoo:
+    """Build (or load from `cache`) the suite's zoo. Deterministic for a given suite and seed."""
+    b, seed = suite.backbone, suite.recipe["seed"]
+    stages = _stages(suite, progress)
+    specs = _specs(suite, stages)
+    pretrained = cache.get_or_build("pretrained", specs["pretrained"], stages.build_pretrained)
     heads: dict[str, ClassificationHead] = {}
     finetuned: dict[str, StateDict] = {}
     for t in tqdm(suite.tasks, desc="zoo: heads + fine-tuning", disable=not progress):
         data = load_task(suite, t.name)
-        p = suite.recipe["probe"]
 
-        def build_head(data=data, t=t, p=p) -> StateDict:
-            enc = build_encoder(b)
-            enc.load_state_dict(pretrained)
-            return fit_probe(enc, data.train, t.n_classes, b.mean, b.std, p["shots_per_class"], p["C"], seed).state_dict()
+        def build_head(data=data, t=t) -> StateDict:
+            return stages.build_head(pretrained, t, data)
 
-        head = ClassificationHead(b.config["output_dim"], t.n_classes)
-        head.load_state_dict(cache.get_or_build("head", specs[f"head/{t.name}"], build_head))
+        head_state = cache.get_or_build("head", specs[f"head/{t.name}"], build_head)
+        n_classes, dim = head_state["weight"].shape
+        head = ClassificationHead(dim, n_classes)
+        head.load_state_dict(head_state)
         heads[t.name] = head.requires_grad_(False)
 
         def build_ft(data=data, t=t, head=head) -> StateDict:
             enc = build_encoder(b)
             enc.load_state_dict(pretrained)
             model = ImageClassifier(enc, head, b.mean, b.std)
-            finetune(model, data.train, suite.recipe["finetune"], seed, desc=f"fine-tune {t.name}", progress=progress)
+            finetune(model, data.train, finetune_recipe(suite, t.name), seed, desc=f"fine-tune {t.name}",
+                     progress=progress)
             return model.encoder.state_dict()
 
         finetuned[t.name] = cache.get_or_build("finetuned", specs[f"finetuned/{t.name}"], build_ft)

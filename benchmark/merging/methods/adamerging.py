@@ -7,16 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from benchmark.merging.context import MergeContext
-from benchmark.merging.methods._common import task_vectors
 from benchmark.merging.methods._models import WithEncoder, endless_dev_images
 from benchmark.merging.registry import register_merge
 from benchmark.types import StateDict
 
 _HPARAMS = {"init_coef": 0.3, "lr": 1e-3, "steps": 500, "batch_size": 16}
 _PAPER = "AdaMerging (Yang et al., ICLR 2024)"
-_CITATION = (
-    "Yang et al. AdaMerging: Adaptive model merging for multi-task learning. ICLR 2024. arXiv:2310.02575"
-)
+_CITATION = "Yang et al. AdaMerging: Adaptive model merging for multi-task learning. ICLR 2024. arXiv:2310.02575"
 
 
 @dataclass
@@ -28,12 +25,17 @@ class Coefficients:
     losses: list[float]
 
 
-def merged_state(pretrained: StateDict, vectors: list[StateDict], lambdas: torch.Tensor) -> StateDict:
+def stacked_task_vectors(pretrained: StateDict, finetuned: list[StateDict]) -> StateDict:
+    """τ_k stacked per key: key -> tensor of shape (tasks, *shape)."""
+    return {k: torch.stack([sd[k] - p for sd in finetuned]) for k, p in pretrained.items()}
+
+
+def merged_state(pretrained: StateDict, stacked: StateDict, lambdas: torch.Tensor) -> StateDict:
     """θ = θ_0 + Σ_k λ_k^(g) τ_k, with group g = 0 for every key (task-wise) or the key's index
     (layer-wise)."""
     layerwise = lambdas.shape[1] > 1
     return {
-        key: p + sum(lambdas[k, g if layerwise else 0] * v[key] for k, v in enumerate(vectors))
+        key: p + torch.tensordot(lambdas[:, g if layerwise else 0], stacked[key], dims=1)
         for g, (key, p) in enumerate(pretrained.items())
     }
 
@@ -44,12 +46,10 @@ def learn_coefficients(
     """Minimise Σ_k mean entropy of task k's predictions (its own head) on a batch of its unlabelled dev data
     over λ, with Adam; λ starts at `init_coef` and is projected onto [0, 1] after every step. Batches are
     shuffled reproducibly from `ctx.seed`; the fine-tuned models' λ are all that is trained."""
-    vectors = task_vectors(ctx.pretrained, ctx.finetuned)
-    n_tasks = len(vectors)
+    stacked = stacked_task_vectors(ctx.pretrained, ctx.finetuned)
+    n_tasks = len(ctx.finetuned)
     groups = len(ctx.pretrained) if layerwise else 1
-    lambdas = torch.full(
-        (n_tasks, groups), float(init_coef), device=next(iter(ctx.pretrained.values())).device
-    )
+    lambdas = torch.full((n_tasks, groups), float(init_coef), device=next(iter(ctx.pretrained.values())).device)
     lambdas.requires_grad_()
     optimizer = torch.optim.Adam([lambdas], lr=lr)
     models = [WithEncoder(ctx.classifier_factory(ctx.pretrained, k), ctx.pretrained) for k in range(n_tasks)]
@@ -57,10 +57,8 @@ def learn_coefficients(
     losses = []
     with torch.enable_grad():
         for _ in range(steps):
-            params = merged_state(ctx.pretrained, vectors, lambdas)
-            loss = sum(
-                _entropy(model(params, next(data))) for model, data in zip(models, batches, strict=True)
-            )
+            params = merged_state(ctx.pretrained, stacked, lambdas)
+            loss = sum(_entropy(model(params, next(data))) for model, data in zip(models, batches, strict=True))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -77,7 +75,7 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
 
 def _adamerging(ctx: MergeContext, layerwise: bool, **hparams: float) -> StateDict:
     learned = learn_coefficients(ctx, layerwise=layerwise, **hparams)
-    merged = merged_state(ctx.pretrained, task_vectors(ctx.pretrained, ctx.finetuned), learned.lambdas)
+    merged = merged_state(ctx.pretrained, stacked_task_vectors(ctx.pretrained, ctx.finetuned), learned.lambdas)
     return {k: v.to(ctx.pretrained[k].dtype) for k, v in merged.items()}
 
 
@@ -101,9 +99,7 @@ def adamerging_task(ctx: MergeContext, init_coef: float, lr: float, steps: int, 
     paper=_PAPER,
     citation=_CITATION,
 )
-def adamerging_layer(
-    ctx: MergeContext, init_coef: float, lr: float, steps: int, batch_size: int
-) -> StateDict:
+def adamerging_layer(ctx: MergeContext, init_coef: float, lr: float, steps: int, batch_size: int) -> StateDict:
     """Layer-wise AdaMerging: one λ_k^(l) per task per floating tensor of the state dict (as the official
     code, which has one coefficient per parameter tensor), θ^(l) = θ_0^(l) + Σ_k λ_k^(l) τ_k^(l). Same
     defaults as task-wise. λ is projected onto [0, 1] after each step (the official code clamps λ where it

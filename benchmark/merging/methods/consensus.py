@@ -9,9 +9,7 @@ from benchmark.merging.registry import register_merge
 from benchmark.types import StateDict
 
 
-def tall_masks(
-    vectors: list[StateDict], mtl: StateDict, tall_mask_lambda: float
-) -> list[dict[str, torch.Tensor]]:
+def tall_masks(vectors: list[StateDict], mtl: StateDict, tall_mask_lambda: float) -> list[dict[str, torch.Tensor]]:
     """TALL mask of each task: m_t = |τ_t| > λ · |τ_MTL − τ_t| (strict, as in the reference code)."""
     return [{k: v[k].abs() > tall_mask_lambda * (mtl[k] - v[k]).abs() for k in mtl} for v in vectors]
 

@@ -32,9 +32,7 @@ def collect_grams(model: nn.Module, batches: Any) -> dict[str, torch.Tensor]:
     """
     grams: Grams = {}
     encoder = model.encoder
-    attention_out = {
-        _join(n, "out_proj") for n, m in encoder.named_modules() if isinstance(m, nn.MultiheadAttention)
-    }
+    attention_out = {_join(n, "out_proj") for n, m in encoder.named_modules() if isinstance(m, nn.MultiheadAttention)}
     handles = []
     for name, module in encoder.named_modules():
         if isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim:
@@ -42,9 +40,7 @@ def collect_grams(model: nn.Module, batches: Any) -> dict[str, torch.Tensor]:
             handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
         elif isinstance(module, nn.Linear) and name not in attention_out:
             handles.append(
-                module.register_forward_pre_hook(
-                    partial(_linear_hook, grams=grams, key=_join(name, "weight"))
-                )
+                module.register_forward_pre_hook(partial(_linear_hook, grams=grams, key=_join(name, "weight")))
             )
     try:
         with torch.no_grad():
@@ -74,9 +70,7 @@ def _linear_hook(module: nn.Module, args: tuple, *, grams: Grams, key: str) -> N
     _accumulate(grams, key, args[0])
 
 
-def _attention_hook(
-    module: nn.MultiheadAttention, args: tuple, kwargs: dict, *, grams: Grams, name: str
-) -> None:
+def _attention_hook(module: nn.MultiheadAttention, args: tuple, kwargs: dict, *, grams: Grams, name: str) -> None:
     call = inspect.signature(module.forward).bind(*args, **kwargs)
     call.apply_defaults()
     a = call.arguments
@@ -126,8 +120,7 @@ def regmean_weight(weights: list[torch.Tensor], grams: list[torch.Tensor], alpha
     needs=("unlabelled_dev", "classifier_factory"),
     hparams={"alpha": 0.1, "n_examples": 256, "batch_size": 32},
     paper="RegMean (Jin et al., ICLR 2023)",
-    citation="Jin et al. Dataless knowledge fusion by merging weights of language models. ICLR 2023. "
-    "arXiv:2212.09849",
+    citation="Jin et al. Dataless knowledge fusion by merging weights of language models. ICLR 2023. arXiv:2212.09849",
 )
 def regmean(ctx: MergeContext, alpha: float, n_examples: int, batch_size: int) -> StateDict:
     """Regression mean: every linear map in the encoder (`nn.Linear`, attention `in_proj_weight` and

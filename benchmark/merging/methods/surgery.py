@@ -49,9 +49,7 @@ def train_adapter(
     with torch.enable_grad():
         for _ in range(steps):
             idx = torch.randint(len(merged), (min(batch_size, len(merged)),), generator=generator)
-            loss = nn.functional.l1_loss(
-                adapter(merged[idx.to(merged.device)]), target[idx.to(merged.device)]
-            )
+            loss = nn.functional.l1_loss(adapter(merged[idx.to(merged.device)]), target[idx.to(merged.device)])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -81,8 +79,6 @@ def surgery_task_arithmetic(
         source = _features(ctx.classifier_factory(merged, k), dev_images(ctx, k, batch_size=64))
         target = _features(ctx.classifier_factory(finetuned, k), dev_images(ctx, k, batch_size=64))
         adapters.append(
-            train_adapter(
-                source, target, rank=rank, steps=steps, lr=lr, batch_size=batch_size, generator=generator
-            )
+            train_adapter(source, target, rank=rank, steps=steps, lr=lr, batch_size=batch_size, generator=generator)
         )
     return MergeOutput(merged, adapters)

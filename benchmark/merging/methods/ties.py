@@ -52,8 +52,7 @@ def ties_merge_vectors(vectors: list[StateDict], keep_ratio: float, merge_func: 
     "ties",
     hparams={"scaling_coef": 0.3, "keep_ratio": 0.2, "merge_func": "mean"},
     paper="TIES-merging (Yadav et al., NeurIPS 2023)",
-    citation="Yadav et al. TIES-Merging: Resolving interference when merging models. NeurIPS 2023. "
-    "arXiv:2306.01708",
+    citation="Yadav et al. TIES-Merging: Resolving interference when merging models. NeurIPS 2023. arXiv:2306.01708",
 )
 def ties(
     pretrained: StateDict, finetuned: list[StateDict], scaling_coef: float, keep_ratio: float, merge_func: str

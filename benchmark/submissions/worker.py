@@ -1,0 +1,203 @@
+"""The sandbox worker: runs one submitted callable in its own process. Launched by `sandbox.run_worker` as
+`python -I -B worker.py <dir> <memory bytes>`; never imported by the parent.
+
+Protocol (all files inside <dir>, which the parent created and owns):
+- `request.json`: {"folder", "entry_point", "kind", "hparams", "ops": subset of ["inspect", "call"],
+  "n_finetuned", "repeat", "seed"};
+- `in/pretrained.safetensors`, `in/finetuned_<i>.safetensors`: the inputs (only for "call");
+- the worker writes `out/result_<r>.safetensors` (kind merge) or `out/result_<r>_<i>.safetensors`
+  (kind defense, one per fine-tuned model) for r in range(repeat), then `out/result.json`:
+  {"ok": bool, "stage": ..., "error": ..., "signature": ..., "parameters": [...]}.
+
+Everything the worker writes is untrusted (the submitted code runs in this process): the parent reads only
+JSON and safetensors from fixed file names and validates both. The worker uses only the standard library,
+torch and safetensors, so it starts as fast as torch imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import random
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+
+def _write(out: Path, result: dict[str, Any]) -> None:
+    tmp = out / "result.json.tmp"
+    tmp.write_text(json.dumps(result, default=str))
+    os.replace(tmp, out / "result.json")
+
+
+def _signature_problem(fn: Any, kind: str, hparams: dict[str, Any]) -> tuple[str, list[str], str | None]:
+    """(signature text, parameter names, problem or None) for `fn(pretrained, finetuned, **hparams)`."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as e:
+        return "?", [], f"cannot read the signature of the entry point ({e})"
+    params = list(sig.parameters.values())
+    names = [p.name for p in params]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 2 or params[:2] != positional[:2]:
+        return str(sig), names, (
+            f"the entry point must be fn(pretrained, finetuned, **hyperparameters) -> "
+            f"{'state dict' if kind == 'merge' else 'list of state dicts'}; got fn{sig}"
+        )
+    rest = {p.name: p for p in params[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params)
+    unaccepted = [h for h in hparams if h not in rest and not takes_kwargs]
+    if unaccepted:
+        return str(sig), names, (
+            f"hyperparameters {unaccepted} from submission.toml are not parameters of fn{sig}; "
+            "add them to the function or remove them from [hyperparameters]"
+        )
+    missing = [n for n, p in rest.items() if p.default is p.empty and n not in hparams]
+    if missing:
+        return str(sig), names, (
+            f"fn{sig} requires {missing} but submission.toml's [hyperparameters] does not set them; "
+            "add them there (or give them defaults)"
+        )
+    return str(sig), names, None
+
+
+def _to_state_dict(obj: Any, what: str, torch: Any) -> dict[str, Any]:
+    """Check that `obj` is a plain dict[str, Tensor] and copy it into contiguous CPU tensors."""
+    if not isinstance(obj, dict):
+        raise _OutputError(
+            f"{what} is a {type(obj).__name__}, not a dict[str, Tensor]; return the merged state dict "
+            "(a dict mapping every input key to a tensor)"
+        )
+    out = {}
+    for k, v in obj.items():
+        if not isinstance(k, str):
+            raise _OutputError(f"{what} has a key of type {type(k).__name__} ({k!r}); keys must be str")
+        if not isinstance(v, torch.Tensor):
+            raise _OutputError(f"{what}[{k!r}] is a {type(v).__name__}, not a torch.Tensor")
+        if v.layout != torch.strided or v.is_quantized:
+            raise _OutputError(f"{what}[{k!r}] is a {v.layout} tensor; return dense tensors")
+        out[k] = v.detach().to("cpu").contiguous().clone()
+    return out
+
+
+class _OutputError(Exception):
+    pass
+
+
+def main(workdir: str) -> int:
+    root = Path(workdir)
+    out = root / "out"
+    out.mkdir(exist_ok=True)
+    result: dict[str, Any] = {"ok": False, "stage": "start", "error": "", "signature": "", "parameters": []}
+    folder = "\0"  # no frame matches until the folder is known
+    try:
+        request = json.loads((root / "request.json").read_text())
+        kind, hparams = request["kind"], dict(request["hparams"])
+
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        torch.set_grad_enabled(False)
+
+        def _no_pickle(*args: Any, **kwargs: Any) -> Any:
+            raise PermissionError(
+                "torch.load is disabled for submissions (pickled checkpoints can run code); ship checkpoints "
+                "as .safetensors and read them with safetensors.torch.load_file"
+            )
+
+        torch.load = _no_pickle  # a guard against accidental use, not a security boundary
+
+        result["stage"] = "import"
+        folder = str(Path(request["folder"]).resolve())
+        sys.path.insert(0, folder)
+        module_name, _, attr = request["entry_point"].partition(":")
+        module = importlib.import_module(module_name)
+        origin = Path(getattr(module, "__file__", "") or "").resolve()
+        if not str(origin).startswith(folder + os.sep):
+            raise ImportError(
+                f"module {module_name!r} was imported from {origin}, not from the submission folder; "
+                "rename it so it does not clash with an installed module"
+            )
+        fn = getattr(module, attr, None)
+        if fn is None:
+            raise AttributeError(f"module {module_name!r} ({origin.name}) has no attribute {attr!r}")
+        if not callable(fn):
+            raise TypeError(f"{request['entry_point']} is a {type(fn).__name__}, not a callable")
+
+        result["stage"] = "signature"
+        sig, names, problem = _signature_problem(fn, kind, hparams)
+        result["signature"], result["parameters"] = sig, names
+        if problem:
+            result["error"] = problem
+            _write(out, result)
+            return 0
+        if "call" not in request["ops"]:
+            result.update(ok=True, stage="done")
+            _write(out, result)
+            return 0
+
+        result["stage"] = "inputs"
+        pretrained = load_file(str(root / "in" / "pretrained.safetensors"))
+        finetuned = [load_file(str(root / "in" / f"finetuned_{i}.safetensors"))
+                     for i in range(int(request["n_finetuned"]))]
+        for r in range(int(request.get("repeat", 1))):
+            seed = int(request.get("seed", 0))
+            random.seed(seed)
+            torch.manual_seed(seed)
+            try:
+                import numpy as np
+
+                np.random.seed(seed)
+            except ImportError:  # pragma: no cover
+                pass
+            result["stage"] = "call"
+            # fresh copies every time, so an in-place edit of the inputs cannot leak into the next repeat
+            value = fn({k: v.clone() for k, v in pretrained.items()},
+                       [{k: v.clone() for k, v in sd.items()} for sd in finetuned], **hparams)
+            result["stage"] = "output"
+            if kind == "merge":
+                save_file(_to_state_dict(value, "the returned value", torch), str(out / f"result_{r}.safetensors"))
+            else:
+                if not isinstance(value, list | tuple):
+                    raise _OutputError(
+                        f"the returned value is a {type(value).__name__}; a defense must return a list with one "
+                        "state dict per fine-tuned model"
+                    )
+                if len(value) != len(finetuned):
+                    raise _OutputError(
+                        f"the returned list has {len(value)} state dicts for {len(finetuned)} fine-tuned models; "
+                        "return one per input model, in order"
+                    )
+                for i, sd in enumerate(value):
+                    save_file(_to_state_dict(sd, f"the returned value[{i}]", torch),
+                              str(out / f"result_{r}_{i}.safetensors"))
+        result.update(ok=True, stage="done")
+    except _OutputError as e:
+        result["error"] = str(e)
+    except MemoryError as e:
+        result.update(stage=result["stage"], error=f"MemoryError: {e}", memory=True)
+    except BaseException as e:  # the submitted code may raise anything, SystemExit included
+        msg = f"{type(e).__name__}: {e}"
+        result["error"] = msg
+        result["memory"] = "can't allocate memory" in msg or "out of memory" in msg.lower()
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.startswith(folder)]
+        tb = traceback.format_list(frames[-5:]) + traceback.format_exception_only(e)
+        result["traceback"] = ("Traceback (submission frames only):\n" + "".join(tb))[-3000:]
+    _write(out, result)
+    return 0
+
+
+def limit_resources(memory_bytes: int) -> None:
+    """Cap the address space (RLIMIT_AS) and disable core dumps, before any submitted code is imported."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+if __name__ == "__main__":
+    limit_resources(int(sys.argv[2]))
+    sys.exit(main(sys.argv[1]))

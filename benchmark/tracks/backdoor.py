@@ -1,0 +1,308 @@
+"""The backdoor track: one malicious contributor uploads a backdoored fine-tuned encoder, the victim merges it
+with the benign ones (optionally under a defense); clean accuracy and backdoor ASR (docs/backdoor.md).
+
+Configuration: the suite's `backdoor:` section (adversary task, attack list, merge methods, defenses with
+their hyperparameters, seeds). One unit = (attack, variant, method, defense, seed):
+
+- attacks: each entry of `backdoor.attacks` (naive BadNets, BadMerging on-/off-task, BV, SBV), plus a
+  `clean` baseline per distinct trigger (every contributor benign, the same trigger pasted: the ASR the
+  pretrained model's inherent response to the patch gives after merging);
+- methods: the run's merge methods restricted to `backdoor.methods` (when the suite lists them);
+- defenses: `none`, each defense in `backdoor.defenses`, and every registered non-built-in defense (a plugin
+  or submission) with its default hyperparameters.
+
+Backdoored models, triggers, shadow heads and IBVS vectors are built once and cached (content-addressed, like
+the zoo). Within a run, merges are memoised per (models, method, seed) so defenses and the clean rows that
+share a merge do not merge again. Rows go to `backdoor_settings`, `backdoor_task_acc`, `backdoor_outcomes`.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from benchmark.errors import MergesecError
+from benchmark.hashing import content_hash
+from benchmark.tracks.base import Track, Unit, register_track
+
+if TYPE_CHECKING:
+    from benchmark.attacks.backdoor import Backdoor, BackdoorEnv
+    from benchmark.context import RunContext
+    from benchmark.merging import MergeOutput
+
+ATTACK_ORDER = ("clean", "naive", "badmerging", "bv", "sbv")
+TRIGGER_ONLY_KEYS = ("scale", "seeds", "keep_ratio", "sign_consistent", "source")
+MERGE_MEMO = 3  # merges kept in memory (units run model-set-major, then method, then defense)
+
+
+class BackdoorTrackError(MergesecError):
+    """A suite `backdoor:` section the track cannot run."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One attack row of the sweep: attack, variant and the attack's parameters (COMMON minus seed)."""
+
+    attack: str
+    variant: str
+    params: dict[str, Any] = field(hash=False)
+    trigger_of: tuple[str, str, str] | None = None  # clean rows: (attack, variant, params json) of the trigger
+
+    @property
+    def models_key(self) -> str:
+        """Identity of the set of models merged (all clean rows share one)."""
+        return "clean" if self.attack == "clean" else content_hash([self.attack, self.variant, self.params])
+
+
+def backdoor_config(suite) -> dict[str, Any]:
+    """The suite's backdoor section with defaults filled and names checked."""
+    raw = dict(suite.backdoor or {})
+    if not raw.get("attacks"):
+        raise BackdoorTrackError(
+            f"suite {suite.name!r} has no backdoor.attacks; add a list like "
+            "[{attack: naive, variant: badnets, target_class: 1}] (see docs/backdoor.md)")
+    adv = raw.get("adversary_task", suite.task_names[0])
+    suite.task(adv)
+    return {
+        "adversary_task": adv,
+        "seeds": tuple(raw.get("seeds", [0])),
+        "methods": list(raw.get("methods") or []),
+        "defenses": {k: dict(v or {}) for k, v in (raw.get("defenses") or {}).items()},
+        "attacks": list(raw["attacks"]),
+        "clean_baseline": bool(raw.get("clean_baseline", True)),
+    }
+
+
+def settings(suite) -> list[Setting]:
+    """The attack rows: the suite's attacks (validated against the registry) and the clean baselines."""
+    from benchmark.attacks.backdoor import get_backdoor_attack, resolve_params
+
+    cfg = backdoor_config(suite)
+    out: list[Setting] = []
+    clean: dict[str, Setting] = {}
+    for entry in cfg["attacks"]:
+        entry = dict(entry)
+        name = entry.pop("attack", None)
+        if name is None:
+            raise BackdoorTrackError(f"backdoor.attacks entry {entry} has no `attack:` name")
+        variant = str(entry.pop("variant", name))
+        attack = get_backdoor_attack(name)
+        params = {"adversary_task": cfg["adversary_task"], "target_task": cfg["adversary_task"], **entry}
+        suite.task(params["target_task"])
+        if "target_class" not in params:
+            raise BackdoorTrackError(f"backdoor.attacks entry {name}/{variant} needs target_class")
+        resolve_params(attack, {**params, "seed": 0})  # validates names and types now, not mid-run
+        if attack.variants and name == "badmerging" and variant not in attack.variants:
+            raise BackdoorTrackError(f"badmerging variant must be one of {attack.variants}; got {variant!r}")
+        s = Setting(name, variant, params)
+        out.append(s)
+        src = params.get("source", name) if attack.passthrough else name
+        trig_params = {k: v for k, v in params.items() if k not in TRIGGER_ONLY_KEYS}
+        tkey = content_hash([src, resolve_params(get_backdoor_attack(src), {**trig_params, "seed": 0})])
+        if tkey not in clean:
+            label = f"{name}_{variant}" if src == name else f"{src}_{variant}"
+            clean[tkey] = Setting("clean", f"{label}_trigger", trig_params, (src, variant, json.dumps(trig_params)))
+    rows = list(clean.values()) if cfg["clean_baseline"] else []
+    return rows + out
+
+
+# -- per-run state ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    env: BackdoorEnv
+    backdoors: dict[tuple, Backdoor] = field(default_factory=dict)
+    merges: OrderedDict = field(default_factory=OrderedDict)
+    defended: OrderedDict = field(default_factory=OrderedDict)
+    accs: dict[str, dict[str, float]] = field(default_factory=dict)
+    defense_memo: dict[str, Any] = field(default_factory=dict)
+
+
+_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _state(ctx: RunContext) -> _State:
+    if ctx not in _STATES:
+        from benchmark.attacks.backdoor import BackdoorEnv
+
+        _STATES[ctx] = _State(BackdoorEnv(ctx.zoo, ctx.data, ctx.cache, ctx.progress))
+    return _STATES[ctx]
+
+
+def backdoor_for(ctx: RunContext, s: Setting, seed: int) -> Backdoor:
+    """The attack instance of setting `s` (cached artefacts; memoised for the run)."""
+    from benchmark.attacks.backdoor import make_backdoor
+
+    st = _state(ctx)
+    key = (s.attack, s.variant, json.dumps(s.params, sort_keys=True), seed)
+    if key not in st.backdoors:
+        if s.attack == "clean":
+            src, variant, params = s.trigger_of
+            bd = make_backdoor(st.env, src, variant, {**json.loads(params), "seed": seed}, clean=True)
+            bd.attack, bd.variant = s.attack, s.variant
+        else:
+            bd = make_backdoor(st.env, s.attack, s.variant, {**s.params, "seed": seed})
+        st.backdoors[key] = bd
+    return st.backdoors[key]
+
+
+def _remember(memo: OrderedDict, key: Any, value: Any, size: int) -> None:
+    memo[key] = value
+    memo.move_to_end(key)
+    while len(memo) > size:
+        memo.popitem(last=False)
+
+
+def defended_model(ctx: RunContext, s: Setting, bd: Backdoor, method: str, mh: dict, defense: str, dh: dict,
+                   seed: int) -> tuple[str, MergeOutput]:
+    """(key, merged model) of the models of setting `s` merged with `method` under `defense`."""
+    from benchmark.defenses import as_output, defended_merge
+    from benchmark.merging import MergeContext, merge
+
+    st = _state(ctx)
+    zoo, tasks = ctx.zoo, ctx.suite.task_names
+    models = [bd.state_dict if bd.state_dict is not None and t == bd.adversary_task else zoo.finetuned[t]
+              for t in tasks]
+    mkey = content_hash([s.models_key, seed, method, mh])
+    dkey = content_hash([mkey, defense, dh])
+    if dkey in st.defended:
+        return dkey, st.defended[dkey]
+    mctx = MergeContext(
+        pretrained=zoo.pretrained, finetuned=models, tasks=tasks,
+        classifier_factory=lambda sd, i, adapter=None: zoo.classifier(sd, tasks[i], adapter),
+        dev_data=[ctx.data(t).dev for t in tasks], seed=seed)
+
+    def merge_fn(pretrained, finetuned):
+        same = pretrained is zoo.pretrained and len(finetuned) == len(models) and all(
+            a is b for a, b in zip(finetuned, models, strict=True))
+        if same and mkey in st.merges:
+            return st.merges[mkey]
+        out = as_output(merge(method, pretrained, finetuned, context=mctx, **mh), len(tasks))
+        if same:
+            _remember(st.merges, mkey, out, MERGE_MEMO)
+        return out
+
+    out = defended_merge(defense, method, zoo.pretrained, models, mctx, mh, dh, ctx.suite.recipe["finetune"],
+                         ctx.cache, merge_fn=merge_fn, memo=st.defense_memo)
+    _remember(st.defended, dkey, out, MERGE_MEMO)
+    return dkey, out
+
+
+def _defense_code(name: str) -> str:
+    from benchmark import __version__
+    from benchmark.defenses import get_defense
+
+    if name == "none":
+        return "none"
+    return getattr(get_defense(name), "code_hash", None) or f"builtin-{__version__}"
+
+
+@register_track
+class BackdoorTrack(Track):
+    """Backdoor: clean accuracy and backdoor ASR of each attack x merge method x defense (docs/backdoor.md)."""
+
+    name = "backdoor"
+
+    def plan(self, ctx, methods):
+        from benchmark.attacks.backdoor.base import CODE_VERSION
+        from benchmark.defenses import check_defense_hparams, get_defense, list_defenses
+
+        cfg = backdoor_config(ctx.suite)
+        if cfg["methods"]:
+            methods = [m for m in methods if m in cfg["methods"]]
+        defenses = {"none": {}}
+        for name, hp in cfg["defenses"].items():
+            defenses[name] = check_defense_hparams(get_defense(name), hp)
+        for name in list_defenses():  # plugins and submissions join the sweep with their defaults
+            d = get_defense(name)
+            if d.source != "builtin" and name not in defenses:
+                defenses[name] = dict(d.hparams)
+        groups: dict[str, list[Setting]] = {}
+        for s in settings(ctx.suite):  # rows that merge the same models run together (shared merges)
+            groups.setdefault(s.models_key, []).append(s)
+        units = []
+        for group in groups.values():
+            for method in methods:
+                mh = ctx.method_hparams(method)
+                for defense, dh in defenses.items():
+                    for s, seed in ((s, seed) for seed in cfg["seeds"] for s in group):
+                        units.append(Unit(self.name, {
+                            "suite_hash": ctx.suite.hash, "attack": s.attack, "variant": s.variant,
+                            "method": method, "defense": defense, "seed": seed,
+                            "hparams": {"attack": s.params, "method": mh, "defense": dh},
+                            "inputs": {"trigger_of": list(s.trigger_of) if s.trigger_of else None},
+                            "code": {"method": ctx.method_code(method), "defense": _defense_code(defense),
+                                     "attack": CODE_VERSION},
+                        }))
+        return units
+
+    def run_unit(self, unit, ctx):
+        from benchmark.metrics.backdoor import backdoor_asr, clean_accuracy, mean_clean_accuracy
+
+        d = unit.description
+        hp = d["hparams"]
+        trig = d["inputs"]["trigger_of"]
+        s = Setting(d["attack"], d["variant"], hp["attack"], tuple(trig) if trig else None)
+        seed = d["seed"]
+        bd = backdoor_for(ctx, s, seed)
+        key, merged = defended_model(ctx, s, bd, d["method"], hp["method"], d["defense"], hp["defense"], seed)
+        tasks = ctx.suite.task_names
+        st = _state(ctx)
+        if key not in st.accs:
+            st.accs[key] = {
+                t: clean_accuracy(ctx.zoo.classifier(merged.state_dict, t, merged.adapters[i]),
+                                  *ctx.data(t).test.tensors)
+                for i, t in enumerate(tasks)}
+        accs = st.accs[key]
+        i = tasks.index(bd.target_task)
+        target_model = ctx.zoo.classifier(merged.state_dict, bd.target_task, merged.adapters[i])
+        x, y = ctx.data(bd.target_task).test.tensors
+        r = backdoor_asr(target_model, x, y, bd.target_class, bd.trigger.apply)
+        ident = {"suite_hash": ctx.suite.hash, "attack": d["attack"], "variant": d["variant"],
+                 "method": d["method"], "defense": d["defense"], "seed": seed}
+        settings_df = pd.DataFrame([{
+            "suite": ctx.suite.name, **ident, "adversary_task": bd.adversary_task, "target_task": bd.target_task,
+            "target_class": bd.target_class, "clean_acc": mean_clean_accuracy(accs), "backdoor_asr": r.asr,
+            "n_asr": r.n}])
+        settings_df = settings_df[["suite", "suite_hash", "attack", "variant", "method", "defense",
+                                   "adversary_task", "target_task", "target_class", "seed", "clean_acc",
+                                   "backdoor_asr", "n_asr"]]
+        task_df = pd.DataFrame([{**ident, "task": t, "clean_acc": a} for t, a in accs.items()])
+        outcomes = pd.DataFrame({
+            **{k: [v] * r.n for k, v in ident.items()},
+            "example_id": r.example_id.tolist(), "label": r.label.tolist(),
+            "triggered_pred": r.triggered_pred.tolist(), "hit": r.hit.tolist()})
+        return {"backdoor_settings": settings_df, "backdoor_task_acc": task_df, "backdoor_outcomes": outcomes}
+
+
+# -- the summary table -----------------------------------------------------------------------------------
+
+
+def summary_table(df: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:
+    """One row per (attack, variant, target, method); per defense the clean accuracy `acc[<defense>]` and
+    backdoor ASR `asr[<defense>]` (means over seeds), `none` first. Input: rows of `backdoor_metrics`."""
+    if df.empty:
+        return df
+    keys = ["attack", "variant", "target_task", "target_class", "method"]
+    g = df.groupby([*keys, "defense"], as_index=False)[["clean_acc", "backdoor_asr"]].mean()
+    defenses = ["none", *sorted(set(g.defense) - {"none"})]
+    wide = g.pivot_table(index=keys, columns="defense", values=["clean_acc", "backdoor_asr"])
+    cols = {}
+    for dname in defenses:
+        if ("clean_acc", dname) in wide.columns:
+            cols[f"acc[{dname}]"] = wide[("clean_acc", dname)]
+            cols[f"asr[{dname}]"] = wide[("backdoor_asr", dname)]
+    out = pd.DataFrame(cols).reset_index()
+    out["target"] = out.target_task + ":" + out.target_class.astype(str)
+    order = {a: i for i, a in enumerate(ATTACK_ORDER)}
+    morder = {m: i for i, m in enumerate(methods or sorted(set(out.method)))}
+    out["_a"] = out.attack.map(lambda a: order.get(a, len(order)))
+    out["_m"] = out.method.map(lambda m: morder.get(m, len(morder)))
+    out = out.sort_values(["_a", "variant", "_m"]).drop(columns=["_a", "_m", "target_task", "target_class"])
+    return out[["attack", "variant", "target", "method", *cols]].reset_index(drop=True)

@@ -1,0 +1,277 @@
+"""Backdoor attacks: the properties that make each attack the published one (docs/backdoor.md).
+
+- Backdoor Vectors: θ_clean + BV reproduces θ_backdoored bit for bit; SBV is sparse and sign-consistent;
+- BadMerging: the FI loss's gradient reaches θ only (θ0 gets none) and really interpolates features with
+  r ~ U[0.2, 1] per step; the stage-1 trigger depends on the pretrained encoder only and is optimised;
+- BadNets: exactly the poisoned fraction carries the trigger and the target label;
+- ASR: BadMerging's definition (target-class images excluded), on hand examples.
+"""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.attacks.backdoor import (
+    BackdoorConfigError,
+    BackdoorEnv,
+    FeatureInterpolationLoss,
+    Trigger,
+    backdoor_vector,
+    badmerging_trigger,
+    checkerboard,
+    get_backdoor_attack,
+    inject,
+    optimise_universal_patch,
+    poison,
+    resolve_params,
+    sparse_backdoor_vector,
+)
+from benchmark.data import load_task
+from benchmark.metrics.backdoor import asr_from_predictions, backdoor_asr
+from benchmark.suites import load_suite
+from benchmark.zoo import ClassificationHead, ImageClassifier, Zoo
+from benchmark.zoo.backbone import build_encoder
+from tests.conftest import tiny_suite_raw, write_suite
+
+
+def tiny_backdoor_suite(tmp_path, **backdoor):
+    raw = tiny_suite_raw()
+    raw["recipe"]["finetune"].update(epochs=1)
+    raw["backdoor"] = {
+        "seeds": [0], "adversary_task": "digit", "methods": ["task_arithmetic"],
+        "attacks": [{"attack": "naive", "variant": "badnets", "target_class": 1}],
+        "defenses": {}, **backdoor}
+    return write_suite(tmp_path / "tiny-backdoor.yaml", raw)
+
+
+def make_zoo(suite, seed: int = 0, noise: float = 0.02) -> Zoo:
+    """A zoo without training: a random encoder as 'pretrained', perturbed copies as 'fine-tuned', random
+    frozen heads. Enough to test what depends on which weights."""
+    torch.manual_seed(seed)
+    enc = build_encoder(suite.backbone)
+    pre = {k: v.detach().clone() for k, v in enc.state_dict().items()}
+    dim = suite.backbone.config["output_dim"]
+    heads = {t.name: ClassificationHead(dim, t.n_classes).requires_grad_(False) for t in suite.tasks}
+    ft = {t.name: {k: v + noise * torch.randn_like(v) for k, v in pre.items()} for t in suite.tasks}
+    return Zoo(suite, pre, ft, heads, keys={})
+
+
+def env_for(zoo: Zoo) -> BackdoorEnv:
+    suite = zoo.suite
+    return BackdoorEnv(zoo, lambda t: load_task(suite, t), cache=None)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    return tiny_backdoor_suite(tmp_path_factory.mktemp("bd"))
+
+
+# -- Backdoor Vectors ----------------------------------------------------------------------------------
+
+
+def _random_sd(seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"a.weight": torch.randn(16, 8, generator=g) * 0.1, "a.bias": torch.randn(16, generator=g) * 1e-4,
+            "b": torch.randn(3, 4, 5, generator=g) * 10, "steps": torch.tensor([3])}
+
+
+def test_bv_arithmetic_is_exact():
+    clean, bd = _random_sd(0), _random_sd(1)
+    bd["steps"] = clean["steps"].clone()
+    bv = backdoor_vector(bd, clean)
+    assert set(bv) == {"a.weight", "a.bias", "b"}  # floating tensors only
+    rebuilt = inject(clean, bv, 1.0)
+    for k in bd:
+        assert rebuilt[k].dtype == bd[k].dtype
+        assert torch.equal(rebuilt[k], bd[k]), k  # bit for bit, not just close
+    zero = inject(clean, bv, 0.0)
+    assert all(torch.equal(zero[k], clean[k]) for k in clean)
+    scaled = inject(clean, bv, 3.0)
+    assert torch.allclose(scaled["b"], clean["b"] + 3 * (bd["b"] - clean["b"]), atol=1e-4)
+
+
+def test_sbv_is_sparse_and_sign_consistent():
+    bvs = [backdoor_vector(_random_sd(s), _random_sd(10)) for s in range(3)]
+    sbv = sparse_backdoor_vector(bvs, keep_ratio=0.3, sign_consistent=True)
+    flat = torch.cat([v.flatten() for v in sbv.values()])
+    assert 0 < int((flat != 0).sum()) <= round(0.3 * flat.numel())
+    for k, v in sbv.items():
+        nz = v != 0
+        for b in bvs:  # every surviving coordinate agrees in sign with every BV (untrimmed) that is large there
+            trimmed_agree = (torch.sign(b[k]) == torch.sign(v)) | ~nz
+            assert trimmed_agree.float().mean() > 0.5
+    plain = sparse_backdoor_vector(bvs, keep_ratio=0.3, sign_consistent=False)
+    assert sum(int((p != 0).sum()) for p in plain.values()) >= int((flat != 0).sum())
+    single = sparse_backdoor_vector(bvs[:1], keep_ratio=1.0)
+    assert all(torch.allclose(single[k], bvs[0][k]) for k in single)
+
+
+def test_sbv_sign_consistent_drops_conflicts():
+    a = {"w": torch.tensor([1.0, 2.0, -3.0, 0.5], dtype=torch.float64)}
+    b = {"w": torch.tensor([1.0, -2.5, -1.0, 0.5], dtype=torch.float64)}
+    sc = sparse_backdoor_vector([a, b], keep_ratio=1.0, sign_consistent=True)["w"]
+    assert sc.tolist() == [1.0, 0.0, -2.0, 0.5]  # coordinate 1 conflicts: dropped; others: disjoint mean
+    plain = sparse_backdoor_vector([a, b], keep_ratio=1.0, sign_consistent=False)["w"]
+    assert plain.tolist() == [1.0, -2.5, -2.0, 0.5]  # TIES-style: the elected sign's entries are kept
+
+
+# -- BadMerging ------------------------------------------------------------------------------------------
+
+
+def _classifier(suite, seed: int, n_classes: int = 10) -> ImageClassifier:
+    torch.manual_seed(seed)
+    b = suite.backbone
+    return ImageClassifier(build_encoder(b), ClassificationHead(b.config["output_dim"], n_classes), b.mean, b.std)
+
+
+def test_fi_loss_gradient_reaches_theta_only(suite):
+    theta = _classifier(suite, 0)
+    theta0 = _classifier(suite, 1)
+    theta.head.requires_grad_(False)
+    trig = Trigger(checkerboard(3))
+    loss_fn = FeatureInterpolationLoss(theta0, theta.head, trig, target=1, alpha=5.0, seed=0)
+    x, y = torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    loss = loss_fn(theta, x, y)
+    loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in theta0.parameters())
+    grads = [p.grad for p in theta.encoder.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    assert all(p.grad is None for p in theta.head.parameters())
+    assert 0.2 <= loss_fn.last_r <= 1.0
+
+
+def test_fi_loss_is_the_published_formula(suite):
+    theta, theta0 = _classifier(suite, 0), _classifier(suite, 1)
+    trig = Trigger(checkerboard(3))
+    x, y = torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    xt = trig.apply(x[:4])  # the triggered half of the batch
+    for r in (0.2, 0.7, 1.0):
+        fn = FeatureInterpolationLoss(theta0, theta.head, trig, 1, alpha=5.0, r_min=r, r_max=r)
+        expect = F.cross_entropy(theta(x), y) + 5.0 * F.cross_entropy(
+            theta.head(r * theta.features(xt) + (1 - r) * theta0.features(xt)), torch.full((4,), 1))
+        assert torch.allclose(fn(theta, x, y), expect, atol=1e-5)
+    draws = FeatureInterpolationLoss(theta0, theta.head, trig, 1, seed=3)
+    rs = []
+    for _ in range(20):
+        draws(theta, x, y)
+        rs.append(draws.last_r)
+    assert len(set(rs)) == 20 and min(rs) >= 0.2 and max(rs) <= 1.0  # resampled every step, in [0.2, 1]
+
+
+def test_fi_loss_gradient_clipping(suite):
+    theta, theta0 = _classifier(suite, 0), _classifier(suite, 1)
+    theta.head.requires_grad_(False)
+    fn = FeatureInterpolationLoss(theta0, theta.head, Trigger(checkerboard(3)), 1, alpha=500.0, grad_clip=0.5)
+    fn(theta, torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,))).backward()
+    norm = torch.sqrt(sum((p.grad**2).sum() for p in theta.encoder.parameters()))
+    assert float(norm) == pytest.approx(0.5, rel=1e-4)
+
+
+@pytest.mark.parametrize("variant,target_task,extra", [
+    ("on_task", "digit", {}),
+    ("off_task", "parity", {"n_target_images": 5, "n_augmentations": 10, "pgd_steps": 3, "patch_size": 4}),
+])
+def test_trigger_is_optimised_on_the_pretrained_encoder_only(suite, variant, target_task, extra):
+    zoo = make_zoo(suite)
+    params = resolve_params(get_backdoor_attack("badmerging"), {
+        "adversary_task": "digit", "target_task": target_task, "target_class": 1, "seed": 0,
+        "trigger_steps": 4, **extra})
+    t1 = badmerging_trigger(env_for(zoo), **params)
+    other_ft = copy.copy(zoo)
+    other_ft.finetuned = {t: {k: v + 1.0 for k, v in sd.items()} for t, sd in zoo.finetuned.items()}
+    t2 = badmerging_trigger(env_for(other_ft), **params)
+    assert torch.equal(t1.pattern, t2.pattern)  # fine-tuned weights never enter stage 1
+    other_pre = copy.copy(zoo)
+    other_pre.pretrained = {k: v + 0.05 * torch.randn_like(v) for k, v in zoo.pretrained.items()}
+    t3 = badmerging_trigger(env_for(other_pre), **params)
+    assert not torch.equal(t1.pattern, t3.pattern)  # the pretrained encoder does
+    assert t1.size == extra.get("patch_size", 3) and t1.position == "bottom_right"
+    assert float(t1.pattern.min()) >= 0 and float(t1.pattern.max()) <= 1
+
+
+def test_universal_patch_raises_the_target_probability(suite):
+    model = _classifier(suite, 0).eval()
+    x = torch.rand(32, 3, 16, 16)
+    start = Trigger(torch.rand(3, 3, 3, generator=torch.Generator().manual_seed(0)))
+    trig = optimise_universal_patch(model, x, target=4, size=3, steps=25, lr=0.1, batch_size=32, seed=0)
+
+    def logp(t):
+        with torch.no_grad():
+            return float(F.log_softmax(model(t.apply(x)), -1)[:, 4].mean())
+
+    assert logp(trig) > logp(start) + 0.01
+
+
+# -- BadNets and triggers ----------------------------------------------------------------------------------
+
+
+def test_paste_bottom_right():
+    x = torch.zeros(2, 3, 16, 16)
+    out = Trigger(torch.ones(3, 4, 4)).apply(x)
+    assert out[:, :, 12:, 12:].eq(1).all() and out.sum() == 2 * 3 * 16
+    assert x.sum() == 0  # input untouched
+    assert Trigger(torch.ones(3, 3, 3), "top_left").apply(x)[:, :, :3, :3].eq(1).all()
+
+
+def test_badnets_poisons_exactly_the_fraction():
+    x, y = torch.rand(100, 3, 16, 16), torch.randint(0, 10, (100,))
+    trig = Trigger(checkerboard(3))
+    xp, yp, mask = poison(x, y, trig, target=1, rate=0.1, seed=0)
+    assert int(mask.sum()) == 10
+    assert (yp[mask] == 1).all() and torch.equal(yp[~mask], y[~mask])
+    assert torch.equal(xp[~mask], x[~mask]) and torch.equal(xp[mask], trig.apply(x[mask]))
+
+
+def test_attack_params_are_validated():
+    with pytest.raises(BackdoorConfigError, match="no parameter"):
+        resolve_params(get_backdoor_attack("naive"), {"adversary_task": "digit", "target_task": "digit",
+                                                      "target_class": 1, "seed": 0, "alpah": 5})
+    with pytest.raises(BackdoorConfigError, match="must be a float"):
+        resolve_params(get_backdoor_attack("badmerging"), {"adversary_task": "digit", "target_task": "digit",
+                                                           "target_class": 1, "seed": 0, "alpha": "5"})
+
+
+# -- ASR -----------------------------------------------------------------------------------------------------
+
+
+def test_asr_definition_by_hand():
+    labels = torch.tensor([0, 1, 2, 3, 1, 2])
+    preds = torch.tensor([1, 1, 1, 0, 0, 2])
+    # counted: labels != 1 -> indices 0, 2, 3, 5; hits (pred == 1): 0, 2 -> 2 / 4
+    assert asr_from_predictions(preds, labels, 1) == (0.5, 4)
+    # target-class images never count, even when they are predicted as the target
+    assert asr_from_predictions(torch.ones(3, dtype=torch.long), torch.ones(3, dtype=torch.long), 1)[1] == 0
+
+
+class _PatchDetector(nn.Module):
+    """Predicts class 7 when the bottom-right pixel is 1, else class (first pixel > 0.5)."""
+
+    def forward(self, x):
+        hit = x[:, 0, -1, -1] == 1
+        other = (x[:, 0, 0, 0] > 0.5).long()
+        logits = F.one_hot(torch.where(hit, torch.full_like(other, 7), other), 10).float()
+        return logits
+
+
+def test_backdoor_asr_excludes_target_class_images():
+    x = torch.zeros(10, 3, 16, 16)
+    y = torch.tensor([7, 7, 7, 0, 1, 2, 3, 4, 5, 6])
+    trig = Trigger(torch.ones(3, 1, 1))
+    r = backdoor_asr(_PatchDetector(), x, y, 7, trig.apply)
+    assert r.n == 7 and r.asr == 1.0 and r.example_id.tolist() == list(range(3, 10))
+    half = Trigger(torch.ones(3, 1, 1), (0, 0))  # a trigger elsewhere: the detector never fires
+    assert backdoor_asr(_PatchDetector(), x, y, 7, half.apply).asr == 0.0
+
+
+def test_suite_backdoor_section_loads():
+    from benchmark.tracks.backdoor import settings
+
+    rows = settings(load_suite("digits"))
+    attacks = {(s.attack, s.variant) for s in rows}
+    assert {("naive", "badnets"), ("badmerging", "on_task"), ("badmerging", "off_task"), ("bv", "injection"),
+            ("sbv", "sign_consistent")} <= attacks
+    clean = [s for s in rows if s.attack == "clean"]
+    assert len(clean) == 3  # one clean baseline per distinct trigger (BV/SBV reuse the BadNets trigger)

@@ -1,0 +1,85 @@
+"""The backdoor track end to end on a tiny suite: units, stored rows, the views, the summary table, resume."""
+
+import pytest
+
+from benchmark import runner
+from benchmark.cache import Cache
+from benchmark.context import RunContext
+from benchmark.data import load_task
+from benchmark.results import track_table
+from benchmark.store import Store
+from benchmark.tracks import get_track
+from benchmark.tracks.backdoor import BackdoorTrackError, settings
+from tests.test_backdoor import tiny_backdoor_suite
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bdtrack")
+    suite = tiny_backdoor_suite(
+        d, attacks=[{"attack": "naive", "variant": "badnets", "target_class": 1}],
+        methods=["task_arithmetic"],
+        defenses={"ibvs": {"inject_task": 1}, "fine_pruning": {"epochs": 1}})
+    store = Store(d / "r.duckdb")
+    summary = runner.run(suite, ["backdoor"], store, Cache(d / "cache"), progress=False)
+    return suite, store, summary, d
+
+
+def test_units_and_rows(run):
+    suite, store, summary, _ = run
+    assert summary.units_total == 2 * 1 * 3  # (clean, naive) x task_arithmetic x (none, ibvs, fine_pruning)
+    m = store.read("SELECT * FROM backdoor_metrics WHERE suite_hash = ?", [suite.hash])
+    assert len(m) == 6 and set(m.attack) == {"clean", "naive"} and set(m.defense) == {"none", "ibvs", "fine_pruning"}
+    assert (m.target_task == "digit").all() and (m.target_class == 1).all() and (m.adversary_task == "digit").all()
+    _, y = load_task(suite, "digit").test.tensors
+    assert (m.n_asr == int((y != 1).sum())).all()  # ASR counts only non-target-class test images
+    acc = store.read("SELECT * FROM backdoor_task_acc WHERE suite_hash = ?", [suite.hash])
+    assert len(acc) == 6 * len(suite.task_names)
+    per = acc.groupby(["attack", "method", "defense"]).clean_acc.mean().reset_index()
+    merged = m.merge(per, on=["attack", "method", "defense"], suffixes=("", "_tasks"))
+    assert (abs(merged.clean_acc - merged.clean_acc_tasks) < 1e-9).all()  # clean_acc = mean over tasks
+    ex = store.read("SELECT attack, defense, avg(hit::INT) asr, count(*) n FROM backdoor_examples "
+                    "GROUP BY ALL")
+    joined = m.merge(ex, on=["attack", "defense"])
+    assert (abs(joined.backdoor_asr - joined.asr) < 1e-9).all() and (joined.n == joined.n_asr).all()
+    assert (store.read("SELECT count(*) n FROM backdoor_examples WHERE label = 1").n == 0).all()
+
+
+def test_clean_baseline_is_the_merge_of_benign_models(run):
+    suite, store, _, d = run
+    m = store.read("SELECT * FROM backdoor_task_acc WHERE suite_hash = ? AND defense = 'none'", [suite.hash])
+    ctx = RunContext(suite, Cache(d / "cache"), progress=False)
+    merged = ctx.merged("task_arithmetic", ctx.method_hparams("task_arithmetic"), 0)
+    for attack, rows in m.groupby("attack"):
+        for task, acc in zip(rows.task, rows.clean_acc, strict=True):
+            x, y = load_task(suite, task).test.tensors
+            ref = float((ctx.target(merged, task)(x).argmax(-1) == y).float().mean())
+            assert (abs(acc - ref) < 1e-9) == (attack == "clean"), (attack, task)
+    v = store.read("SELECT variant FROM backdoor_metrics WHERE attack = 'clean'").variant
+    assert set(v) == {"naive_badnets_trigger"}
+
+
+def test_summary_table_and_resume(run):
+    suite, store, _, d = run
+    t = track_table(store, suite, "backdoor")
+    assert list(t.columns[:4]) == ["attack", "variant", "target", "method"]
+    assert {"acc[none]", "asr[none]", "acc[ibvs]", "asr[ibvs]", "acc[fine_pruning]", "asr[fine_pruning]"} <= set(t.columns)
+    assert t.attack.tolist() == ["clean", "naive"]
+    again = runner.run(suite, ["backdoor"], store, Cache(d / "cache"), progress=False)
+    assert again.units_run == 0 and again.units_skipped == 6
+
+
+def test_bad_config_is_one_clear_error(tmp_path):
+    suite = tiny_backdoor_suite(tmp_path, attacks=[{"attack": "naive", "variant": "badnets"}])
+    with pytest.raises(BackdoorTrackError, match="target_class"):
+        settings(suite)
+    suite = tiny_backdoor_suite(tmp_path, attacks=[])
+    with pytest.raises(BackdoorTrackError, match="no backdoor.attacks"):
+        get_track("backdoor").plan(_Ctx(suite), ["task_arithmetic"])
+
+
+class _Ctx:
+    def __init__(self, suite):
+        self.suite = suite

@@ -1,0 +1,238 @@
+"""The paper-scale `clip-vit-b32` suite's whole loading path, offline: a tiny open_clip architecture with
+random weights saved as a local .safetensors checkpoint, tiny local `datasets` copies, the same code path
+(hf_task -> zero-shot heads -> build_zoo) the real suite runs."""
+
+import json
+
+import datasets
+import huggingface_hub.constants as hub_constants
+import numpy as np
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from PIL import Image
+from safetensors.torch import save_file
+
+from benchmark.cache import Cache
+from benchmark.data import load_task
+from benchmark.data.hf import DATA_DIR_ENV
+from benchmark.errors import CheckpointError, MissingResourceError
+from benchmark.suites import SUITE_DIR, load_suite
+from benchmark.zoo import build_zoo
+from benchmark.zoo.backbone import build_encoder
+from benchmark.zoo.clip import CHECKPOINT_ENV, load_clip, zero_shot_head
+
+TINY_MODEL = "mergesec-test-tiny-clip"
+TINY_CONFIG = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+# Two tasks: (classes, train rows, test rows, source image size, image mode).
+TASKS = {
+    "alpha": (["cat", "dog", "sea_lion"], 20, 9, (40, 36), "RGB"),
+    "beta": (["zero", "one"], 12, 6, (28, 28), "L"),
+}
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path):
+    """No network, and an empty private datasets cache, in every test of this module."""
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-datasets-cache"))
+    monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny open_clip architecture registered under TINY_MODEL; its random full CLIP state dict on disk."""
+    folder = tmp_path_factory.mktemp("tiny-clip")
+    (folder / f"{TINY_MODEL}.json").write_text(json.dumps(TINY_CONFIG))
+    open_clip.add_model_config(folder / f"{TINY_MODEL}.json")
+    torch.manual_seed(0)
+    model = open_clip.create_model(TINY_MODEL, quick_gelu=True)
+    path = folder / "tiny-clip.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def _image_split(rng, names, n, size, mode) -> datasets.Dataset:
+    """`n` random images of `size` and `mode` with labels 0, 1, ... cycling over the ClassLabel `names`."""
+    (w, h), channels = size, 3 if mode == "RGB" else 1
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, channels), dtype=np.uint8).squeeze()) for _ in range(n)]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+    return datasets.Dataset.from_dict({"image": images, "label": [i % len(names) for i in range(n)]},
+                                      features=features)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Tiny image-classification DatasetDicts, one folder per task, written by save_to_disk."""
+    root = tmp_path_factory.mktemp("hf-data")
+    rng = np.random.default_rng(0)
+    for task, (names, n_train, n_test, size, mode) in TASKS.items():
+        splits = {"train": _image_split(rng, names, n_train, size, mode),
+                  "test": _image_split(rng, names, n_test, size, mode)}
+        datasets.DatasetDict(splits).save_to_disk(str(root / task))
+    return root
+
+
+def tiny_clip_raw(checkpoint) -> dict:
+    """clip-vit-b32.yaml with the tiny model and the two tiny local tasks; everything else as shipped."""
+    raw = yaml.safe_load((SUITE_DIR / "clip-vit-b32.yaml").read_text())
+    raw["name"] = "clip-tiny"
+    raw["data"]["image_size"] = 32
+    raw["tasks"] = [
+        {"name": task, "n_classes": len(names), "hf_id": f"mergesec-test/{task}", "train_split": "train",
+         "test_split": "test", "image_column": "image", "label_column": "label",
+         "templates": ["a photo of a {c}.", "a blurry photo of the {c}."]}
+        for task, (names, *_rest) in TASKS.items()
+    ]
+    raw["backbone"].update(model_name=TINY_MODEL, pretrained=str(checkpoint))
+    raw["recipe"]["finetune"].update(epochs={t: 1 for t in TASKS}, batch_size=64, warmup_steps=0)
+    return raw
+
+
+@pytest.fixture
+def tiny_suite(tmp_path, tiny_checkpoint, data_dir, monkeypatch):
+    monkeypatch.setenv(DATA_DIR_ENV, str(data_dir))
+    path = tmp_path / "clip-tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_clip_raw(tiny_checkpoint)))
+    return load_suite(path)
+
+
+def test_shipped_suite_parses_with_eight_tasks():
+    s = load_suite("clip-vit-b32")
+    assert s.name == "clip-vit-b32" and len(s.tasks) == 8 and len(s.hash) == 16
+    assert s.hash == load_suite("clip-vit-b32").hash
+    assert s.data["source"] == "huggingface" and s.data["image_size"] == 224
+    assert s.data["dev"] == {"fraction": 0.1, "max_size": 5000, "seed": 0}
+    assert s.backbone.kind == "open_clip" and s.backbone.model_name == "ViT-B-32"
+    assert s.backbone.pretrained == "openai"
+    assert s.backbone.mean == open_clip.OPENAI_DATASET_MEAN and s.backbone.std == open_clip.OPENAI_DATASET_STD
+    assert set(s.recipe["finetune"]["epochs"]) == set(s.task_names)
+    assert set(s.merge_methods) == set(load_suite("digits").merge_methods)
+    assert set(s.backdoor) == set(load_suite("digits").backdoor)
+    assert {s.backdoor["adversary_task"], s.backdoor["off_task_target"]} <= set(s.task_names)
+    for t in s.tasks:
+        assert t.options["hf_id"] and t.options["templates"]
+        assert all("{c}" in tpl for tpl in t.options["templates"])
+        if "classnames" in t.options:
+            assert len(t.options["classnames"]) == t.n_classes
+
+
+def test_hf_task_splits_shapes_and_classes(tiny_suite):
+    for task, (names, n_train, n_test, *_rest) in TASKS.items():
+        data = load_task(tiny_suite, task)
+        n_dev = max(1, int(0.1 * n_train))
+        assert (len(data.train), len(data.dev), len(data.test)) == (n_train - n_dev, n_dev, n_test)
+        assert not set(data.train.indices) & set(data.dev.indices)
+        assert sorted([*data.train.indices, *data.dev.indices]) == list(range(n_train))
+        assert data.n_classes == len(names)
+        assert data.classnames == [n.replace("_", " ") for n in names]
+        x, y = data.test[0]
+        assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
+        assert y.dtype == torch.int64 and int(y) == 0
+        assert torch.equal(data.test.targets, torch.arange(n_test) % len(names))
+    again = load_task(tiny_suite, "alpha")
+    assert list(again.dev.indices) == list(load_task(tiny_suite, "alpha").dev.indices)
+
+
+def test_hub_snapshot_folder_is_read(tiny_suite, tmp_path, monkeypatch, data_dir):
+    """`$MERGESEC_DATA_DIR/<task>` may also be a Hub repository snapshot (parquet files, `hf download`)."""
+    local = datasets.load_from_disk(str(data_dir / "beta"))
+    for split in ("train", "test"):
+        (tmp_path / "beta" / "data").mkdir(parents=True, exist_ok=True)
+        local[split].to_parquet(str(tmp_path / "beta" / "data" / f"{split}-00000-of-00001.parquet"))
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    data = load_task(tiny_suite, "beta")
+    assert (len(data.train) + len(data.dev), len(data.test), data.classnames) == (12, 6, ["zero", "one"])
+    assert data.train[0][0].shape == (3, 32, 32)
+
+
+def test_zero_shot_head_is_normalised_mean_text_embedding_times_scale(tiny_suite):
+    model = load_clip(tiny_suite.backbone)
+    tokenizer = open_clip.get_tokenizer(TINY_MODEL)
+    names, templates = ["cat", "dog", "sea lion"], ["a photo of a {c}.", "a blurry photo of the {c}."]
+    head = zero_shot_head(model, tokenizer, names, templates, classes_per_batch=2)
+    assert head.weight.shape == (3, TINY_CONFIG["embed_dim"]) and not head.weight.requires_grad
+    assert torch.equal(head.bias, torch.zeros(3))
+    with torch.no_grad():
+        for c, name in enumerate(names):
+            emb = F.normalize(model.encode_text(tokenizer([t.format(c=name) for t in templates])), dim=-1)
+            expected = F.normalize(emb.mean(0), dim=0) * model.logit_scale.exp()
+            torch.testing.assert_close(head.weight[c], expected)
+        image = torch.rand(2, 3, 32, 32)
+        feats = model.encode_image(image)
+        torch.testing.assert_close(head(feats), model.logit_scale.exp() * F.normalize(feats, dim=-1)
+                                   @ (head.weight / head.weight.norm(dim=-1, keepdim=True)).T)
+
+
+def test_build_zoo_clip_path(tiny_suite, tiny_checkpoint, tmp_path, monkeypatch):
+    cache = Cache(tmp_path / "cache")
+    zoo = build_zoo(tiny_suite, cache, progress=False)
+    clip_model = load_clip(tiny_suite.backbone)
+    expected = clip_model.visual.state_dict()
+    assert set(zoo.pretrained) == set(expected) == set(build_encoder(tiny_suite.backbone).state_dict())
+    assert all(torch.equal(zoo.pretrained[k], expected[k]) for k in expected)
+    for task, (names, *_rest) in TASKS.items():
+        ft = zoo.finetuned[task]
+        assert set(ft) == set(zoo.pretrained)
+        assert all(ft[k].shape == zoo.pretrained[k].shape for k in ft)
+        assert any(not torch.equal(ft[k], zoo.pretrained[k]) for k in ft)  # one AdamW step moved it
+        assert zoo.heads[task].weight.shape == (len(names), TINY_CONFIG["embed_dim"])
+        x, _ = load_task(tiny_suite, task).test[0]
+        assert zoo.classifier(ft, task)(x[None]).shape == (1, len(names))
+    # Everything is cached: a rebuild needs neither the weights nor any training.
+    monkeypatch.setenv(CHECKPOINT_ENV, str(tmp_path / "gone.safetensors"))
+    again = build_zoo(tiny_suite, cache, progress=False)
+    assert all(torch.equal(again.finetuned["alpha"][k], zoo.finetuned["alpha"][k]) for k in zoo.pretrained)
+
+
+def test_missing_data_names_dataset_and_fix(tiny_suite, tmp_path, monkeypatch):
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "empty"))
+    with pytest.raises(MissingResourceError) as e:
+        load_task(tiny_suite, "beta")
+    msg = str(e.value)
+    for needle in ("mergesec-test/beta", f"{DATA_DIR_ENV}=DIR", "save_to_disk('DIR/beta')", "no such folder",
+                   "hf download --repo-type dataset mergesec-test/beta", "HF_DATASETS_OFFLINE=1",
+                   "datasets cache", "offline mode is on"):
+        assert needle in msg, needle
+
+
+def test_local_copy_missing_split_is_reported(tiny_suite, tmp_path, monkeypatch, data_dir):
+    (tmp_path / "alpha").mkdir()
+    datasets.DatasetDict({"train": datasets.load_from_disk(str(data_dir / "alpha"))["train"]}).save_to_disk(
+        str(tmp_path / "alpha"))
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    with pytest.raises(MissingResourceError, match=r"lacks split\(s\) \['test'\]"):
+        load_task(tiny_suite, "alpha")
+
+
+def test_missing_weights_name_the_fix(tiny_suite, tmp_path, monkeypatch):
+    monkeypatch.setenv(CHECKPOINT_ENV, str(tmp_path / "nope.safetensors"))
+    with pytest.raises(MissingResourceError) as e:
+        load_clip(tiny_suite.backbone)
+    assert "nope.safetensors" in str(e.value) and f"set {CHECKPOINT_ENV}=" in str(e.value)
+    monkeypatch.delenv(CHECKPOINT_ENV)
+    # The shipped suite's `openai` tag, with no hub cache and no network.
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    with pytest.raises(MissingResourceError) as e:
+        load_clip(load_suite("clip-vit-b32").backbone)
+    msg = str(e.value)
+    for needle in ("'openai'", "'ViT-B-32'", "create_model('ViT-B-32', pretrained='openai', quick_gelu=True)",
+                   f"{CHECKPOINT_ENV}=/path/to/ViT-B-32-openai.safetensors",
+                   "hf download timm/vit_base_patch32_clip_224.openai", "HF_HUB_OFFLINE=1"):
+        assert needle in msg, needle
+
+
+def test_pickled_checkpoint_is_refused(tiny_suite, tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"not read")
+    monkeypatch.setenv(CHECKPOINT_ENV, str(path))
+    with pytest.raises(CheckpointError, match=r"only \.safetensors.*model\.safetensors"):
+        load_clip(tiny_suite.backbone)

@@ -1,0 +1,290 @@
+"""The transfer track: metric definitions, CKA, the attack wrappers, and the no-re-attack property."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import benchmark.attacks.transfer as attacks_mod
+from benchmark import runner
+from benchmark.attacks import ATTACKS, TransferAttack, get_attack, list_attacks, make_attack
+from benchmark.cache import Cache
+from benchmark.errors import MergesecError, UnknownNameError
+from benchmark.metrics import (
+    aasr,
+    aggregate,
+    attack_success_rate,
+    counted_mask,
+    gradient_cosine,
+    linear_cka,
+    metrics_from_examples,
+    relative_asr,
+    setting_metrics,
+)
+from benchmark.results import track_table
+from benchmark.store import Store
+from tests.conftest import tiny_suite_raw, write_suite
+
+EPS = 8 / 255
+PROTOCOL_ATTACKS = ["fgsm", "pgd", "mifgsm", "difgsm", "tifgsm", "vmifgsm"]
+
+
+# -- metric definitions ---------------------------------------------------------------------------------------
+
+
+def _flags(s: str) -> np.ndarray:
+    return np.array([c == "1" for c in s])
+
+
+def test_setting_metrics_on_hand_made_flags():
+    sc, tc = _flags("11110101"), _flags("11101101")
+    sa, ta = _flags("00100100"), _flags("01111101")
+    assert counted_mask(sc, tc).tolist() == [c == "1" for c in "11100101"]
+    m = setting_metrics(sc, tc, sa, ta)
+    # counted = {0, 1, 2, 5, 7}; the surrogate stays right on 2 and 5 -> 3/5 fooled; the target stays right
+    # on 1, 2, 5, 7 -> 1/5 fooled
+    assert m["n"] == 5 and m["n_subset"] == 8
+    assert m["clean_acc_surrogate"] == 6 / 8 and m["clean_acc_target"] == 6 / 8
+    assert m["asr_whitebox"] == pytest.approx(3 / 5)
+    assert m["asr_transfer"] == pytest.approx(1 / 5)
+    assert m["relative_asr"] == pytest.approx(1 / 3)
+    # all-samples variants: fooled among all 8, whatever the clean prediction was
+    assert m["asr_whitebox_all"] == pytest.approx(6 / 8)
+    assert m["asr_transfer_all"] == pytest.approx(2 / 8)
+
+
+def test_metrics_undefined_cases_are_nan():
+    none = setting_metrics(_flags("0011"), _flags("1100"), _flags("0000"), _flags("0000"))
+    assert none["n"] == 0 and math.isnan(none["asr_whitebox"]) and math.isnan(none["asr_transfer"])
+    assert math.isnan(none["relative_asr"])
+    assert none["asr_whitebox_all"] == 1.0  # the all-samples variant is still defined
+    robust = setting_metrics(_flags("11"), _flags("11"), _flags("11"), _flags("01"))
+    assert robust["asr_whitebox"] == 0 and robust["asr_transfer"] == 0.5 and math.isnan(robust["relative_asr"])
+    assert math.isnan(relative_asr(0.3, 0.0)) and relative_asr(0.3, 0.6) == pytest.approx(0.5)
+    assert attack_success_rate(_flags("0101"), _flags("0000")) != attack_success_rate(_flags("0101"))
+    with pytest.raises(TypeError):
+        attack_success_rate(np.array([0, 1]))
+    with pytest.raises(ValueError):
+        setting_metrics(_flags("1"), _flags("11"), _flags("11"), _flags("11"))
+
+
+def test_metrics_from_example_rows_match():
+    df = pd.DataFrame({"surrogate_clean_correct": _flags("11110101"), "target_clean_correct": _flags("11101101"),
+                       "surrogate_adv_correct": _flags("00100100"), "target_adv_correct": _flags("01111101")})
+    assert metrics_from_examples(df) == setting_metrics(*(df[c].to_numpy() for c in df.columns))
+
+
+def test_aasr_and_aggregate():
+    assert aasr([0.2, float("nan"), 0.4]) == pytest.approx(0.3) and math.isnan(aasr([float("nan")]))
+    df = pd.DataFrame({
+        "method": ["a", "a", "a", "b"], "surrogate": ["finetuned"] * 4,
+        "asr_whitebox": [0.8, 0.4, 0.0, 1.0], "asr_transfer": [0.4, 0.4, 0.3, 0.9],
+        "relative_asr": [0.5, 1.0, float("nan"), 0.9], "asr_transfer_all": [0.5] * 4,
+        "clean_acc_target": [0.9] * 4, "clean_acc_surrogate": [1.0] * 4, "grad_cosine": [0.1, 0.3, 0.2, 0.0],
+        "cka": [0.5] * 4})
+    out = aggregate(df, ["surrogate", "method"]).set_index("method")
+    assert out.loc["a", "n_settings"] == 3
+    assert out.loc["a", "aasr_whitebox"] == pytest.approx(0.4)
+    assert out.loc["a", "aasr_transfer"] == pytest.approx(1.1 / 3)
+    assert out.loc["a", "relative_asr_mean"] == pytest.approx(0.75)  # NaN setting skipped
+    assert out.loc["a", "relative_aasr"] == pytest.approx((1.1 / 3) / 0.4)
+    assert out.loc["b", "relative_aasr"] == pytest.approx(0.9)
+    assert out.loc["a", "grad_cosine"] == pytest.approx(0.2)
+
+
+# -- diagnostics ----------------------------------------------------------------------------------------------
+
+
+def _cka_reference(x: np.ndarray, y: np.ndarray) -> float:
+    """CKA via centred Gram matrices (HSIC form), independent of the feature-space formula under test."""
+    n = len(x)
+    h = np.eye(n) - np.ones((n, n)) / n
+    k, l_ = h @ x @ x.T @ h, h @ y @ y.T @ h
+    return float((k * l_).sum() / np.sqrt((k * k).sum() * (l_ * l_).sum()))
+
+
+def test_linear_cka_properties():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 12))
+    assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-10)
+    q, _ = np.linalg.qr(rng.normal(size=(12, 12)))
+    assert linear_cka(x, 3.7 * x @ q) == pytest.approx(1.0, abs=1e-10)  # orthogonal + isotropic scaling
+    assert linear_cka(x, x @ q + 5.0) == pytest.approx(1.0, abs=1e-10)  # translation (centred)
+    assert linear_cka(x, x * np.linspace(0.1, 10, 12)) < 0.99  # not invariant to anisotropic scaling
+    big = rng.normal(size=(4000, 6))
+    assert linear_cka(big, rng.normal(size=(4000, 5))) < 0.02  # independent features -> near 0
+    y = x[:, :5] + 0.5 * rng.normal(size=(200, 5))
+    assert linear_cka(x, y) == pytest.approx(_cka_reference(x, y), rel=1e-9)
+    assert linear_cka(torch.tensor(x, dtype=torch.float32), torch.tensor(y)) == pytest.approx(
+        _cka_reference(x, y), rel=1e-5)
+    assert math.isnan(linear_cka(np.ones((10, 3)), x[:10]))
+    with pytest.raises(ValueError):
+        linear_cka(x, x[:10])
+
+
+def test_gradient_cosine():
+    g = torch.randn(6, 3, 4, 4)
+    assert gradient_cosine(g, g) == pytest.approx(1.0)
+    assert gradient_cosine(g, -2 * g) == pytest.approx(-1.0)
+    mixed = torch.cat([g[:3], -g[3:]])
+    mask = np.array([True, True, True, False, False, False])
+    assert gradient_cosine(g, mixed, mask) == pytest.approx(1.0)
+    assert gradient_cosine(g, mixed) == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(gradient_cosine(g, g, np.zeros(6, bool)))
+
+
+# -- attacks --------------------------------------------------------------------------------------------------
+
+
+class TinyNet(nn.Module):
+    """A small conv net on [0, 1] inputs, its parameters frozen like the zoo's classifiers."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, 5))
+
+    def forward(self, x):
+        return self.net((x - 0.5) / 0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_data():
+    model = TinyNet().eval().requires_grad_(False)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(24, 3, 16, 16, generator=g)
+    x[:4] = 0.0  # pixels at the box boundary must stay inside [0, 1]
+    x[4:8] = 1.0
+    with torch.no_grad():
+        y = model(x).argmax(-1)  # labels the model gets right: the loss starts low
+    return model, x, y
+
+
+def test_registry_lists_the_protocol_attacks():
+    rows = {r["attack"]: r for r in list_attacks()}
+    assert set(PROTOCOL_ATTACKS) <= set(rows)
+    assert rows["pgd"]["torchattacks"] == "torchattacks.PGD" and "Madry" in rows["pgd"]["paper"]
+    assert all(r["paper"] for r in rows.values())
+    assert make_attack("pgd", EPS, 10).params()["random_start"] is False
+    assert make_attack("mifgsm", EPS, 10).params()["alpha"] == pytest.approx(EPS / 10)
+    assert make_attack("tifgsm", EPS, 10, len_kernel=5).params()["len_kernel"] == 5
+    with pytest.raises(UnknownNameError, match="pgd"):
+        get_attack("cw")
+    with pytest.raises(MergesecError, match="valid"):
+        make_attack("pgd", EPS, 10, momentum=3)
+
+
+def test_wrong_torchattacks_version_says_how_to_fix(monkeypatch):
+    import torchattacks
+
+    monkeypatch.setattr(torchattacks, "__version__", "3.4.0")
+    with pytest.raises(MergesecError, match=r"pip install --no-deps torchattacks==3\.5\.1"):
+        attacks_mod._import_torchattacks()
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_stays_in_budget_and_raises_loss(name, tiny_model_data):
+    model, x, y = tiny_model_data
+    attack = make_attack(name, EPS, 10)
+    adv = attack.craft(model, x, y, seed=0)
+    assert adv.shape == x.shape and adv.dtype == x.dtype
+    assert (adv - x).abs().max() <= EPS + 1e-6
+    assert adv.min() >= 0 and adv.max() <= 1
+    assert not torch.equal(adv, x)
+    with torch.no_grad():
+        assert F.cross_entropy(model(adv), y) > F.cross_entropy(model(x), y)
+    assert torch.equal(adv, attack.craft(model, x, y, seed=0))  # seeded: reproducible, random attacks included
+    assert not model.training
+
+
+def test_attack_rejects_unnormalised_inputs(tiny_model_data):
+    model, x, y = tiny_model_data
+    with pytest.raises(MergesecError, match=r"\[0, 1\]"):
+        make_attack("fgsm", EPS, 10).craft(model, (x - 0.5) / 0.5, y, seed=0)
+
+
+# -- the track end to end: a new method runs no attack --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def transfer_suite(tmp_path_factory):
+    raw = tiny_suite_raw()
+    raw["transfer"].update(attacks=PROTOCOL_ATTACKS, subset_size=32)
+    return write_suite(tmp_path_factory.mktemp("transfer") / "digits-tiny-transfer.yaml", raw)
+
+
+@pytest.mark.slow
+def test_new_method_runs_no_attack(transfer_suite, tiny_cache, tmp_path, monkeypatch):
+    import torchattacks
+
+    suite, cache, store = transfer_suite, Cache(tiny_cache), Store(tmp_path / "t.duckdb")
+    n_tasks, n_settings = len(suite.task_names), len(suite.task_names) * 2 * len(PROTOCOL_ATTACKS)
+    crafted = []
+    real_craft = TransferAttack.craft
+
+    def counting_craft(self, *a, **k):
+        crafted.append(self.name)
+        return real_craft(self, *a, **k)
+
+    monkeypatch.setattr(TransferAttack, "craft", counting_craft)
+    first = runner.run(suite, ["transfer"], store, cache, ["weight_averaging"], progress=False)
+    assert first.units_run == n_settings
+    assert sorted(set(crafted)) == sorted(PROTOCOL_ATTACKS) and len(crafted) == n_settings  # once per setting
+    before = store.read("SELECT * FROM transfer_metrics ORDER BY ALL")
+
+    def no_attack(*a, **k):
+        raise AssertionError("an attack ran while evaluating a new merging method")
+
+    monkeypatch.setattr(TransferAttack, "craft", no_attack)
+    monkeypatch.setattr(torchattacks.attack.Attack, "__call__", no_attack)
+    second = runner.run(suite, ["transfer"], store, cache, ["task_arithmetic"], progress=False)
+    assert second.units_run == n_settings and len(crafted) == n_settings
+
+    df = store.read("SELECT * FROM transfer_metrics ORDER BY ALL")
+    assert len(df) == 2 * n_settings
+    keys = ["method", "task", "attack", "surrogate", "seed"]
+    assert not df.duplicated(keys).any()
+    pd.testing.assert_frame_equal(df[df.method == "weight_averaging"].reset_index(drop=True), before)
+    ex = store.read("SELECT * FROM transfer_examples")
+    assert len(ex) == 2 * n_settings * 32 and not ex.duplicated([*keys, "example_id"]).any()
+
+    # the adversarial examples are shared: the surrogate's per-example outcomes are the same for both methods
+    sur = ex.pivot_table(index=["task", "attack", "surrogate", "example_id"], columns="method",
+                         values="surrogate_adv_correct", aggfunc="first")
+    assert (sur.weight_averaging == sur.task_arithmetic).all()
+    # stored metrics are exactly recomputable from the stored per-example flags
+    for _, row in df.iterrows():
+        rows = ex[(ex[keys] == row[keys]).all(axis=1)]
+        m = metrics_from_examples(rows)
+        assert m["n"] == row.n == int(rows.counted.sum())
+        for k in ("asr_whitebox", "asr_transfer", "relative_asr", "asr_transfer_all", "clean_acc_target"):
+            assert m[k] == pytest.approx(row[k], nan_ok=True)
+    assert df.eps.eq(suite.transfer.eps).all() and df.n_subset.eq(32).all()
+    assert df.cka.between(0, 1 + 1e-9).all() and df.grad_cosine.between(-1, 1).all()
+    # a fine-tuned surrogate is itself a strong white-box attacker on the tiny zoo
+    assert df.asr_whitebox.mean() > 0.3
+
+    table = track_table(store, suite, "transfer")
+    assert set(table.method) == {"weight_averaging", "task_arithmetic"} and set(table.surrogate) == {
+        "finetuned", "pretrained"}
+    assert {"relative_asr_mean", "relative_aasr", "aasr_transfer", "aasr_whitebox"} <= set(table.columns)
+    assert (table.n_settings == n_tasks * len(PROTOCOL_ATTACKS)).all()
+
+
+@pytest.mark.slow
+def test_cli_results_show_transfer_table(transfer_suite, tiny_cache, tmp_path):
+    db = tmp_path / "cli.duckdb"
+    runner.run(transfer_suite, ["transfer"], Store(db), Cache(tiny_cache), ["weight_averaging"], progress=False)
+    path = tmp_path / "suite.yaml"
+    write_suite(path, transfer_suite.raw)
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "results", "--track", "transfer", "--suite",
+                          str(path), "--db", str(db), "--format", "json"], capture_output=True, text=True, check=True)
+    rows = json.loads(out.stdout)
+    assert {r["method"] for r in rows} == {"weight_averaging"} and "relative_aasr" in rows[0]
