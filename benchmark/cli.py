@@ -1,5 +1,6 @@
 """The `mergesec` command line. Every command prints one clear error (problem + fix) on bad input."""
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 SuiteOpt = Annotated[str, typer.Option("--suite", "-s", help="Suite name or path to a suite YAML.")]
@@ -289,7 +291,7 @@ def submit(
         typer.echo(f"{sub.slug} (content hash {sub.code_hash}): {r.units_run} units of {', '.join(r.tracks)} on "
                    f"{r.suite.name} stored in {r.db}" + (f", replacing {r.replaced} units of an earlier version"
                                                          if r.replaced else ""))
-    for title, df in method_rows(_store(db), r.suite, sub.name, sub.kind).items():
+    for title, df in method_rows(_store(db), r.suite, sub.name, sub.kind, r.tracks).items():
         typer.echo(f"\n== {title}")
         emit(df, fmt)
     typer.echo(f"\nsubmit took {time.perf_counter() - t0:.0f} s. Check it reproduces: mergesec reproduce {sub.slug}"
@@ -330,7 +332,14 @@ def reproduce(
 
 
 def main() -> None:
-    """Console entry point: MergesecError -> one line on stderr, exit status 2."""
+    """Console entry point: MergesecError -> one line on stderr, exit status 2.
+
+    Torch runs on `$MERGESEC_THREADS` threads (default 1): the digits models are tiny, so more threads only
+    add contention, and float results are bitwise reproducible only at a fixed thread count.
+    """
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("MERGESEC_THREADS", "1")))
     try:
         app()
     except MergesecError as e:

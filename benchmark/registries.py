@@ -21,6 +21,6 @@ def catalogue() -> dict[str, pd.DataFrame]:
         "defenses": pd.DataFrame([{"defense": d.name, "stage": d.stage, "source": d.source,
                                    "needs": ", ".join(sorted(d.needs)) or "-", "hparams": d.hparams,
                                    "paper": d.paper} for d in map(get_defense, list_defenses())]),
-        "tracks": pd.DataFrame([{"track": name, "about": (type(t).__doc__ or "").strip().splitlines()[0]}
+        "tracks": pd.DataFrame([{"track": name, "about": ((type(t).__doc__ or "").strip().splitlines() or [""])[0]}
                                 for name, t in TRACKS.items()]),
     }

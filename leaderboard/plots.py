@@ -19,12 +19,14 @@ def heatmap(frame: pd.DataFrame, label: str, higher_is_better: bool, percent: bo
     fmt = ".1%" if percent else ".3f"
     base = alt.Chart(frame).encode(
         x=alt.X("task:N", sort=task_order, title="task", axis=alt.Axis(labelAngle=0, orient="top")),
-        y=alt.Y("method:N", sort=method_order, title=None),
+        y=alt.Y("method:N", sort=method_order, title=None, axis=alt.Axis(labelLimit=260)),
     )
+    n_rows = frame["method"].nunique()
     mid = float(frame["value"].min() + frame["value"].max()) / 2
     rect = base.mark_rect(stroke="white", strokeWidth=1).encode(
         color=alt.Color("value:Q", title=label, scale=alt.Scale(scheme=scheme),
-                        legend=alt.Legend(format=_axis_format(percent), orient="right")),
+                        legend=alt.Legend(format=_axis_format(percent), orient="right",
+                                          gradientLength=max(60, 30 * n_rows - 30))),
         tooltip=["method:N", "task:N", alt.Tooltip("value:Q", title=label, format=fmt)],
     )
     text = base.mark_text(fontSize=12).encode(

@@ -2,6 +2,7 @@
 
 import io
 import re
+import shlex
 from dataclasses import dataclass
 
 import pandas as pd
@@ -70,6 +71,7 @@ def no_results_page(status: dict, db: str) -> None:
     st.title("mergesec leaderboard")
     st.header("No results yet" if status["reason"] != "unreadable" else "Cannot read the results database")
     st.warning(status["detail"], icon=":material/database:")
+    db = shlex.quote(db)
     cmds = [(f"make demo DB={db}", "the digits suite on a CPU (sets up .venv first)"),
             (f"mergesec run --suite digits --db {db}", "the same, by hand"),
             (f"mergesec leaderboard --db {db}", "open this app on that database")]

@@ -4,11 +4,13 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from benchmark.suites import SUITE_DIR, Suite, load_suite
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("MERGESEC_THREADS", "1")
+torch.set_num_threads(1)  # as the CLI does: tiny models, reproducible floats
 
 
 def tiny_suite_raw(**overrides) -> dict:

@@ -271,7 +271,7 @@ def test_suite_backdoor_section_loads():
 
     rows = settings(load_suite("digits"))
     attacks = {(s.attack, s.variant) for s in rows}
-    assert {("naive", "badnets"), ("badmerging", "on_task"), ("badmerging", "off_task"), ("bv", "injection"),
-            ("sbv", "sign_consistent")} <= attacks
+    assert {("naive", "badnets"), ("badmerging", "on_task"), ("badmerging", "off_task")} <= attacks
+    assert {"bv", "sbv"} <= {a for a, _ in attacks}
     clean = [s for s in rows if s.attack == "clean"]
     assert len(clean) == 3  # one clean baseline per distinct trigger (BV/SBV reuse the BadNets trigger)

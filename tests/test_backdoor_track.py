@@ -53,10 +53,11 @@ def test_clean_baseline_is_the_merge_of_benign_models(run):
     ctx = RunContext(suite, Cache(d / "cache"), progress=False)
     merged = ctx.merged("task_arithmetic", ctx.method_hparams("task_arithmetic"), 0)
     for attack, rows in m.groupby("attack"):
+        same = []
         for task, acc in zip(rows.task, rows.clean_acc, strict=True):
             x, y = load_task(suite, task).test.tensors
-            ref = float((ctx.target(merged, task)(x).argmax(-1) == y).float().mean())
-            assert (abs(acc - ref) < 1e-9) == (attack == "clean"), (attack, task)
+            same.append(abs(acc - int((ctx.target(merged, task)(x).argmax(-1) == y).sum()) / len(y)) < 1e-12)
+        assert all(same) if attack == "clean" else not all(same), attack
     v = store.read("SELECT variant FROM backdoor_metrics WHERE attack = 'clean'").variant
     assert set(v) == {"naive_badnets_trigger"}
 
@@ -65,7 +66,8 @@ def test_summary_table_and_resume(run):
     suite, store, _, d = run
     t = track_table(store, suite, "backdoor")
     assert list(t.columns[:4]) == ["attack", "variant", "target", "method"]
-    assert {"acc[none]", "asr[none]", "acc[ibvs]", "asr[ibvs]", "acc[fine_pruning]", "asr[fine_pruning]"} <= set(t.columns)
+    expected = {f"{m}[{d}]" for m in ("acc", "asr") for d in ("none", "ibvs", "fine_pruning")}
+    assert expected <= set(t.columns)
     assert t.attack.tolist() == ["clean", "naive"]
     again = runner.run(suite, ["backdoor"], store, Cache(d / "cache"), progress=False)
     assert again.units_run == 0 and again.units_skipped == 6
@@ -76,10 +78,25 @@ def test_bad_config_is_one_clear_error(tmp_path):
     with pytest.raises(BackdoorTrackError, match="target_class"):
         settings(suite)
     suite = tiny_backdoor_suite(tmp_path, attacks=[])
-    with pytest.raises(BackdoorTrackError, match="no backdoor.attacks"):
+    with pytest.raises(BackdoorTrackError, match=r"no backdoor\.attacks"):
         get_track("backdoor").plan(_Ctx(suite), ["task_arithmetic"])
 
 
 class _Ctx:
     def __init__(self, suite):
         self.suite = suite
+
+
+def test_badmerging_variant_must_match_the_target(tmp_path):
+    suite = tiny_backdoor_suite(tmp_path, attacks=[
+        {"attack": "badmerging", "variant": "on_task", "target_task": "parity", "target_class": 1}])
+    with pytest.raises(BackdoorTrackError, match="set variant: off_task"):
+        settings(suite)
+
+
+def test_compact_backdoor_section_implies_the_attack_list(tmp_path):
+    suite = tiny_backdoor_suite(tmp_path, attacks=[], target_class=1, patch_size=3, off_task_target="parity")
+    rows = {(s.attack, s.variant): s.params for s in settings(suite)}
+    assert rows[("badmerging", "off_task")]["target_task"] == "parity"
+    assert rows[("badmerging", "off_task")]["patch_size"] == 4 and rows[("naive", "badnets")]["patch_size"] == 3
+    assert {"bv", "sbv", "clean"} <= {a for a, _ in rows}

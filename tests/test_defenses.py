@@ -41,8 +41,10 @@ def setting(tmp_path_factory):
     for t in tasks:  # a small dev split keeps the defender's fine-tunes to a second
         x, y = load_task(suite, t).dev.tensors
         dev.append(TensorDataset(x[:64], y[:64]))
-    ctx = MergeContext(tasks=tasks, classifier_factory=lambda sd, i, adapter=None: zoo.classifier(sd, tasks[i], adapter),
-                       dev_data=dev, seed=0)
+    def factory(sd, i, adapter=None):
+        return zoo.classifier(sd, tasks[i], adapter)
+
+    ctx = MergeContext(tasks=tasks, classifier_factory=factory, dev_data=dev, seed=0)
     return suite, zoo, tasks, ctx
 
 

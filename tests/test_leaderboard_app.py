@@ -95,9 +95,11 @@ def test_filters_and_metric_change_the_ranking(monkeypatch, db):
 
 def test_backdoor_page_ranks_each_attack_and_defenses(monkeypatch, db):
     at = open_app(monkeypatch, db, "backdoor")
-    assert [t.label for t in at.tabs] == ["badmerging", "badnets"]
+    assert [t.label for t in at.tabs] == ["badmerging", "badnets", "all attacks"]
     first = at.dataframe[0].value
     assert first.method.iloc[0] == "weight_averaging" and "clean accuracy" in first.columns
+    across = at.dataframe[2].value
+    assert across.method.iloc[0] == "weight_averaging" and set(across.settings) == {4}
     defenses = at.dataframe[-1].value
     assert defenses.defense.tolist() == ["ibvs", "ibvs"] and (defenses["ASR reduction"] > 0).all()
 

@@ -29,7 +29,7 @@ BUILTINS = {
     "ties": {"scaling_coef": 0.3, "keep_ratio": 0.2, "merge_func": "mean"},
     "dare_task_arithmetic": {"scaling_coef": 0.3, "drop_rate": 0.5, "seed": 0},
     "dare_ties": {"scaling_coef": 0.3, "keep_ratio": 0.2, "merge_func": "mean", "drop_rate": 0.5, "seed": 0},
-    "fisher": {"n_examples": 256, "fisher_floor": 1e-6},
+    "fisher": {"n_examples": 256, "fisher_floor": 1e-6, "batch_size": 8},
     "regmean": {"alpha": 0.1, "n_examples": 256, "batch_size": 32},
     "adamerging_task": {"init_coef": 0.3, "lr": 1e-3, "steps": 500, "batch_size": 16},
     "adamerging_layer": {"init_coef": 0.3, "lr": 1e-3, "steps": 500, "batch_size": 16},

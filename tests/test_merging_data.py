@@ -11,11 +11,20 @@ from torch.utils.data import TensorDataset
 
 from benchmark.merging import MergeContext, MergeOutput, merge
 from benchmark.merging.methods.adamerging import learn_coefficients, merged_state, stacked_task_vectors
-from benchmark.merging.methods.fisher import fisher_weighted_average
+from benchmark.merging.methods.fisher import diagonal_fisher, fisher_weighted_average
 from benchmark.merging.methods.regmean import collect_grams
 
 T = torch.tensor
 N_TASKS, N_DEV = 2, 16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and intra-op threads thrash on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class MLPEncoder(nn.Module):
@@ -83,6 +92,27 @@ def test_fisher_weighted_average_by_hand():
     assert torch.equal(fisher_weighted_average(models, unequal, 1e-6)["w"], T([3.0, 3.0]))
     zero = [{"w": T([0.0, 0.0])}, {"w": T([0.0, 0.0])}]  # below the floor -> simple average
     assert torch.equal(fisher_weighted_average(models, zero, 1e-6)["w"], T([2.0, 2.0]))
+
+
+def test_diagonal_fisher_is_the_mean_squared_per_example_gradient_at_sampled_labels():
+    pre, fts, ctx, images = make_setup()
+    ctx.pretrained, ctx.finetuned = pre, fts
+    fisher = diagonal_fisher(ctx, 1, 3, 2, torch.Generator().manual_seed(5))  # batches of 2 + 1
+    model = ctx.classifier_factory(fts[1], 1)
+    params = dict(model.encoder.named_parameters())
+    for p in params.values():
+        p.requires_grad_(True)
+    g = torch.Generator().manual_seed(5)
+    expected = {k: torch.zeros_like(v) for k, v in params.items()}
+    for batch in (images[1][:2], images[1][2:3]):
+        with torch.no_grad():
+            labels = torch.multinomial(torch.softmax(model(batch), -1), 1, generator=g)[:, 0]
+        for x, y in zip(batch, labels, strict=True):
+            log_p = torch.log_softmax(model(x[None]), -1)[0, y]
+            for k, grad in zip(params, torch.autograd.grad(log_p, list(params.values())), strict=True):
+                expected[k] += grad**2 / 3
+    for k in params:
+        torch.testing.assert_close(fisher[k], expected[k])
 
 
 def test_fisher_merge_is_an_entrywise_convex_combination_and_seeded():

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from benchmark.store import Store
-from benchmark.submissions import Limits, list_slugs, load_submission
+from benchmark.submissions import Limits, list_slugs
 from benchmark.submissions.workflow import method_rows, reproduce, submit
+from tests.conftest import tiny_suite_raw, write_suite
 
 pytestmark = pytest.mark.slow
 
@@ -30,19 +31,31 @@ def tiny_copy(slug: str, tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+def tiny_suite_path(tmp_path_factory):
+    """The tiny suite (same zoo as tests/conftest.py's, so its cache is shared) with a one-attack, one-method
+    backdoor section, so the defense example runs too."""
+    raw = tiny_suite_raw()
+    raw["backdoor"] = {"seeds": [0], "adversary_task": "digit", "methods": ["task_arithmetic"],
+                       "attacks": [{"attack": "naive", "variant": "badnets", "target_class": 1}], "defenses": {}}
+    path = tmp_path_factory.mktemp("e2e-suite") / "digits-tiny.yaml"
+    write_suite(path, raw)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_suite(tiny_suite_path):
+    from benchmark.suites import load_suite
+
+    return load_suite(tiny_suite_path)
+
+
+@pytest.fixture(scope="module")
 def submitted(tmp_path_factory, tiny_suite_path, tiny_cache):
     """Every example submitted to one database on the tiny suite."""
     tmp = tmp_path_factory.mktemp("e2e")
     db = tmp / "results.duckdb"
     folders, reports = {}, {}
     for slug in list_slugs(ROOT / "submissions"):
-        sub = load_submission(ROOT / "submissions" / slug)
-        if "backdoor" in sub.manifest.tracks:
-            from benchmark.tracks import TRACKS, get_track
-
-            get_track("merge")
-            if "backdoor" not in TRACKS:
-                continue  # the backdoor track is not in this mergesec yet
         folders[slug] = tiny_copy(slug, tmp)
         reports[slug] = submit(folders[slug], suite=tiny_suite_path, db=db, cache=tiny_cache, limits=LIMITS,
                                progress=False)
@@ -56,14 +69,19 @@ def test_submit_stores_rows_with_provenance(submitted, tiny_suite):
         sub = r.submission
         assert r.units_run > 0
         methods = store.read("SELECT * FROM methods WHERE name = ?", [sub.name])
+        assert methods.kind.tolist() == [sub.kind]
+        assert methods.source.tolist() == [f"submission:{slug}"]
+        assert methods.code_hash.tolist() == [sub.code_hash]
+        assert methods.authors[0] == ", ".join(sub.manifest.authors)
         if sub.kind == "merge":
-            assert methods.source.tolist() == [f"submission:{slug}"]
-            assert methods.code_hash.tolist() == [sub.code_hash]
-            assert methods.authors[0] == ", ".join(sub.manifest.authors)
             n = store.read("SELECT count(*) n FROM merge_eval WHERE method = ?", [sub.name]).n[0]
             assert n == len(tiny_suite.task_names)
-            rows = method_rows(store, tiny_suite, sub.name)
-            assert any(len(df) == 1 for df in rows.values())
+        else:
+            bd = store.read("SELECT * FROM backdoor_settings WHERE defense = ?", [sub.name])
+            assert len(bd) > 0 and set(bd.method) == {"task_arithmetic"}
+            assert store.read("SELECT count(*) n FROM backdoor_settings WHERE defense <> ?", [sub.name]).n[0] == 0
+        rows = method_rows(store, tiny_suite, sub.name, sub.kind, list(sub.manifest.tracks))
+        assert set(rows) and all(len(df) == 1 for df in rows.values())
         run = store.read("SELECT * FROM runs WHERE run_id = ?", [r.run_id])
         assert run.status.tolist() == ["ok"]
         assert run.mergesec_version[0] and '"torch"' in run.packages[0] and "cpu_count" in run.hardware[0]

@@ -220,12 +220,14 @@ def transfer_suite(tmp_path_factory):
     return write_suite(tmp_path_factory.mktemp("transfer") / "digits-tiny-transfer.yaml", raw)
 
 
-@pytest.mark.slow
-def test_new_method_runs_no_attack(transfer_suite, tiny_cache, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def two_methods(transfer_suite, tiny_cache, tmp_path_factory):
+    """The track run for one method (counting attack runs), then for a second one with every attack made
+    to raise."""
     import torchattacks
 
-    suite, cache, store = transfer_suite, Cache(tiny_cache), Store(tmp_path / "t.duckdb")
-    n_tasks, n_settings = len(suite.task_names), len(suite.task_names) * 2 * len(PROTOCOL_ATTACKS)
+    suite, cache = transfer_suite, Cache(tiny_cache)
+    store = Store(tmp_path_factory.mktemp("db") / "t.duckdb")
     crafted = []
     real_craft = TransferAttack.craft
 
@@ -233,25 +235,36 @@ def test_new_method_runs_no_attack(transfer_suite, tiny_cache, tmp_path, monkeyp
         crafted.append(self.name)
         return real_craft(self, *a, **k)
 
-    monkeypatch.setattr(TransferAttack, "craft", counting_craft)
-    first = runner.run(suite, ["transfer"], store, cache, ["weight_averaging"], progress=False)
-    assert first.units_run == n_settings
-    assert sorted(set(crafted)) == sorted(PROTOCOL_ATTACKS) and len(crafted) == n_settings  # once per setting
-    before = store.read("SELECT * FROM transfer_metrics ORDER BY ALL")
-
     def no_attack(*a, **k):
         raise AssertionError("an attack ran while evaluating a new merging method")
 
-    monkeypatch.setattr(TransferAttack, "craft", no_attack)
-    monkeypatch.setattr(torchattacks.attack.Attack, "__call__", no_attack)
-    second = runner.run(suite, ["transfer"], store, cache, ["task_arithmetic"], progress=False)
-    assert second.units_run == n_settings and len(crafted) == n_settings
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(TransferAttack, "craft", counting_craft)
+        first = runner.run(suite, ["transfer"], store, cache, ["weight_averaging"], progress=False)
+        before = store.read("SELECT * FROM transfer_metrics ORDER BY ALL")
+        n_crafted = len(crafted)
+        mp.setattr(TransferAttack, "craft", no_attack)
+        mp.setattr(torchattacks.attack.Attack, "__call__", no_attack)
+        second = runner.run(suite, ["transfer"], store, cache, ["task_arithmetic"], progress=False)
+    return {"store": store, "first": first, "second": second, "before": before, "crafted": crafted[:n_crafted],
+            "crafted_after": len(crafted) - n_crafted}
+
+
+@pytest.mark.slow
+def test_new_method_runs_no_attack(transfer_suite, two_methods):
+    suite, store = transfer_suite, two_methods["store"]
+    n_tasks, n_settings = len(suite.task_names), len(suite.task_names) * 2 * len(PROTOCOL_ATTACKS)
+    crafted = two_methods["crafted"]
+    assert two_methods["first"].units_run == n_settings
+    assert sorted(set(crafted)) == sorted(PROTOCOL_ATTACKS) and len(crafted) == n_settings  # once per setting
+    assert two_methods["second"].units_run == n_settings and two_methods["crafted_after"] == 0
 
     df = store.read("SELECT * FROM transfer_metrics ORDER BY ALL")
     assert len(df) == 2 * n_settings
     keys = ["method", "task", "attack", "surrogate", "seed"]
     assert not df.duplicated(keys).any()
-    pd.testing.assert_frame_equal(df[df.method == "weight_averaging"].reset_index(drop=True), before)
+    pd.testing.assert_frame_equal(df[df.method == "weight_averaging"].reset_index(drop=True),
+                                  two_methods["before"])
     ex = store.read("SELECT * FROM transfer_examples")
     assert len(ex) == 2 * n_settings * 32 and not ex.duplicated([*keys, "example_id"]).any()
 
@@ -279,12 +292,14 @@ def test_new_method_runs_no_attack(transfer_suite, tiny_cache, tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_cli_results_show_transfer_table(transfer_suite, tiny_cache, tmp_path):
-    db = tmp_path / "cli.duckdb"
-    runner.run(transfer_suite, ["transfer"], Store(db), Cache(tiny_cache), ["weight_averaging"], progress=False)
+def test_cli_shows_transfer_results_and_attacks(transfer_suite, two_methods, tmp_path):
     path = tmp_path / "suite.yaml"
     write_suite(path, transfer_suite.raw)
     out = subprocess.run([sys.executable, "-m", "benchmark.cli", "results", "--track", "transfer", "--suite",
-                          str(path), "--db", str(db), "--format", "json"], capture_output=True, text=True, check=True)
+                          str(path), "--db", str(two_methods["store"].path), "--format", "json"],
+                         capture_output=True, text=True, check=True)
     rows = json.loads(out.stdout)
-    assert {r["method"] for r in rows} == {"weight_averaging"} and "relative_aasr" in rows[0]
+    assert {r["method"] for r in rows} == {"weight_averaging", "task_arithmetic"} and "relative_aasr" in rows[0]
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "attacks", "--format", "json"],
+                         capture_output=True, text=True, check=True)
+    assert set(PROTOCOL_ATTACKS) <= {r["attack"] for r in json.loads(out.stdout.split("\n", 1)[1])}

@@ -135,9 +135,9 @@ def make_attack(name: str, eps: float, steps: int, **overrides: Any) -> Transfer
 
 
 def list_attacks() -> list[dict[str, str]]:
-    """Rows (attack, torchattacks class, paper) for `mergesec list attacks`."""
-    return [{"attack": n, "torchattacks": f"torchattacks.{c.torchattacks_class}", "paper": c.paper}
-            for n, c in ATTACKS.items()]
+    """Rows (attack, kind, torchattacks class, paper) for `mergesec list attacks`."""
+    return [{"attack": n, "kind": "transfer", "torchattacks": f"torchattacks.{c.torchattacks_class}",
+             "paper": c.paper} for n, c in ATTACKS.items()]
 
 
 # -- the built-in attacks ------------------------------------------------------------------------------------

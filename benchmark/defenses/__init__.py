@@ -6,6 +6,7 @@ Built-in: `ibvs` (merge stage; Injection Backdoor Vector Subtraction, Pawlak et 
 `submissions/<slug>/` folder or a package's `mergesec.defenses` entry point.
 """
 
+from benchmark.defenses import fine_pruning, ibvs  # noqa: F401  (registers the built-ins)
 from benchmark.defenses.api import CleanedInputs, DefenseInputs, as_output, defended_merge
 from benchmark.defenses.registry import (
     ENTRY_POINT_GROUP,
@@ -17,7 +18,6 @@ from benchmark.defenses.registry import (
     register,
     register_defense,
 )
-from benchmark.defenses import fine_pruning, ibvs  # noqa: E402,F401,I001  (registers the built-ins)
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -51,7 +51,7 @@ def dormant_units(model: nn.Module, fc: nn.Linear, images: list[torch.Tensor], r
     finally:
         hook.remove()
     mean = torch.stack(acts).mean(0)
-    k = int(round(ratio * mean.numel()))
+    k = round(ratio * mean.numel())
     return torch.argsort(mean)[:k]
 
 
@@ -70,7 +70,7 @@ def fine_pruning(merged: MergeOutput, inputs: DefenseInputs, prune_ratio: float,
     enc = models[0].encoder
     for m in models[1:]:
         m.encoder = enc  # one shared encoder, per-task heads and adapters
-    name, fc, proj = last_mlp(enc)
+    _, fc, proj = last_mlp(enc)
     gen = torch.Generator().manual_seed(seed)
     loaders = [DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen) for ds in ctx.dev_data]
     clean_images = [x for loader in loaders for x, _ in itertools.islice(iter(loader), 4)]

@@ -1,9 +1,10 @@
 """`mergesec validate`: schema, files, import, signature and a smoke run on tiny random state dicts, in a few
 seconds and without training.
 
-To stay fast the sandbox worker starts first, on inputs written with numpy, and the parent imports torch
-while the worker does the same; the worker imports the entry point, checks its signature and calls it
-twice on the same inputs (so a nondeterministic method is caught here, not by a failed reproduction).
+To stay fast the parent never imports torch: the inputs are written and the outputs read as numpy arrays.
+The sandbox worker imports the entry point, checks its signature against the manifest's hyperparameters and
+calls it twice on the same inputs (so a nondeterministic method is caught here, not by a failed
+reproduction). Name clashes with built-in methods are checked by `submit`, which imports the registries.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.submissions.loader import Submission, check_deterministic, load_submission
+from benchmark.submissions.loader import Submission, load_submission
 from benchmark.submissions.manifest import SubmissionError
 from benchmark.submissions.sandbox import Call, Limits, failure
 
@@ -60,7 +61,8 @@ def smoke_inputs(n_models: int = N_SMOKE_MODELS, seed: int = 0) -> list[dict[str
 
 def validate(target: str | Path, limits: Limits | None = None) -> ValidationReport:
     """Check a submission end to end on tiny inputs; raises `SubmissionError` (naming the stage and the fix)
-    on the first problem."""
+    on the first problem. The parent never imports torch here (inputs and outputs are numpy arrays in
+    safetensors files), so validation costs one torch import, in the sandbox worker."""
     from safetensors.numpy import save_file
 
     t0 = time.perf_counter()
@@ -69,38 +71,72 @@ def validate(target: str | Path, limits: Limits | None = None) -> ValidationRepo
               f"files: {len(sub.files)} checked, no pickled checkpoints (content hash {sub.code_hash})"]
     limits = limits or Limits.from_env()
     inputs = smoke_inputs()
+    n = len(inputs) - 1
     with Call(sub.slug, sub.folder, sub.manifest.entry_point, sub.kind, dict(sub.manifest.hyperparameters),
               limits, inputs=[Path()] * len(inputs), repeat=2) as call:
-        for path, sd in zip(Call.input_paths(call.dir, len(inputs) - 1), inputs, strict=True):
+        for path, sd in zip(Call.input_paths(call.dir, n), inputs, strict=True):
             save_file(sd, str(path))
-        call.start()
-        # meanwhile, in the parent: torch, the registries, and the checks that need no worker
-        import torch
-
-        from benchmark.submissions.loader import _assemble, _load_outputs, build_method, register_submission
-        from benchmark.tracks import get_track
-
-        for t in sub.manifest.tracks:
-            get_track(t)  # a claimed track this mergesec does not have is an error
-        if sub.kind == "merge":
-            from benchmark.merging.registry import MergeRegistrationError, _check_method
-
-            try:
-                _check_method(build_method(sub, limits))
-            except MergeRegistrationError as e:
-                raise SubmissionError(f"submission {sub.slug!r}: {e}") from None
-        else:
-            register_submission(sub, limits)  # the defense registry checks name, stage and hyperparameters
         res = call.result()
         if not res.ok:
             raise failure(sub.slug, res)
         checks.append(f"entry point {sub.manifest.entry_point} imports; signature fn{res.signature} accepts "
                       f"[hyperparameters] {sorted(sub.manifest.hyperparameters)}")
-        pre, *fts = [{k: torch.from_numpy(v) for k, v in sd.items()} for sd in inputs]
-        results = _assemble(sub, _load_outputs(res.outputs, "cpu"), pre, fts, repeat=2)
-    what = "a valid merged state dict" if sub.kind == "merge" else f"{len(fts)} valid defended state dicts"
-    checks.append(f"smoke run on {len(fts)} tiny random models: returns {what} "
+        outputs = [_load_arrays(sub, p) for p in res.outputs]
+    pre, fts = inputs[0], inputs[1:]
+    if sub.kind == "merge":
+        for r, out in enumerate(outputs):
+            check_arrays(sub, out, pre, f"the merged state dict (run {r + 1})")
+        what = "a valid merged state dict"
+    else:
+        for r in range(2):
+            for i, out in enumerate(outputs[r * n:(r + 1) * n]):
+                check_arrays(sub, out, fts[i], f"the defended model {i} (run {r + 1})")
+        what = f"{n} valid defended state dicts"
+    checks.append(f"smoke run on {n} tiny random models: returns {what} "
                   "(dict of tensors, same keys, shapes and dtypes, finite)")
-    check_deterministic(sub, results)
+    half = len(outputs) // 2
+    for i, (a, b) in enumerate(zip(outputs[:half], outputs[half:], strict=True)):
+        differ = [k for k in a if not np.array_equal(a[k], b[k])]
+        if differ:
+            where = f"{differ[0]!r}" + (f" of model {i}" if sub.kind == "defense" else "")
+            raise SubmissionError(
+                f"submission {sub.slug!r} failed (determinism): two runs on the same inputs differ in {where}; "
+                "seed every random draw from a hyperparameter (torch.Generator().manual_seed(seed)) so "
+                "results reproduce"
+            )
     checks.append("deterministic: two runs on the same inputs are identical")
     return ValidationReport(sub, res.signature, time.perf_counter() - t0, checks)
+
+
+def _load_arrays(sub: Submission, path: Path) -> dict[str, np.ndarray]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except Exception as e:  # e.g. a bfloat16 result, which numpy cannot hold: a dtype the input did not have
+        raise SubmissionError(
+            f"submission {sub.slug!r} failed (checking the returned value): its output cannot be read as "
+            f"float32 arrays ({e}); return every tensor with the input's dtype"
+        ) from None
+
+
+def check_arrays(sub: Submission, out: dict[str, np.ndarray], ref: dict[str, np.ndarray], what: str) -> None:
+    """`benchmark.merging.validate.check_output`'s rules on numpy arrays: same keys, shapes and dtypes,
+    finite values."""
+    head = f"submission {sub.slug!r} failed (checking {what})"
+    fix = "return exactly the input keys, each with the input's shape and dtype"
+    missing, extra = [k for k in ref if k not in out], [k for k in out if k not in ref]
+    if missing or extra:
+        parts = [f"{len(missing)} missing key(s): {', '.join(map(repr, missing[:5]))}"] if missing else []
+        parts += [f"{len(extra)} extra key(s): {', '.join(map(repr, extra[:5]))}"] if extra else []
+        raise SubmissionError(f"{head}: key mismatch: {'; '.join(parts)}. Fix: {fix}")
+    for k, r in ref.items():
+        t = out[k]
+        if t.shape != r.shape or t.dtype != r.dtype:
+            raise SubmissionError(f"{head}: returned {k!r} as {t.dtype} {tuple(t.shape)}; the input is {r.dtype} "
+                                  f"{tuple(r.shape)}. Fix: {fix} (cast with .to(dtype))")
+        bad = ~np.isfinite(t)
+        if bad.any():
+            raise SubmissionError(f"{head}: has NaN/inf in {k!r} ({int(bad.sum())} of {t.size} entries); check "
+                                  "the method for division by zero or overflow")

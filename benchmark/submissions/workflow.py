@@ -82,7 +82,7 @@ def _units_of(store: Store, suite_hash: str, sub: Submission) -> pd.DataFrame:
         return pd.DataFrame(columns=["unit_key", "track", "description"])
     df = store.read("SELECT unit_key, track, description FROM units_done WHERE suite_hash = ?", [suite_hash])
     field = "defense" if sub.kind == "defense" else "method"
-    keep = [json.loads(d).get(field) == sub.name for d in df.description]
+    keep = pd.Series([json.loads(d).get(field) == sub.name for d in df.description], index=df.index, dtype=bool)
     return df[keep].reset_index(drop=True)
 
 
@@ -253,35 +253,63 @@ def _planned_keys(sub: Submission, suite: Suite, tracks: list[str], cache: Cache
     return [u.key for u in plan_units(sub, suite, tracks, RunContext(suite, cache, progress=False))]
 
 
-def method_rows(store: Store, suite: Suite, name: str, kind: str = "merge") -> dict[str, pd.DataFrame]:
-    """What `submit` prints: per track, the submission's summary row(s) and its rank among all methods."""
+def method_rows(store: Store, suite: Suite, name: str, kind: str = "merge",
+                tracks: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """What `submit` prints: per track, the submission's row and rank among all methods in `store`. Uses the
+    leaderboard's ranking (`analysis.ranking_view.ranked_table`: mean over settings, paired bootstrap 95%
+    CI, rank, letters) where it applies, else a plain mean per method (or per defense)."""
     out: dict[str, pd.DataFrame] = {}
     tables = set(store.read("SELECT table_name FROM information_schema.tables").table_name)
-    if kind == "merge" and "merge_eval" in tables:
-        from benchmark.results import merge_table
+    for track in tracks or (["merge", "transfer", "backdoor"] if kind == "merge" else ["backdoor"]):
+        if kind == "merge":
+            ranked = _ranked(store, suite, track, name)
+            if ranked is not None:
+                out[ranked[0]] = ranked[1]
+                continue
+        if track == "merge" and "merge_eval" in tables:
+            from benchmark.results import merge_table
 
-        mt = merge_table(store, suite)
-        if not mt.empty:
-            methods = mt[~mt.method.str.startswith("(")].reset_index(drop=True)
-            methods.insert(0, "rank", methods.avg_acc.rank(ascending=False, method="min").astype(int))
-            out["merge: clean accuracy (higher is better)"] = methods[methods.method == name].assign(
-                of=len(methods))
-    if kind == "merge" and "transfer_settings" in tables:
-        df = store.read("SELECT method, avg(relative_asr) AS relative_asr, avg(asr_transfer) AS asr_transfer, "
-                        "count(*) AS settings FROM transfer_settings WHERE suite_hash = ? GROUP BY method",
-                        [suite.hash])
-        if not df.empty:
-            df.insert(0, "rank", df.asr_transfer.rank(ascending=True, method="min").astype(int))
-            out["transfer: mean transfer ASR (lower is better)"] = df[df.method == name].assign(of=len(df))
-    if "backdoor_settings" in tables:
-        col = "method" if kind == "merge" else "defense"
-        df = store.read(f"SELECT {col}, avg(backdoor_asr) AS backdoor_asr, avg(clean_acc) AS clean_acc, "
-                        f"count(*) AS settings FROM backdoor_settings WHERE suite_hash = ? GROUP BY {col}",
-                        [suite.hash])
-        if not df.empty:
-            df.insert(0, "rank", df.backdoor_asr.rank(ascending=True, method="min").astype(int))
-            out["backdoor: mean backdoor ASR (lower is better)"] = df[df[col] == name].assign(of=len(df))
+            mt = merge_table(store, suite)
+            if not mt.empty:
+                methods = mt[~mt.method.str.startswith("(")].reset_index(drop=True)
+                methods.insert(0, "rank", methods.avg_acc.rank(ascending=False, method="min").astype(int))
+                out["merge: mean clean accuracy (higher is better)"] = methods[methods.method == name].assign(
+                    of=len(methods))
+        elif track == "transfer" and "transfer_settings" in tables:
+            df = store.read("SELECT method, avg(relative_asr) AS relative_asr, avg(asr_transfer) AS asr_transfer, "
+                            "count(*) AS settings FROM transfer_settings WHERE suite_hash = ? GROUP BY method",
+                            [suite.hash])
+            if not df.empty:
+                df.insert(0, "rank", df.relative_asr.rank(ascending=True, method="min").astype(int))
+                out["transfer: mean relative transfer ASR (lower is better)"] = df[df.method == name].assign(
+                    of=len(df))
+        elif track == "backdoor" and "backdoor_settings" in tables:
+            col = "method" if kind == "merge" else "defense"
+            df = store.read(f"SELECT {col}, avg(backdoor_asr) AS backdoor_asr, avg(clean_acc) AS clean_acc, "
+                            f"count(*) AS settings FROM backdoor_settings WHERE suite_hash = ? AND attack <> 'clean' "
+                            f"GROUP BY {col}", [suite.hash])
+            if not df.empty:
+                df.insert(0, "rank", df.backdoor_asr.rank(ascending=True, method="min").astype(int))
+                what = "merge methods" if kind == "merge" else "defenses ('none' = no defense)"
+                out[f"backdoor: mean backdoor ASR over attacks, lower is better; rank among {what}"] = (
+                    df[df[col] == name].assign(of=len(df)))
     return out
+
+
+def _ranked(store: Store, suite: Suite, track: str, name: str) -> tuple[str, pd.DataFrame] | None:
+    try:
+        from analysis.ranking_view import ranked_table
+
+        r = ranked_table(store, suite.hash, track, n_boot=1000)
+    except Exception:  # no analysis package, too few methods or complete settings: plain means instead
+        return None
+    row = r[r.method == name]
+    if row.empty:
+        return None
+    better = "higher" if r.attrs.get("higher_is_better") else "lower"
+    title = (f"{track}: {r.attrs.get('label', r.attrs.get('metric'))} ({better} is better), rank among "
+             f"{len(r)} methods over {int(row.n_settings.iloc[0])} settings, bootstrap 95% CI")
+    return title, row.assign(of=len(r))
 
 
 # -- reproduce -------------------------------------------------------------------------------------------

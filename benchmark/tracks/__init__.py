@@ -1,8 +1,10 @@
 """Benchmark tracks. Importing this package registers every built-in track."""
 
-from benchmark.tracks import merge_eval  # noqa: F401
-from benchmark.tracks import transfer  # noqa: F401
-from benchmark.tracks import backdoor  # noqa: F401
+from benchmark.tracks import (
+    backdoor,  # noqa: F401
+    merge_eval,  # noqa: F401
+    transfer,  # noqa: F401
+)
 from benchmark.tracks.base import TRACKS, Track, Unit, get_track, register_track
 
 __all__ = ["TRACKS", "Track", "Unit", "get_track", "register_track"]

@@ -59,21 +59,48 @@ class Setting:
         return "clean" if self.attack == "clean" else content_hash([self.attack, self.variant, self.params])
 
 
+def legacy_attacks(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The attack list implied by a compact backdoor section without `attacks:` (keys `target_class`,
+    `patch_size`, `off_task_target`): BadNets and BadMerging on-task with `patch_size`, BadMerging off-task
+    with a patch 1.5x the area (BadMerging's 1% / 1.5%), BV at λ = 1.5 and 3, SBV_SC at λ = 3."""
+    if "target_class" not in raw:
+        return []
+    c, ps = int(raw["target_class"]), int(raw.get("patch_size", 3))
+    out = [{"attack": "naive", "variant": "badnets", "target_class": c, "patch_size": ps},
+           {"attack": "badmerging", "variant": "on_task", "target_class": c, "patch_size": ps}]
+    if raw.get("off_task_target"):
+        out.append({"attack": "badmerging", "variant": "off_task", "target_task": raw["off_task_target"],
+                    "target_class": c, "patch_size": max(ps + 1, round(ps * 1.5**0.5))})
+    bv = {"target_class": c, "source": "naive", "patch_size": ps}
+    out += [{"attack": "bv", "variant": "lambda1.5", **bv, "scale": 1.5},
+            {"attack": "bv", "variant": "lambda3", **bv, "scale": 3.0},
+            {"attack": "sbv", "variant": "sign_consistent_lambda3", **bv, "scale": 3.0}]
+    return out
+
+
 def backdoor_config(suite) -> dict[str, Any]:
-    """The suite's backdoor section with defaults filled and names checked."""
+    """The suite's backdoor section with defaults filled and names checked. Without `defenses:`, every
+    built-in defense runs with its defaults; without `methods:`, every merge method of the run."""
+    from benchmark.defenses import get_defense, list_defenses
+
     raw = dict(suite.backdoor or {})
-    if not raw.get("attacks"):
+    attacks = list(raw.get("attacks") or legacy_attacks(raw))
+    if not attacks:
         raise BackdoorTrackError(
             f"suite {suite.name!r} has no backdoor.attacks; add a list like "
             "[{attack: naive, variant: badnets, target_class: 1}] (see docs/backdoor.md)")
     adv = raw.get("adversary_task", suite.task_names[0])
     suite.task(adv)
+    if "defenses" in raw:
+        defenses = {k: dict(v or {}) for k, v in (raw.get("defenses") or {}).items()}
+    else:
+        defenses = {n: {} for n in list_defenses() if get_defense(n).source == "builtin"}
     return {
         "adversary_task": adv,
         "seeds": tuple(raw.get("seeds", [0])),
         "methods": list(raw.get("methods") or []),
-        "defenses": {k: dict(v or {}) for k, v in (raw.get("defenses") or {}).items()},
-        "attacks": list(raw["attacks"]),
+        "defenses": defenses,
+        "attacks": attacks,
         "clean_baseline": bool(raw.get("clean_baseline", True)),
     }
 
@@ -97,8 +124,12 @@ def settings(suite) -> list[Setting]:
         if "target_class" not in params:
             raise BackdoorTrackError(f"backdoor.attacks entry {name}/{variant} needs target_class")
         resolve_params(attack, {**params, "seed": 0})  # validates names and types now, not mid-run
-        if attack.variants and name == "badmerging" and variant not in attack.variants:
-            raise BackdoorTrackError(f"badmerging variant must be one of {attack.variants}; got {variant!r}")
+        if name == "badmerging":
+            mode = "on_task" if params["target_task"] == params["adversary_task"] else "off_task"
+            if variant != mode:
+                raise BackdoorTrackError(
+                    f"badmerging entry with target_task {params['target_task']!r} (adversary task "
+                    f"{params['adversary_task']!r}) is the {mode} variant; set variant: {mode}")
         s = Setting(name, variant, params)
         out.append(s)
         src = params.get("source", name) if attack.passthrough else name

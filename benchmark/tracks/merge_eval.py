@@ -13,6 +13,8 @@ from benchmark.zoo import accuracy
 
 @register_track
 class MergeEvalTrack(Track):
+    """Clean and normalized accuracy of every merged model on every task (the utility side)."""
+
     name = "merge"
 
     def plan(self, ctx, methods):

@@ -22,15 +22,25 @@ defense = st.selectbox("Defense applied", defenses, key="backdoor_defense",
                        help=f"`{tables.NO_DEFENSE}`: the merged model as is")
 
 
-def attack_table(attack: str) -> None:
-    filters = data.freeze({"attack": [attack], "defense": [defense]})
+BARS = {"backdoor ASR": ui.value_column("backdoor ASR", True, lo=0, hi=1),
+        "clean accuracy": ui.value_column("clean accuracy", True, lo=0, hi=1)}
+
+
+def attack_table(attack: str | None) -> None:
+    """Methods ranked by backdoor ASR under ``attack`` (None: across all attacks), clean accuracy beside."""
+    name = attack or "all_attacks"
+    filters = data.freeze({"attack": [attack] if attack else [], "defense": [defense]})
     try:
         asr = data.ranked(ctx.db, ctx.suite_hash, TRACK, "backdoor_asr", filters)
         acc = data.ranked(ctx.db, ctx.suite_hash, TRACK, "clean_acc", filters)
     except StatisticsError as e:
-        st.warning(f"No ranking: {e}")
-        sub = rows[(rows.attack == attack) & (rows.defense == defense)]
-        ui.table(sub.groupby("method", as_index=False)[["backdoor_asr", "clean_acc"]].mean(), f"backdoor_{attack}")
+        sub = rows[((rows.attack == attack) if attack else True) & (rows.defense == defense)]
+        means = (sub.groupby("method", as_index=False)[["backdoor_asr", "clean_acc"]].mean()
+                 .sort_values("backdoor_asr", ignore_index=True))
+        st.caption(f"Means without CIs or tests: a ranking needs 2 or more settings every method has ({e}).")
+        shown = means.rename(columns={"backdoor_asr": "backdoor ASR", "clean_acc": "clean accuracy"})
+        ui.table(means, f"backdoor_{name}_{defense}", shown, key=f"backdoor_table_{name}",
+                 height=ui.fit_height(len(means)), column_config=BARS)
         return
     full = asr.merge(acc[["method", "mean", "ci_low", "ci_high"]], on="method", suffixes=("", "_acc"))
     full = full.rename(columns={"mean": "asr", "ci_low": "asr_ci_low", "ci_high": "asr_ci_high",
@@ -42,17 +52,16 @@ def attack_table(attack: str) -> None:
                                         zip(full.clean_acc_ci_low, full.clean_acc_ci_high, strict=True)])
     st.markdown(f"Least backdoored: **{asr.method.iat[0]}** · top group: "
                 + ", ".join(f"`{m}`" for m in asr[asr.top_group].method))
-    ui.table(full, f"backdoor_{attack}_{defense}", shown, key=f"backdoor_table_{attack}",
-             height=ui.fit_height(len(full)), column_config={
-        "backdoor ASR": ui.value_column("backdoor ASR", True, lo=0, hi=1),
-        "clean accuracy": ui.value_column("clean accuracy", True, lo=0, hi=1),
-        "top group": st.column_config.TextColumn(width="small", help="★ = ASR not significantly above the best"),
-    })
+    columns = {**BARS, "top group": st.column_config.TextColumn(
+        width="small", help="★ = ASR not significantly above the best (Wilcoxon, Holm)")}
+    ui.table(full, f"backdoor_{name}_{defense}", shown, key=f"backdoor_table_{name}",
+             height=ui.fit_height(len(full)), column_config=columns)
 
 
 attacks = sorted(rows.attack.unique())
 st.subheader("Merging methods under each attack")
-for tab, attack in zip(st.tabs(attacks), attacks, strict=True):
+labels = [*attacks, "all attacks"] if len(attacks) > 1 else attacks
+for tab, attack in zip(st.tabs(labels), [*attacks, None], strict=False):
     with tab:
         attack_table(attack)
 

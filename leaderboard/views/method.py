@@ -83,7 +83,13 @@ st.subheader("Head to head")
 others = [m for m in names if m != method]
 c1, c2 = st.columns(2)
 other = c1.selectbox("Against", others, key="method_other")
-choices = [(t, m) for t in ("transfer", "backdoor") for m in METRICS[t]]
+c = data.counts(ctx.db, ctx.suite_hash)
+has = {"transfer_metrics": c["transfer_rows"], "merge_eval": c["merge_examples"],
+       "backdoor_metrics": c["backdoor_rows"]}
+choices = [(t, m) for t in ("transfer", "backdoor") for m in METRICS[t] if has[metric_spec(t, m).source]]
+if not choices:
+    st.info("No results to compare yet.")
+    st.stop()
 track, metric = c2.selectbox("Metric", choices, key="method_metric",
                              format_func=lambda tm: f"{tm[0]}: {metric_spec(*tm).label}")
 spec = metric_spec(track, metric)

@@ -15,6 +15,11 @@ st.caption("Does a merging method buy accuracy with vulnerability? One point per
 VULN = {"relative_asr": ("transfer", "relative_asr"), "asr_transfer": ("transfer", "asr_transfer"),
         "aasr": ("transfer", "aasr"), "backdoor_asr": ("backdoor", "backdoor_asr")}
 ACC = {"clean_acc": "clean_acc", "normalized_acc": "normalized_acc"}
+c = data.counts(ctx.db, ctx.suite_hash)
+VULN = {k: v for k, v in VULN.items() if c["transfer_rows" if v[0] == "transfer" else "backdoor_rows"]}
+if not VULN or not c["merge_examples"]:
+    st.info("Needs clean accuracy (merge track) and transfer or backdoor results: `mergesec run`.")
+    st.stop()
 c1, c2 = st.columns(2)
 vuln = c1.selectbox("Vulnerability", list(VULN), key="tradeoff_vuln",
                     format_func=lambda k: metric_spec(*VULN[k]).label)

@@ -24,6 +24,12 @@ for col, name in zip(cols, [f for f in FILTERS[TRACK] if f != "seed"], strict=Tr
                                     format_func=fmt.get(name, str))
 frozen = data.freeze(filters)
 
+counts = data.counts(ctx.db, ctx.suite_hash)
+if spec.source == "transfer_metrics" and not counts["transfer_rows"]:
+    st.info("No transfer results for this suite yet: `mergesec run --track transfer`."
+            + (" Clean and normalized accuracy (merge track) can be ranked: choose them under *Rank by*."
+               if counts["merge_examples"] else ""), icon=":material/info:")
+    st.stop()
 try:
     res = data.ranked(ctx.db, ctx.suite_hash, TRACK, metric, frozen)
 except StatisticsError as e:

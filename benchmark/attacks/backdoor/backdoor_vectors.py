@@ -59,7 +59,7 @@ def _unflat(flat: torch.Tensor, like: StateDict) -> StateDict:
 
 def trim(flat: torch.Tensor, keep_ratio: float) -> torch.Tensor:
     """Keep the top `keep_ratio` fraction of entries by magnitude (over the whole vector), zero the rest."""
-    k = max(1, int(round(keep_ratio * flat.numel())))
+    k = max(1, round(keep_ratio * flat.numel()))
     if k >= flat.numel():
         return flat.clone()
     thresh = flat.abs().kthvalue(flat.numel() - k + 1).values

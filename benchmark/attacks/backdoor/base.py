@@ -14,8 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
+from benchmark.attacks.backdoor.triggers import Trigger
 from benchmark.cache import Cache
 from benchmark.data import TaskData
 from benchmark.errors import MergesecError, UnknownNameError
@@ -24,8 +23,6 @@ from benchmark.merging.registry import _NAME
 from benchmark.merging.validate import _type_ok
 from benchmark.types import StateDict
 from benchmark.zoo import ImageClassifier, Zoo
-
-from benchmark.attacks.backdoor.triggers import Trigger
 
 CODE_VERSION = "backdoor-1"
 """Bumped whenever an attack's algorithm changes, so cached backdoored models are rebuilt."""
@@ -204,6 +201,3 @@ def make_backdoor(env: BackdoorEnv, attack: str, variant: str, params: Mapping[s
 def trigger_state(trigger: Trigger) -> StateDict:
     return {"pattern": trigger.pattern.detach().clone().contiguous()}
 
-
-def poison_labels(y: torch.Tensor, target: int) -> torch.Tensor:
-    return torch.full_like(y, target)

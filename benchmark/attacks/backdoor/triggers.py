@@ -57,7 +57,7 @@ class Trigger:
 
 def paste(x: torch.Tensor, pattern: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
     """Replace the pixels of `x` (N, C, H, W) under the patch at `offset` by `pattern` (C, s, s)."""
-    n, c, h, w = x.shape
+    _, _, h, w = x.shape
     s = pattern.shape[-1]
     r, col = offset
     if r < 0 or col < 0 or r + s > h or col + s > w:
