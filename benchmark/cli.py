@@ -88,6 +88,12 @@ def run(
     store = _store(db)
     summary = runner.run(s, tracks, store, _cache(cache), _methods(s, methods), progress=not quiet,
                          command=" ".join(["mergesec", *sys.argv[1:]]))
+    from benchmark.results import TRACK_TABLES, track_table
+
+    for t in tracks:
+        if t in TRACK_TABLES:
+            typer.echo(f"\n== {t} track ({s.name} {s.hash})")
+            emit(track_table(store, s, t), "table")
     typer.echo(f"run {summary.run_id}: {summary.units_run} units run, {summary.units_skipped} already stored, "
                f"{summary.seconds:.0f} s -> {store.path}")
     typer.echo("Browse the results: mergesec leaderboard" + (f" --db {db}" if db else ""))

@@ -117,7 +117,8 @@ def test_shipped_suite_parses_with_eight_tasks():
     assert set(s.recipe["finetune"]["epochs"]) == set(s.task_names)
     assert set(s.merge_methods) == set(load_suite("digits").merge_methods)
     assert set(s.backdoor) == set(load_suite("digits").backdoor)
-    assert {s.backdoor["adversary_task"], s.backdoor["off_task_target"]} <= set(s.task_names)
+    off_task = [a["target_task"] for a in s.backdoor["attacks"] if a.get("variant") == "off_task"]
+    assert {s.backdoor["adversary_task"], *off_task} <= set(s.task_names) and off_task
     for t in s.tasks:
         assert t.options["hf_id"] and t.options["templates"]
         assert all("{c}" in tpl for tpl in t.options["templates"])
