@@ -173,7 +173,7 @@ def results(
 def leaderboard(
     db: DbOpt = None,
     port: Annotated[int, typer.Option("--port", "-p", help="Port to serve on.")] = 8501,
-    headless: Annotated[bool, typer.Option("--headless/--browser", help="Do not open a browser tab.")] = False,
+    headless: Annotated[bool, typer.Option("--headless/--browser", help="--browser also opens a browser tab.")] = True,
 ) -> None:
     """Open the Streamlit leaderboard on the results database (read-only; fine while a run writes)."""
     import subprocess
@@ -186,7 +186,8 @@ def leaderboard(
            "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "viewer", "--", "--db", str(db or default_db_path())]
     try:
-        raise typer.Exit(subprocess.call(cmd))
+        # stdin closed: streamlit's first-run e-mail prompt must never block the command
+        raise typer.Exit(subprocess.call(cmd, stdin=subprocess.DEVNULL))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
@@ -306,7 +307,7 @@ def submit(
 
 @app.command()
 def reproduce(
-    target: Annotated[str, typer.Argument(help="A submission slug or folder, or 'all'.")],
+    targets: Annotated[list[str], typer.Argument(help="Submission slugs or folders, or 'all'.")],
     suite: Annotated[str | None, typer.Option("--suite", "-s", help="Suite; default the manifest's first.")] = None,
     db: DbOpt = None,
     tolerance: Annotated[float | None, typer.Option(help="Absolute tolerance per metric [default 1e-9].")] = None,
@@ -322,7 +323,7 @@ def reproduce(
     from benchmark.submissions.workflow import reproduce as run_reproduce
 
     tol = DEFAULT_TOLERANCE if tolerance is None else tolerance
-    verdicts = run_reproduce("all" if target == "all" else [target], suite, db, tol,
+    verdicts = run_reproduce("all" if targets == ["all"] else list(targets), suite, db, tol,
                              Limits.from_env(time_limit, memory_limit), progress=not quiet)
     failed = 0
     for v in verdicts:

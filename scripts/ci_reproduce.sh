@@ -3,18 +3,18 @@
 # every submissions/<slug>/ is validated, submitted and reproduced on the digits suite, in a throw-away
 # database. Fails (non-zero exit) if any step fails or any stored metric does not reproduce.
 #
-# Both `submit` and `reproduce` start from an empty cache, so the whole check runs under one thread setting:
-# the zoo's training is bitwise reproducible on one machine at a fixed thread count, not across thread
-# counts (docs/submitting.md). `reproduce all` builds its fresh zoo once for all submissions.
+# Both `submit` and `reproduce` start from an empty cache, so the whole check runs under one thread setting
+# (the CLI's MERGESEC_THREADS, default 1): the zoo's training is bitwise reproducible on one machine at a
+# fixed thread count, not across thread counts (docs/submitting.md). `reproduce all` builds its fresh zoo
+# once for all submissions.
 #
 # Environment: SUITE (default digits), CI_REPRO_OUT (keep the database and logs there; default a temp dir
-# that is removed), PYTHON (default .venv/bin/python), OMP_NUM_THREADS (default 2).
+# that is removed), PYTHON (default .venv/bin/python), MERGESEC_THREADS (torch threads, default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-.venv/bin/python}
 SUITE=${SUITE:-digits}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 if [[ -n "${CI_REPRO_OUT:-}" ]]; then
   OUT=$CI_REPRO_OUT; mkdir -p "$OUT"
 else
@@ -49,6 +49,6 @@ for slug in "${slugs[@]}"; do
 done
 step reproduce all "$PY" -m benchmark.cli reproduce all --suite "$SUITE" --db "$DB" --quiet
 
-echo "== seconds per step (OMP_NUM_THREADS=$OMP_NUM_THREADS)"
+echo "== seconds per step (MERGESEC_THREADS=${MERGESEC_THREADS:-1})"
 column -t "$TIMES" 2>/dev/null || cat "$TIMES"
 echo "reproducibility check passed: ${slugs[*]}"

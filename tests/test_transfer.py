@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -226,7 +227,12 @@ def two_methods(transfer_suite, tiny_cache, tmp_path_factory):
     to raise."""
     import torchattacks
 
-    suite, cache = transfer_suite, Cache(tiny_cache)
+    # The zoo is shared, but not the adversarial sets: other tests may already have crafted some of them
+    # (their keys do not depend on the suite), and this test counts every attack run.
+    own = tmp_path_factory.mktemp("own-cache")
+    shutil.copytree(tiny_cache, own, dirs_exist_ok=True,
+                    ignore=lambda d, names: [n for n in names if n in ("adversarial", "surrogate_eval")])
+    suite, cache = transfer_suite, Cache(own)
     store = Store(tmp_path_factory.mktemp("db") / "t.duckdb")
     crafted = []
     real_craft = TransferAttack.craft

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -317,7 +317,6 @@ def submitted_method_class() -> type:
             folder: str = ""
             license: str = ""
             paper_url: str = ""
-            extra: dict[str, Any] = field(default_factory=dict)
 
         _SUBMITTED_METHOD = SubmittedMethod
     return _SUBMITTED_METHOD

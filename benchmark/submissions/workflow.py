@@ -387,6 +387,19 @@ def compare(stored: Store, fresh: Store, unit_keys: list[str], tolerance: float)
     return n, worst, diffs
 
 
+def _why_missing(main: Store, suite: Suite, sub: Submission, stored: pd.DataFrame) -> str:
+    if len(stored):
+        return " (the stored rows are of another version of its code)"
+    other = main.read("SELECT DISTINCT u.suite_hash FROM units_done u JOIN suites s USING (suite_hash) "
+                      "WHERE s.suite = ? AND u.suite_hash <> ? AND (json_extract_string(u.description, '$.method') = ? "
+                      "OR json_extract_string(u.description, '$.defense') = ?)",
+                      [suite.name, suite.hash, sub.name, sub.name])
+    if len(other):
+        return (f" (stored rows exist for suite hash(es) {', '.join(other.suite_hash)}: the suite's spec has changed "
+                "since they were submitted)")
+    return ""
+
+
 @dataclass
 class _Threads:
     stored: list[int]
@@ -441,8 +454,8 @@ def reproduce(targets: list[str | Path] | str, suite: str | Path | None = None, 
             if current.empty:
                 raise SubmissionError(
                     f"no stored results of submission {sub.slug!r} (content hash {sub.code_hash}) for suite "
-                    f"{s.name} in {main.path}; run `mergesec submit {sub.folder}` first"
-                    + (" (the stored rows are of another version of its code)" if len(stored_units) else "")
+                    f"{s.name} {s.hash} in {main.path}; run `mergesec submit {sub.folder}` first"
+                    + _why_missing(main, s, sub, stored_units)
                 )
             fresh = Store(Path(tmp) / f"{sub.slug}.duckdb")
             reason, run_id = "", None
