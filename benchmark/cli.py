@@ -178,13 +178,10 @@ def leaderboard(
     """Open the Streamlit leaderboard on the results database (read-only; fine while a run writes)."""
     import subprocess
 
-    import leaderboard
     from benchmark.store import default_db_path
+    from leaderboard.serve import streamlit_command
 
-    script = Path(leaderboard.__file__).parent / "app.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-           "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
-           "--client.toolbarMode", "viewer", "--", "--db", str(db or default_db_path())]
+    cmd = streamlit_command(db or default_db_path(), port, headless)
     try:
         # stdin closed: streamlit's first-run e-mail prompt must never block the command
         raise typer.Exit(subprocess.call(cmd, stdin=subprocess.DEVNULL))

@@ -44,7 +44,6 @@ pages = [
     st.Page(HERE / "views/method.py", title="Method", icon=":material/person_search:"),
 ]
 st.navigation(pages, position="top").run()
-data.warm_up()  # after the page: the first page never competes with the statistics import
 
 if st.session_state.get("_stale"):
     st.sidebar.info("A run is writing to the database; showing the last committed results.",

@@ -8,9 +8,7 @@ after a moment and the last result read for the same call is shown instead (see 
 
 import contextlib
 import functools
-import importlib
 import json
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -107,18 +105,6 @@ def snapshot(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper.clear = cached.clear  # type: ignore[attr-defined]
     return wrapper
-
-
-def warm_up() -> None:
-    """Import the statistics stack (pingouin is slow to import) in the background, once per process, so the
-    ranking pages are quick even on their first visit; the first page never waits for it."""
-    global _WARMING
-    if _WARMING is None:
-        _WARMING = threading.Thread(target=importlib.import_module, args=("analysis.stats",), daemon=True)
-        _WARMING.start()
-
-
-_WARMING: threading.Thread | None = None
 
 
 def freeze(filters: dict[str, list] | None) -> tuple:

@@ -1,0 +1,29 @@
+"""`python -m leaderboard run leaderboard/app.py [options] -- --db PATH`: `streamlit run`, in a process that
+imports everything the pages need (pandas, DuckDB, Altair, the statistics stack) before the server starts,
+so that no visitor's first page waits for imports. `leaderboard.serve.streamlit_command` builds the line."""
+
+import importlib
+import logging
+import sys
+
+from streamlit.web import cli
+
+PRELOAD = ("analysis.stats", "leaderboard.data", "leaderboard.plots", "leaderboard.tables", "leaderboard.ui")
+
+
+def preload() -> None:
+    """Import the pages' modules now. Their `st.cache_data` decorators check their options against a storage
+    manager before the runtime exists and warn about it; the caches themselves use the runtime's storage."""
+    caching_log = logging.getLogger("streamlit.runtime.caching.cache_data_api")
+    level = caching_log.level
+    caching_log.setLevel(logging.ERROR)
+    try:
+        for module in PRELOAD:
+            importlib.import_module(module)
+    finally:
+        caching_log.setLevel(level)
+
+
+if __name__ == "__main__":
+    preload()
+    sys.exit(cli.main(sys.argv[1:], prog_name="streamlit"))

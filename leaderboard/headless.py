@@ -1,0 +1,58 @@
+"""Debian's headless Chromium driven by Selenium (a dev dependency): what the browser test and
+`benchmarks/leaderboard.py` load the app with. Selenium Manager is kept offline."""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+         "--window-size=1440,2200", "--hide-scrollbars")
+
+
+def available() -> bool:
+    """Whether chromium and chromedriver are installed (`make setup` installs them as root)."""
+    return CHROMIUM.exists() and CHROMEDRIVER.exists()
+
+
+@contextmanager
+def chromium(page_load_timeout: float = 60) -> Iterator:
+    """A headless Chromium WebDriver, quit when the block ends."""
+    from selenium import webdriver
+
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager go online
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for flag in FLAGS:
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)), options=opts)
+    driver.set_page_load_timeout(page_load_timeout)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+_RENDERED_JS = """
+const [css, text, timeoutMs, done] = arguments;
+const ok = () => document.querySelector(css) && (!text || document.body.textContent.includes(text))
+    && !document.querySelector('[data-testid="stStatusWidget"]');
+if (ok()) return done(performance.now());
+const obs = new MutationObserver(() => { if (ok()) { obs.disconnect(); done(performance.now()); } });
+obs.observe(document.body, {childList: true, subtree: true, characterData: true});
+setTimeout(() => { obs.disconnect(); done(null); }, timeoutMs);
+"""
+
+
+def load(driver, url: str, css: str, text: str | None = None, timeout: float = 60) -> float:
+    """Open `url` and wait until an element matching `css` (and `text` on the page) is shown and Streamlit's
+    script has finished (its status widget is gone). Returns the seconds from the navigation's start to that
+    moment, timed by the browser itself (no polling delay); raises TimeoutError after `timeout` s."""
+    driver.set_script_timeout(timeout + 5)
+    driver.get(url)
+    at_ms = driver.execute_async_script(_RENDERED_JS, css, text, int(timeout * 1000))
+    if at_ms is None:
+        raise TimeoutError(f"{url} did not show {css!r}{f' with {text!r}' if text else ''} within {timeout} s")
+    return at_ms / 1000
