@@ -91,6 +91,28 @@ def heatmap(long: pd.DataFrame, metric: str, label: str, task_order: list[str] |
     return fig
 
 
+def _label_lifts(ax, x: np.ndarray, y: np.ndarray, labels: list[str], right: np.ndarray) -> list[float]:
+    """Vertical offsets (points) that keep point labels off each other and off the other points: labels are
+    placed bottom-up, each lifted above whatever placed label or marker its box would cover (boxes estimated
+    from the text length at the annotation font size). `right`: the label stands right of its point. The
+    axes limits must be set first."""
+    size, marker = FONT - 2, 6.0
+    xy = ax.transData.transform(np.column_stack([x, y])) * 72 / ax.figure.dpi if len(x) else np.zeros((0, 2))
+    boxes = [(px - marker, px + marker, py - marker, py + marker) for px, py in xy]  # left, right, bottom, top
+    lifts = [0.0] * len(labels)
+    for i in np.argsort(y, kind="stable"):
+        width, height = 0.62 * size * len(labels[i]), 1.3 * size
+        left = xy[i, 0] + 7 if right[i] else xy[i, 0] - 7 - width
+        bottom = xy[i, 1] + 5
+        others = [b for j, b in enumerate(boxes) if j != i]
+        for bl, br, bb, bt in sorted(others, key=lambda b: b[2]):
+            if left < br and bl < left + width and bottom < bt and bb < bottom + height:
+                bottom = bt
+        lifts[i] = bottom - (xy[i, 1] + 5)
+        boxes.append((left, left + width, bottom, bottom + height))
+    return lifts
+
+
 @_styled
 def accuracy_vs_vulnerability(
     per_method: pd.DataFrame, metric: str, label: str, corr: pd.DataFrame
@@ -101,26 +123,22 @@ def accuracy_vs_vulnerability(
     ax = fig.add_subplot()
     x, y = 100 * per_method.clean_acc.to_numpy(), 100 * per_method[f"mean_{metric}"].to_numpy()
     ax.scatter(x, y, s=70, color="tab:red", edgecolor="black", zorder=3)
-    mid = (x.min() + x.max()) / 2 if len(x) else 0.0
-    for xi, yi, m in zip(x, y, per_method.method, strict=True):
-        right = xi <= mid  # labels point inwards, so none runs off the axes
-        ax.annotate(
-            m,
-            (xi, yi),
-            xytext=(7 if right else -7, 5),
-            textcoords="offset points",
-            ha="left" if right else "right",
-            fontsize=FONT - 2,
-        )
+    pad_x = max(1.0, 0.06 * np.ptp(x)) if len(x) else 1.0
+    pad_y = max(0.2, 0.08 * np.ptp(y)) if len(y) else 0.2
+    if len(x):
+        ax.set_xlim(x.min() - pad_x, x.max() + pad_x)
+        ax.set_ylim(y.min() - pad_y, y.max() + pad_y)
+    right = x <= (x.min() + x.max()) / 2 if len(x) else np.zeros(0, bool)  # labels point inwards, never off
+    labels = list(per_method.method)
+    for xi, yi, m, r, dy in zip(x, y, labels, right, _label_lifts(ax, x, y, labels, right), strict=True):
+        ax.annotate(m, (xi, yi), xytext=(7 if r else -7, 5 + dy), textcoords="offset points",
+                    ha="left" if r else "right", fontsize=FONT - 2,
+                    arrowprops={"arrowstyle": "-", "color": "gray", "lw": 0.6} if dy else None)
     if len(x) >= 2 and np.ptp(x) > 0:
         slope, icpt = np.polyfit(x, y, 1)
         xs = np.linspace(x.min(), x.max(), 50)
         ax.plot(xs, slope * xs + icpt, color="gray", ls="--", lw=1.2, label="least-squares line")
         ax.legend(loc="best")
-    pad_x = max(1.0, 0.06 * np.ptp(x))
-    pad_y = max(0.2, 0.08 * np.ptp(y))
-    ax.set_xlim(x.min() - pad_x, x.max() + pad_x)
-    ax.set_ylim(y.min() - pad_y, y.max() + pad_y)
     ax.set_xlabel("clean merged accuracy (%)")
     ax.set_ylabel(f"mean {label} (%)")
     parts = [

@@ -19,6 +19,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,14 @@ STATS_NOTE = (
     "(Wilcoxon signed-rank; RBC = matched-pairs rank-biserial correlation, > 0 when the first "
     "sample tends to be larger)"
 )
+
+
+class Claim(NamedTuple):
+    """A published claim: the key of its finding, a short title and the claim's text."""
+
+    key: str
+    title: str
+    text: str
 
 
 @dataclass
@@ -174,13 +183,24 @@ def _directional_verdict(p: float, effect: float, min_p: float, alpha: float) ->
     return NOT_SUPPORTED, f"no significant difference at α = {alpha}"
 
 
-def _no_data(key: str, title: str, claim: str, test: str, what: str) -> Finding:
-    return Finding(key, title, claim, test, NO_DATA, result=f"No data: {what}", notes=[what])
+def _no_data(claim: Claim, test: str, what: str) -> Finding:
+    """The "no data" finding of ``claim``; ``what`` says what is missing and what to run."""
+    return Finding(*claim, test, NO_DATA, result=f"No data: {what}", notes=[what])
+
+
+def _finding(
+    claim: Claim, test: str, verdict: str, result: str, remark: str, numbers: dict,
+    tables: dict[str, pd.DataFrame], notes: Sequence[str] = (),
+) -> Finding:
+    """The finding of ``claim``; a non-empty ``remark`` is appended to ``result`` as `` (remark.)``."""
+    if remark:
+        result += f" ({remark}.)"
+    return Finding(*claim, test, verdict, result, numbers, tables, list(notes))
 
 
 # -- 1. relative transfer ASR above 95% --------------------------------------------------------------------
 
-F1 = (
+F1 = Claim(
     "relative_asr_above_95",
     "Relative transfer ASR of merged models exceeds 95%",
     "Merging gives no robustness against transfer attacks: the relative transfer attack success rate "
@@ -200,7 +220,6 @@ def relative_asr_above(
     """
     from analysis.stats import bootstrap_ci, one_sample_vs
 
-    key, title, claim = F1
     test = (
         f"One-sample Wilcoxon signed-rank test of relative ASR − {value} (H1: greater; effect size RBC) "
         "and one-sample t-test (Cohen's d), over settings (task × attack, seeds averaged; the value of a "
@@ -209,12 +228,10 @@ def relative_asr_above(
     )
     metric = "relative_asr"
     if long.empty or metric not in long:
-        return _no_data(key, title, claim, test, "no transfer results; run `mergesec run --track transfer`")
+        return _no_data(F1, test, "no transfer results; run `mergesec run --track transfer`")
     per_setting = long.groupby(TRANSFER_SETTING, as_index=False)[metric].mean().assign(scope="all methods")
     if len(per_setting) < 2:
-        return _no_data(
-            key, title, claim, test, f"{len(per_setting)} transfer setting(s); a test needs 2 or more"
-        )
+        return _no_data(F1, test, f"{len(per_setting)} transfer setting(s); a test needs 2 or more")
     overall = one_sample_vs(per_setting, metric, value, by="scope", alternative="greater").iloc[0]
     ci = bootstrap_ci(per_setting[metric], n_boot=n_boot, seed=seed).iloc[0]
     nonzero = int((per_setting[metric] != value).sum())
@@ -260,8 +277,6 @@ def relative_asr_above(
         f"{overall['T']:.2f}, {peq(overall.p_ttest)}, d = {overall.cohen_d:.2f}. "
         f"{n_sup} of {len(per_method)} methods are significantly above {value:.0%} on their own (Holm)."
     )
-    if remark:
-        result += f" ({remark}.)"
     notes = []
     if (overall.p_wilcoxon < alpha) != (overall.p_ttest < alpha):
         notes.append(
@@ -283,12 +298,12 @@ def relative_asr_above(
         "n_methods": len(per_method),
         "threshold": value,
     }
-    return Finding(key, title, claim, test, verdict, result, numbers, {"per_method": per_method}, notes)
+    return _finding(F1, test, verdict, result, remark, numbers, {"per_method": per_method}, notes)
 
 
 # -- 2. stronger methods are more vulnerable --------------------------------------------------------------
 
-F2 = (
+F2 = Claim(
     "stronger_more_vulnerable",
     "Stronger merging methods are more vulnerable",
     "Merging methods with higher clean merged accuracy are more vulnerable to transfer attacks "
@@ -312,7 +327,6 @@ def stronger_more_vulnerable(
 
     from analysis.stats import StatisticsError, correlation, paired_table
 
-    key, title, claim = F2
     test = (
         f"Spearman ρ and Kendall τ-b (two-sided) between each method's clean merged accuracy and its mean "
         f"{metric} over the complete settings; Wilcoxon signed-rank (two-sided, Holm over pairs) of "
@@ -324,17 +338,15 @@ def stronger_more_vulnerable(
             if long.empty
             else "no clean accuracy; run `mergesec run --track merge`"
         )
-        return _no_data(key, title, claim, test, what)
+        return _no_data(F2, test, what)
     try:
         wide = paired_table(long, metric, TRANSFER_SETTING)
     except StatisticsError as e:
-        return _no_data(key, title, claim, test, str(e))
+        return _no_data(F2, test, str(e))
     acc = accuracy.set_index("method")["clean_acc"]
     methods = [m for m in wide.columns if m in acc.index and pd.notna(acc[m])]
     if len(methods) < 2:
-        return _no_data(
-            key, title, claim, test, "fewer than 2 methods have both clean accuracy and transfer results"
-        )
+        return _no_data(F2, test, "fewer than 2 methods have both clean accuracy and transfer results")
     wide = wide[methods]
     per_method = pd.DataFrame(
         {"method": methods, "clean_acc": acc[methods].to_numpy(), f"mean_{metric}": wide.mean().to_numpy()}
@@ -448,8 +460,6 @@ def stronger_more_vulnerable(
         f"{n_stay} stayed, {n_inc} increased; sign test over the {n_inc + n_dec} that moved: "
         f"{peq(sign_p)}; the poster's count was 15 of 24)."
     )
-    if remark:
-        result += f" ({remark}.)"
     notes = [
         "Cases share methods and tasks, so they are not independent; the sign test over them is "
         "descriptive. The correlation across methods is the test of the claim."
@@ -457,22 +467,13 @@ def stronger_more_vulnerable(
     corr_table = corr.drop(columns="CI95").assign(
         ci95_low=[float(c[0]) for c in corr.CI95], ci95_high=[float(c[1]) for c in corr.CI95]
     )
-    return Finding(
-        key,
-        title,
-        claim,
-        test,
-        verdict,
-        result,
-        numbers,
-        {"per_method": per_method, "correlation": corr_table, "pairs": pairs, "cases": cases},
-        notes,
-    )
+    tables = {"per_method": per_method, "correlation": corr_table, "pairs": pairs, "cases": cases}
+    return _finding(F2, test, verdict, result, remark, numbers, tables, notes)
 
 
 # -- 3. representation surgery increases vulnerability -------------------------------------------------------
 
-F3 = (
+F3 = Claim(
     "surgery_more_vulnerable",
     "Representation Surgery increases vulnerability",
     "Mitigating representation bias increases vulnerability to transfer attacks: Task Arithmetic with "
@@ -481,18 +482,12 @@ F3 = (
 
 
 def surgery_more_vulnerable(
-    long: pd.DataFrame,
-    metric: str,
-    alpha: float = 0.05,
-    n_boot: int = 2000,
-    seed: int = 0,
-    treated: str = SURGERY,
-    base: str = TASK_ARITHMETIC,
+    long: pd.DataFrame, metric: str, alpha: float = 0.05, n_boot: int = 2000, seed: int = 0,
+    treated: str = SURGERY, base: str = TASK_ARITHMETIC,
 ) -> Finding:
     """Claim 3: two-sided Wilcoxon of ``treated`` vs ``base`` over the settings both have."""
     from analysis.stats import StatisticsError, paired_table
 
-    key, title, claim = F3
     test = (
         f"Wilcoxon signed-rank test (two-sided) of {metric} of {treated} vs {base} over the settings both "
         f"have (task × attack, seeds averaged); mean difference with a paired bootstrap 95% CI."
@@ -501,9 +496,7 @@ def surgery_more_vulnerable(
     missing = [m for m in (treated, base) if m not in present]
     if missing:
         return _no_data(
-            key,
-            title,
-            claim,
+            F3,
             test,
             f"no transfer results for {', '.join(missing)}; run "
             f"`mergesec run --track transfer --methods {treated},{base}`",
@@ -511,7 +504,7 @@ def surgery_more_vulnerable(
     try:
         wide = paired_table(long[long.method.isin([treated, base])], metric, TRANSFER_SETTING)
     except StatisticsError as e:
-        return _no_data(key, title, claim, test, str(e))
+        return _no_data(F3, test, str(e))
     r = _paired(wide[treated].to_numpy(), wide[base].to_numpy(), n_boot, seed)
     verdict, remark = _directional_verdict(r["p_val"], r["mean_diff"], r["min_p"], alpha)
     result = (
@@ -520,17 +513,13 @@ def surgery_more_vulnerable(
         f"higher in {r['a_higher']}, lower in {r['a_lower']}, tied in {r['ties']} settings. Wilcoxon "
         f"W = {r['W_val']:.1f}, {peq(r['p_val'])}, RBC = {r['RBC']:.2f}, CLES = {r['CLES']:.2f}."
     )
-    if remark:
-        result += f" ({remark}.)"
     per_setting = wide[[treated, base]].assign(diff=wide[treated] - wide[base]).reset_index()
-    return Finding(
-        key, title, claim, test, verdict, result, {"metric": metric, **r}, {"per_setting": per_setting}
-    )
+    return _finding(F3, test, verdict, result, remark, {"metric": metric, **r}, {"per_setting": per_setting})
 
 
 # -- 4. weight averaging is the most vulnerable --------------------------------------------------------------
 
-F4 = (
+F4 = Claim(
     "weight_averaging_most_vulnerable",
     "Weight averaging is the most vulnerable method",
     "Weight averaging, despite being the weakest merging method, is the most vulnerable to transfer "
@@ -539,25 +528,20 @@ F4 = (
 
 
 def weight_averaging_most_vulnerable(
-    long: pd.DataFrame,
-    metric: str,
-    alpha: float = 0.05,
-    n_boot: int = 2000,
-    seed: int = 0,
+    long: pd.DataFrame, metric: str, alpha: float = 0.05, n_boot: int = 2000, seed: int = 0,
     method: str = WEIGHT_AVERAGING,
 ) -> Finding:
     """Claim 4: the vulnerability ranking (``rank_methods`` with higher = more vulnerable = rank 1) and the
     most-vulnerable group (methods not significantly less vulnerable than the most vulnerable one)."""
     from analysis.stats import StatisticsError, friedman_test, pairwise_wilcoxon, rank_methods
 
-    key, title, claim = F4
     test = (
         f"Methods ranked by mean {metric} (1 = most vulnerable) with paired bootstrap CIs; Friedman test "
         "(Kendall's W) that the methods differ; the most-vulnerable group = methods whose Holm-corrected "
         "Wilcoxon test against the most vulnerable method does not reject (analysis.stats.rank_methods)."
     )
     if long.empty or method not in set(long.method):
-        return _no_data(key, title, claim, test, f"no transfer results for {method}")
+        return _no_data(F4, test, f"no transfer results for {method}")
     try:
         vuln = rank_methods(
             long, metric, TRANSFER_SETTING, higher_is_better=True, n_boot=n_boot, seed=seed, alpha=alpha
@@ -565,7 +549,7 @@ def weight_averaging_most_vulnerable(
         fr = friedman_test(long, metric, TRANSFER_SETTING).iloc[0]
         pairs = pairwise_wilcoxon(long, metric, TRANSFER_SETTING)
     except StatisticsError as e:
-        return _no_data(key, title, claim, test, str(e))
+        return _no_data(F4, test, str(e))
     vuln = vuln.rename(columns={"rank": "vulnerability_rank", "top_group": "most_vulnerable_group"})
     row = vuln.set_index("method").loc[method]
     k, n = len(vuln), int(vuln.n_settings.iat[0])
@@ -608,8 +592,6 @@ def weight_averaging_most_vulnerable(
         f"significantly less vulnerable than {len(sig_more)} (Wilcoxon, Holm). Friedman χ²"
         f"({int(fr.ddof1)}) = {fr.Q:.2f}, {peq(fr.p_unc)}, Kendall's W = {fr.W:.2f}."
     )
-    if remark:
-        result += f" ({remark}.)"
     numbers = {
         "metric": metric,
         "rank": int(row.vulnerability_rank),
@@ -624,31 +606,28 @@ def weight_averaging_most_vulnerable(
         "friedman_p": fr.p_unc,
         "kendall_W": fr.W,
     }
-    return Finding(
-        key,
-        title,
-        claim,
-        test,
-        verdict,
-        result,
-        numbers,
-        {
-            "vulnerability_ranking": vuln,
-            "vs_weight_averaging": vs[
-                ["other", "n_settings", "W_val", "p_unc", "p_corr", "RBC_wa_minus_other", "CLES_wa_gt_other"]
-            ].reset_index(drop=True),
-        },
-    )
+    vs = vs[["other", "n_settings", "W_val", "p_unc", "p_corr", "RBC_wa_minus_other", "CLES_wa_gt_other"]]
+    tables = {"vulnerability_ranking": vuln, "vs_weight_averaging": vs.reset_index(drop=True)}
+    return _finding(F4, test, verdict, result, remark, numbers, tables)
 
 
 # -- 5. pretrained surrogate transfers less ------------------------------------------------------------------
 
-F5 = (
+F5 = Claim(
     "pretrained_surrogate_transfers_less",
     "A pretrained surrogate transfers less than a fine-tuned one",
     "Adversarial examples crafted on the pretrained model transfer less to the merged model than those "
     "crafted on a fine-tuned model (seeds/000, result 3).",
 )
+
+
+_SURROGATE_COLUMNS = {
+    "mean_a": "mean_finetuned",
+    "mean_b": "mean_pretrained",
+    "a_higher": "finetuned_higher",
+    "a_lower": "finetuned_lower",
+}
+"""`_paired`'s columns renamed for claim 5 (a = the fine-tuned surrogate, b = the pretrained one)."""
 
 
 def pretrained_surrogate_transfers_less(
@@ -661,7 +640,6 @@ def pretrained_surrogate_transfers_less(
     independent replicates); two-sided Wilcoxon fine-tuned vs pretrained. Per method: the same over the
     method's (task, attack) pairs, Holm-corrected over methods.
     """
-    key, title, claim = F5
     metrics = list(longs)
     test = (
         f"Wilcoxon signed-rank test (two-sided) of {metrics[0]} with a fine-tuned vs a pretrained surrogate, "
@@ -692,29 +670,13 @@ def pretrained_surrogate_transfers_less(
                 per_method.append({"metric": metric, "method": m, **r})
     if not overall or overall[0]["metric"] != metrics[0]:
         return _no_data(
-            key,
-            title,
-            claim,
+            F5,
             test,
             "transfer results with both a `finetuned` and a `pretrained` "
             "surrogate on 2 or more (task, attack) settings are needed",
         )
-    overall_df = pd.DataFrame(overall).rename(
-        columns={
-            "mean_a": "mean_finetuned",
-            "mean_b": "mean_pretrained",
-            "a_higher": "finetuned_higher",
-            "a_lower": "finetuned_lower",
-        }
-    )
-    pm = pd.DataFrame(per_method).rename(
-        columns={
-            "mean_a": "mean_finetuned",
-            "mean_b": "mean_pretrained",
-            "a_higher": "finetuned_higher",
-            "a_lower": "finetuned_lower",
-        }
-    )
+    overall_df = pd.DataFrame(overall).rename(columns=_SURROGATE_COLUMNS)
+    pm = pd.DataFrame(per_method).rename(columns=_SURROGATE_COLUMNS)
     if not pm.empty:
         pm["p_holm"] = pm.groupby("metric").p_val.transform(lambda p: holm(p.to_numpy()))
         pm = pm.drop(columns=["min_p"])
@@ -739,30 +701,19 @@ def pretrained_surrogate_transfers_less(
             f" Secondary ({o['metric']}): difference {pp(o['mean_diff'])}, W = {o['W_val']:.1f}, "
             f"{peq(o['p_val'])}, RBC = {o['RBC']:.2f}."
         )
-    if remark:
-        result += f" ({remark}.)"
     notes = []
     if primary == "asr_transfer":
         notes.append(
             "Absolute transfer ASR decides: relative ASR divides by each surrogate's own white-box "
             "ASR, so it compares transfer *efficiency*, not how often the merged model is fooled."
         )
-    return Finding(
-        key,
-        title,
-        claim,
-        test,
-        verdict,
-        result,
-        {"metric": primary, **r},
-        {"overall": overall_df.drop(columns=["min_p"]), "per_method": pm},
-        notes,
-    )
+    tables = {"overall": overall_df.drop(columns=["min_p"]), "per_method": pm}
+    return _finding(F5, test, verdict, result, remark, {"metric": primary, **r}, tables, notes)
 
 
 # -- 6. backdoors ------------------------------------------------------------------------------------------
 
-F6 = (
+F6 = Claim(
     "backdoor_survives_merging",
     "BadMerging survives merging; a naive backdoor does not",
     "BadMerging keeps a high attack success rate after merging, while prior (naive BadNets-style) backdoors "
@@ -780,11 +731,7 @@ def _boot_ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
 
 
 def backdoor_asr_after_merging(
-    rows: pd.DataFrame,
-    alpha: float = 0.05,
-    n_boot: int = 2000,
-    seed: int = 0,
-    threshold: float = 0.20,
+    rows: pd.DataFrame, alpha: float = 0.05, n_boot: int = 2000, seed: int = 0, threshold: float = 0.20,
     defense: str = "none",
 ) -> Finding:
     """Claim 6a. ``rows``: :func:`analysis.queries.backdoor_rows`. Without a defense: per (attack, variant,
@@ -792,7 +739,6 @@ def backdoor_asr_after_merging(
     ``threshold`` over the (method, setting) rows (seeds averaged), Holm over (attack, variant)."""
     from analysis.stats import one_sample_vs
 
-    key, title, claim = F6
     test = (
         f"Per attack: one-sample Wilcoxon signed-rank test (two-sided; RBC) and t-test (Cohen's d) of "
         f"backdoor ASR − {threshold:.0%} over the merged models (method × target setting, seeds averaged, "
@@ -801,9 +747,7 @@ def backdoor_asr_after_merging(
     base = rows[rows.defense == defense] if not rows.empty else rows
     if base.empty:
         return _no_data(
-            key,
-            title,
-            claim,
+            F6,
             test,
             f"no backdoor results without a defense (`{defense}`); run `mergesec run --track backdoor`",
         )
@@ -884,19 +828,10 @@ def backdoor_asr_after_merging(
     for _, r in per_attack.iterrows():
         numbers[f"mean_asr[{r.attack_variant}]"] = r["mean"]
         numbers[f"p_holm[{r.attack_variant}]"] = r.p_holm
-    return Finding(
-        key,
-        title,
-        claim,
-        test,
-        verdict,
-        result,
-        numbers,
-        {"per_attack": per_attack, "per_method": per_method},
-    )
+    return _finding(F6, test, verdict, result, "", numbers, {"per_attack": per_attack, "per_method": per_method})
 
 
-F7 = (
+F7 = Claim(
     "defenses_reduce_asr",
     "Defenses reduce backdoor ASR, at an accuracy cost",
     "Each defense lowers the backdoor ASR of the merged model (e.g. IBVS, Pawlak et al., arXiv 2510.08016), "
@@ -914,7 +849,6 @@ def defense_effects(
     """
     from analysis.queries import BACKDOOR_PAIR_KEYS
 
-    key, title, claim = F7
     test = (
         "Wilcoxon signed-rank (two-sided; RBC) of backdoor ASR without vs with the defense, and of clean "
         "accuracy, paired on (attack, variant, method, adversary task, target task, target class, seed); "
@@ -923,9 +857,7 @@ def defense_effects(
     )
     if rows.empty or no_defense not in set(rows.defense) or set(rows.defense) == {no_defense}:
         return _no_data(
-            key,
-            title,
-            claim,
+            F7,
             test,
             f"backdoor results both without (`{no_defense}`) and with a "
             "defense are needed; run the backdoor track with defenses",
@@ -970,7 +902,7 @@ def defense_effects(
             )
     effects = pd.DataFrame(out)
     if effects.empty:
-        return _no_data(key, title, claim, test, "no defended setting has a matching undefended setting")
+        return _no_data(F7, test, "no defended setting has a matching undefended setting")
     for scope, idx in effects.groupby("scope").groups.items():
         effects.loc[idx, "asr_p_holm"] = holm(effects.loc[idx, "asr_p"].to_numpy())
         effects.loc[idx, "acc_p_holm"] = holm(effects.loc[idx, "acc_p"].to_numpy())
@@ -1004,11 +936,10 @@ def defense_effects(
         for r in pooled.itertuples()
     ]
     result = "Pooled over attacks: " + "; ".join(parts) + "."
-    if verdict == NOT_SUPPORTED:
-        result += " (Not every defense reduces the ASR significantly.)"
+    remark = "Not every defense reduces the ASR significantly" if verdict == NOT_SUPPORTED else ""
     numbers = {}
     for r in pooled.itertuples():
         numbers[f"asr_reduction[{r.defense}]"] = r.asr_reduction
         numbers[f"asr_p_holm[{r.defense}]"] = r.asr_p_holm
         numbers[f"acc_cost[{r.defense}]"] = r.acc_cost
-    return Finding(key, title, claim, test, verdict, result, numbers, {"effects": effects})
+    return _finding(F7, test, verdict, result, remark, numbers, {"effects": effects})

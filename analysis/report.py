@@ -349,23 +349,8 @@ def build_report(
         )
         by_key[F.F6[0]].figures.append(FIGURES["backdoor"])
 
-    md = _markdown(
-        ref,
-        store,
-        fs,
-        ranking_md,
-        rows,
-        notes,
-        metric,
-        label,
-        sur_text,
-        alpha,
-        n_boot,
-        seed,
-        tol,
-        csv_dir,
-        "heatmap" in figures,
-    )
+    settings = _Settings(metric, label, sur_text, alpha, n_boot, seed, tol)
+    md = _markdown(ref, store, fs, ranking_md, rows, notes, settings, csv_dir, "heatmap" in figures)
     (out / "report.md").write_text(md)
     (out / "findings.json").write_text(
         json.dumps(
@@ -432,23 +417,21 @@ def _views(f: F.Finding, metric: str) -> dict[str, str]:
     return views
 
 
-def _markdown(
-    ref,
-    store,
-    fs,
-    ranking_md,
-    rows,
-    notes,
-    metric,
-    label,
-    sur_text,
-    alpha,
-    n_boot,
-    seed,
-    tol,
-    csv_dir,
-    has_heatmap,
-) -> str:
+@dataclass(frozen=True)
+class _Settings:
+    """The analysis settings the report states: the vulnerability metric (and its label), the surrogates
+    used, α, the bootstrap's resamples and seed, and claim 2's "stayed" band."""
+
+    metric: str
+    label: str
+    surrogate_text: str
+    alpha: float
+    n_boot: int
+    seed: int
+    tol: float
+
+
+def _markdown(ref, store, fs, ranking_md, rows, notes, s: _Settings, csv_dir: Path, has_heatmap: bool) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     summary = pd.DataFrame(
         [{"#": NUMBERS.get(f.key, "?"), "claim": f.title, "verdict": f"**{f.verdict}**"} for f in fs]
@@ -456,10 +439,10 @@ def _markdown(
     head = [
         f"# mergesec findings: suite `{ref.name}` ({ref.hash})",
         "",
-        f"Generated {when} from `{store.path}` by `mergesec analyze`. Significance level α = {alpha}; "
+        f"Generated {when} from `{store.path}` by `mergesec analyze`. Significance level α = {s.alpha}; "
         f"bootstrap "
-        f"{n_boot} resamples (seed {seed}). Transfer vulnerability measure for claims 2–4: **{label}** "
-        f"(`{metric}`), {sur_text}. A transfer setting is (task, attack) with seeds averaged. "
+        f"{s.n_boot} resamples (seed {s.seed}). Transfer vulnerability measure for claims 2–4: **{s.label}** "
+        f"(`{s.metric}`), {s.surrogate_text}. A transfer setting is (task, attack) with seeds averaged. "
         "Definitions, case "
         "counts and how to read this report: docs/analysis.md.",
         "",
@@ -485,12 +468,12 @@ def _markdown(
     ]
     if has_heatmap:
         head += [
-            f"![{label} heatmap]({FIGURES['heatmap']})",
+            f"![{s.label} heatmap]({FIGURES['heatmap']})",
             "",
-            f"{label} per merging method and task (mean over attacks), most vulnerable method on top.",
+            f"{s.label} per merging method and task (mean over attacks), most vulnerable method on top.",
             "",
         ]
-    body = [_section(f, NUMBERS.get(f.key, "?"), _views(f, metric), csv_dir) for f in fs]
+    body = [_section(f, NUMBERS.get(f.key, "?"), _views(f, s.metric), csv_dir) for f in fs]
     tail = [
         "## Reading this report",
         "",
@@ -500,8 +483,8 @@ def _markdown(
         "Spearman ρ / Kendall τ.",
         "- Settings share models and adversarial examples, so p-values describe these settings, not a "
         "population of tasks; see docs/statistics.md.",
-        f"- Claim 2's case count: one case per (stronger/weaker method pair, task), the task's {metric} "
-        f"averaged over attacks; 'stayed' = |Δ| ≤ {100 * tol:.1f} percentage points.",
+        f"- Claim 2's case count: one case per (stronger/weaker method pair, task), the task's {s.metric} "
+        f"averaged over attacks; 'stayed' = |Δ| ≤ {100 * s.tol:.1f} percentage points.",
         "",
     ]
     return "\n".join(head + body + tail)

@@ -125,14 +125,19 @@ def zoo(suite: SuiteOpt = "digits", cache: CacheOpt = None, quiet: QuietOpt = Fa
 
 
 @app.command("list")
-def list_(what: Annotated[str | None, typer.Argument(help="suites | methods | tracks | attacks | defenses")] = None,
-          fmt: FormatOpt = "table") -> None:
-    """List suites, merge methods, tracks, attacks and defenses."""
+def list_(what: Annotated[str | None, typer.Argument(
+              help="suites | methods | tracks | attacks | defenses | submissions")] = None,
+          fmt: FormatOpt = "table", db: DbOpt = None) -> None:
+    """List suites, merge methods, tracks, attacks, defenses, and the submissions in submissions/ (read from
+    their manifests, with the reproduce verdicts in --db for their current code)."""
     from benchmark.registries import catalogue
+    from benchmark.submissions.status import submissions_table
 
     cat = catalogue()
-    if what is not None and what not in cat:
-        raise UnknownNameError("listing", what, list(cat))
+    if what is not None and what not in [*cat, "submissions"]:
+        raise UnknownNameError("listing", what, [*cat, "submissions"])
+    if what in (None, "submissions"):
+        cat["submissions"] = submissions_table(_store(db))
     for name, df in cat.items():
         if what in (None, name):
             typer.echo(f"== {name}")

@@ -24,6 +24,10 @@ class CheckpointError(MergesecError):
     """A checkpoint that is not safetensors, has NaN/inf values, or does not match the expected keys/shapes."""
 
 
+class MergeRegistrationError(MergesecError):
+    """A merge method that cannot be registered (bad name, needs, hyperparameters or a duplicate name)."""
+
+
 class MergeInputError(MergesecError):
     """Inputs to a merge method that violate the API contract."""
 

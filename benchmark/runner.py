@@ -1,15 +1,18 @@
 """The runner: plans units, skips those already stored, runs the rest, hands results to the one writer.
 
 Units are independent and keyed by content, so a killed run resumes where it stopped and a repeated run
-writes nothing twice. At paper scale `run_units` is the place where units fan out to Ray workers; the
-store writer stays single.
+writes nothing twice. A unit whose setting is stored under another key (the method's code or
+hyperparameters changed) replaces those rows, so a method's name never stands for two versions of it. At
+paper scale `run_units` is the place where units fan out to Ray workers; the store writer stays single.
 """
 
+import json
 import time
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -63,6 +66,70 @@ def plan(ctx: RunContext, tracks: list[str], methods: list[str]) -> list[Unit]:
     return [u for t in tracks for u in get_track(t).plan(ctx, methods)]
 
 
+def superseded(store: Store, suite_hash: str, units: list[Unit]) -> dict[str, list[str]]:
+    """Stored units of the suite that measure the same setting as one of `units` with other code or
+    hyperparameters (an earlier version of a method, defense or attack): unit key -> the keys it replaces."""
+    if not units or not store.path.exists():
+        return {}
+    latest = {u.setting: u.key for u in units}
+    stored = store.read("SELECT unit_key, track, description FROM units_done WHERE suite_hash = ? "
+                        "AND list_contains(?, track)", [suite_hash, sorted({u.track for u in units})])
+    out: dict[str, list[str]] = {}
+    for key, track, description in stored.itertuples(index=False):
+        new = latest.get(Unit(track, json.loads(description)).setting)
+        if new is not None and new != key:
+            out.setdefault(new, []).append(key)
+    return out
+
+
+def run_units(
+    ctx: RunContext,
+    tracks: list[str],
+    units: list[Unit],
+    store: Store,
+    config: dict[str, Any],
+    command: str = "",
+    label: str = "",
+) -> RunSummary:
+    """Run the `units` (planned from `tracks`) not yet in `store`, under a `runs` row with the provenance;
+    each unit's rows replace those of earlier versions of its setting. `config` (with the suite hash and
+    tracks) identifies the run. Resumable, idempotent; a failure marks the run and is raised."""
+    t0 = time.perf_counter()
+    suite = ctx.suite
+    done = store.done_keys([u.key for u in units])
+    todo = [u for u in units if u.key not in done]
+    old = superseded(store, suite.hash, units)
+    stale_done = [k for u in units if u.key in done for k in old.get(u.key, [])]
+    if stale_done:
+        store.forget_units(stale_done)
+    run_id = uuid.uuid4().hex[:16]
+    prov = provenance()
+    run_row = {
+        "run_id": run_id, "suite": suite.name, "suite_hash": suite.hash, "tracks": ",".join(tracks),
+        "command": command, "git_commit": prov["git_commit"],
+        "config_hash": content_hash({"suite_hash": suite.hash, "tracks": sorted(tracks), **config}),
+        "mergesec_version": prov["mergesec_version"], "packages": prov["packages"],
+        "hardware": prov["hardware"], "started_at": _now(), "status": "running",
+        "units_total": len(units), "units_run": 0}
+    store.upsert("runs", ["run_id"], run_row)
+    n_run, status, error = 0, "ok", None
+    try:
+        for unit in tqdm(todo, desc=label or f"{suite.name}: {'+'.join(tracks)}", disable=not ctx.progress,
+                         unit="unit"):
+            u0 = time.perf_counter()
+            tables = get_track(unit.track).run_unit(unit, ctx)
+            store.write_unit(unit.key, unit.track, suite.hash, run_id, unit.description, tables,
+                             time.perf_counter() - u0, replaces=old.get(unit.key))
+            n_run += 1
+    except BaseException as e:
+        status, error = ("interrupted" if isinstance(e, KeyboardInterrupt) else "failed"), traceback.format_exc(-3)
+        raise
+    finally:
+        run_row.update(ended_at=_now(), status=status, units_run=n_run, error=error)
+        store.upsert("runs", ["run_id"], run_row)
+    return RunSummary(run_id, len(units), n_run, len(units) - len(todo), time.perf_counter() - t0)
+
+
 def run(
     suite: Suite,
     tracks: list[str],
@@ -80,30 +147,5 @@ def run(
     register_suite(store, ctx)
     register_methods(store, methods)
     units = plan(ctx, tracks, methods)
-    done = store.done_keys([u.key for u in units])
-    todo = [u for u in units if u.key not in done]
-    run_id = uuid.uuid4().hex[:16]
-    prov = provenance()
-    config = {"suite_hash": suite.hash, "tracks": sorted(tracks), "methods": sorted(methods)}
-    run_row = {
-        "run_id": run_id, "suite": suite.name, "suite_hash": suite.hash, "tracks": ",".join(tracks),
-        "command": command, "config_hash": content_hash(config), "git_commit": prov["git_commit"],
-        "mergesec_version": prov["mergesec_version"], "packages": prov["packages"],
-        "hardware": prov["hardware"], "started_at": _now(), "status": "running",
-        "units_total": len(units), "units_run": 0}
-    store.upsert("runs", ["run_id"], run_row)
-    n_run, status, error = 0, "ok", None
-    try:
-        for unit in tqdm(todo, desc=f"{suite.name}: {'+'.join(tracks)}", disable=not progress, unit="unit"):
-            u0 = time.perf_counter()
-            tables = get_track(unit.track).run_unit(unit, ctx)
-            store.write_unit(unit.key, unit.track, suite.hash, run_id, unit.description, tables,
-                             time.perf_counter() - u0)
-            n_run += 1
-    except BaseException as e:
-        status, error = ("interrupted" if isinstance(e, KeyboardInterrupt) else "failed"), traceback.format_exc(-3)
-        raise
-    finally:
-        run_row.update(ended_at=_now(), status=status, units_run=n_run, error=error)
-        store.upsert("runs", ["run_id"], run_row)
-    return RunSummary(run_id, len(units), n_run, len(units) - len(todo), time.perf_counter() - t0)
+    summary = run_units(ctx, tracks, units, store, {"methods": sorted(methods)}, command)
+    return replace(summary, seconds=time.perf_counter() - t0)

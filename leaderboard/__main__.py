@@ -8,7 +8,8 @@ import sys
 
 from streamlit.web import cli
 
-PRELOAD = ("analysis.stats", "leaderboard.data", "leaderboard.plots", "leaderboard.tables", "leaderboard.ui")
+PRELOAD = ("analysis.stats", "benchmark.submissions.status", "leaderboard.data", "leaderboard.plots",
+           "leaderboard.tables", "leaderboard.ui")
 
 
 def preload() -> None:

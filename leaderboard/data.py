@@ -254,7 +254,9 @@ def method_hparams(db: str, state: tuple, suite_hash: str, method: str) -> list[
 
 @snapshot
 def reproductions(db: str, state: tuple, suite_hash: str, subject: str) -> pd.DataFrame:
-    return _read(db, """SELECT verdict, max_abs_diff, n_compared, tolerance, checked_at, run_id
+    """The `reproduce` verdicts of a submission on the suite, newest first, with the code hash each is for."""
+    return _read(db, """SELECT verdict, json_extract_string(details, '$.code_hash') AS code_hash, max_abs_diff,
+        n_compared, tolerance, checked_at, suite_hash, run_id
         FROM reproductions WHERE subject = ? AND suite_hash = ? ORDER BY checked_at DESC""", [subject, suite_hash])
 
 

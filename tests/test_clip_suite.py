@@ -23,6 +23,7 @@ from benchmark.suites import SUITE_DIR, load_suite
 from benchmark.zoo import build_zoo
 from benchmark.zoo.backbone import build_encoder
 from benchmark.zoo.clip import CHECKPOINT_ENV, load_clip, zero_shot_head
+from tests.conftest import write_suite
 
 TINY_MODEL = "mergesec-test-tiny-clip"
 TINY_CONFIG = {
@@ -100,9 +101,7 @@ def tiny_clip_raw(checkpoint) -> dict:
 @pytest.fixture
 def tiny_suite(tmp_path, tiny_checkpoint, data_dir, monkeypatch):
     monkeypatch.setenv(DATA_DIR_ENV, str(data_dir))
-    path = tmp_path / "clip-tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_clip_raw(tiny_checkpoint)))
-    return load_suite(path)
+    return write_suite(tmp_path / "clip-tiny.yaml", tiny_clip_raw(tiny_checkpoint))
 
 
 def test_shipped_suite_parses_with_eight_tasks():
@@ -192,6 +191,29 @@ def test_build_zoo_clip_path(tiny_suite, tiny_checkpoint, tmp_path, monkeypatch)
     monkeypatch.setenv(CHECKPOINT_ENV, str(tmp_path / "gone.safetensors"))
     again = build_zoo(tiny_suite, cache, progress=False)
     assert all(torch.equal(again.finetuned["alpha"][k], zoo.finetuned["alpha"][k]) for k in zoo.pretrained)
+
+
+def test_merge_and_transfer_tracks_run_on_a_huggingface_suite(tiny_checkpoint, data_dir, tmp_path, monkeypatch):
+    """The tracks read Hugging Face splits batch by batch (no `.tensors`): a whole run into DuckDB."""
+    from benchmark import runner
+    from benchmark.store import Store
+
+    monkeypatch.setenv(DATA_DIR_ENV, str(data_dir))
+    raw = tiny_clip_raw(tiny_checkpoint)
+    raw["transfer"].update(attacks=["fgsm", "pgd"], subset_size=4)
+    suite = write_suite(tmp_path / "clip-tiny.yaml", raw)
+    store = Store(tmp_path / "results.duckdb")
+    summary = runner.run(suite, ["merge", "transfer"], store, Cache(tmp_path / "cache"),
+                         ["task_arithmetic", "ties"], progress=False)
+    assert summary.units_run == summary.units_total > 0
+    merge = store.read("SELECT method, task, n, clean_acc FROM merge_eval ORDER BY method, task")
+    assert len(merge) == 2 * len(TASKS)
+    assert dict(zip(merge.task, merge.n, strict=False)) == {t: v[2] for t, v in TASKS.items()}  # full test splits
+    assert merge.clean_acc.between(0, 1).all()
+    transfer = store.read("SELECT DISTINCT method, task, attack, surrogate FROM transfer_metrics")
+    assert len(transfer) == 2 * len(TASKS) * 2 * 2  # methods x tasks x attacks x surrogates
+    examples = store.read("SELECT task, count(*) AS n FROM transfer_examples GROUP BY task")
+    assert (examples.n > 0).all() and set(examples.task) == set(TASKS)
 
 
 def test_missing_data_names_dataset_and_fix(tiny_suite, tmp_path, monkeypatch):

@@ -49,12 +49,9 @@ def setting(tmp_path_factory):
 
 
 @pytest.fixture
-def scratch():
-    """Remove the defenses a test registers."""
-    before = set(defense_registry._REGISTRY)
-    yield
-    for name in set(defense_registry._REGISTRY) - before:
-        del defense_registry._REGISTRY[name]
+def scratch(monkeypatch):
+    """Registrations made in a test disappear after it."""
+    monkeypatch.setattr(defense_registry.DEFENSES, "_items", dict(defense_registry.DEFENSES._items))
 
 
 def _models(zoo, tasks):

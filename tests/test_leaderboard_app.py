@@ -118,13 +118,36 @@ def test_method_page_metadata_badge_and_head_to_head(monkeypatch, db):
     at = open_app(monkeypatch, db, "method")
     at.selectbox(key="method_name").select(TOP).run()
     assert at.title[0].value == TOP
-    assert any("reproduced" in m.value for m in at.markdown)
+    assert any(m.value.startswith(":green-badge[:material/verified: reproduced") for m in at.markdown)
     at.selectbox(key="method_other").select("weight_averaging").run()
     assert not at.exception
     assert "Wilcoxon signed-rank test" in texts(at) and "differ significantly" in texts(at)
     assert any(m.label == "Wilcoxon p" for m in at.metric)
     mcnemar = at.dataframe[-1].value
     assert {"p_val", "p_corr"} <= set(mcnemar.columns) and len(mcnemar) == 24
+
+
+def badges(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if "-badge[" in m.value]
+
+
+def test_reproduced_badge_only_for_the_code_that_was_reproduced(monkeypatch, db, tmp_path):
+    """After the method's code changes (a new `methods.code_hash`), the old verdict no longer earns the badge;
+    a verdict on the new code does."""
+    copy = Path(shutil.copy(db, tmp_path / "changed.duckdb"))
+    store = Store(copy)
+    with store.connect() as con:
+        con.execute("UPDATE methods SET code_hash = 'c0dechanged' WHERE name = ?", [TOP])
+    at = open_app(monkeypatch, copy, "method")
+    at.selectbox(key="method_name").select(TOP).run()
+    assert not any("verified" in b for b in badges(at))
+    assert ":gray-badge[:material/hourglass_empty: not reproduced since its code changed]" in badges(at)
+    store.add_reproduction({"subject": TOP, "suite_hash": SUITE_HASH, "verdict": "failed", "max_abs_diff": 0.5,
+                            "n_compared": 12, "tolerance": 1e-9, "details": {"code_hash": "c0dechanged"},
+                            "run_id": None})
+    at = open_app(monkeypatch, copy, "method")
+    at.selectbox(key="method_name").select(TOP).run()
+    assert any(b.startswith(":red-badge[:material/error: reproduction: failed") for b in badges(at))
 
 
 def test_missing_and_empty_database_pages(monkeypatch, tmp_path):

@@ -70,7 +70,8 @@ def build_db(path: Path, *, tasks=("digit", "parity", "inverted", "rotated"), at
     with store.connect() as con:
         con.execute("INSERT INTO methods BY NAME SELECT * FROM meta")
     store.add_reproduction({"subject": TOP, "suite_hash": SUITE_HASH, "verdict": "reproduced",
-                            "max_abs_diff": 0.0, "n_compared": 12, "tolerance": 1e-6, "details": {},
+                            "max_abs_diff": 0.0, "n_compared": 12, "tolerance": 1e-6,
+                            "details": {"code_hash": _key("code", TOP)[:12]},
                             "run_id": run_id})
     surrogate_fooled = {(t, a, s): rng.random(n_examples) < 0.9 for t in tasks for a in attacks for s in surrogates}
     tables: dict[str, dict[str, list[pd.DataFrame]]] = {"merge": {}, "transfer": {}, "backdoor": {}}

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from benchmark.errors import MergeInputError, MergeOutputError, UnknownNameError
+from benchmark.errors import MergeInputError, MergeOutputError, MergeRegistrationError, UnknownNameError
 from benchmark.merging import (
     MergeContext,
     MergeMethod,
@@ -19,7 +19,6 @@ from benchmark.merging import (
     register_method,
     registry,
 )
-from benchmark.merging.registry import MergeRegistrationError
 
 T = torch.tensor
 
@@ -42,7 +41,7 @@ DATA_FREE = [name for name in BUILTINS if not get_method(name).needs]
 @pytest.fixture
 def scratch_registry(monkeypatch):
     """Registrations made in a test disappear after it."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.METHODS, "_items", dict(registry.METHODS._items))
 
 
 def random_models(n_tasks: int = 3, seed: int = 0) -> tuple[dict, list[dict]]:
@@ -137,7 +136,7 @@ def test_entry_points_discovered_lazily(scratch_registry, monkeypatch):
         ]
 
     monkeypatch.setattr("importlib.metadata.entry_points", entry_points)
-    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry.METHODS, "_loaded", False)
     with pytest.warns(UserWarning, match="entry point 'c'.*no module named 'broken'"):
         names = list_methods()
     assert groups == ["mergesec.merge_methods"]

@@ -1,19 +1,114 @@
-"""End-to-end runner behaviour: resume after kill -9, no duplicate rows, provenance recorded."""
+"""Runner behaviour: resume after kill -9, no duplicate rows, provenance recorded; a changed method's units
+replace the rows of its earlier version."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
+import pandas as pd
 import pytest
 
+from benchmark import runner
 from benchmark.cache import Cache
-from benchmark.store import Store
+from benchmark.context import RunContext
+from benchmark.store import Store, open_store
+from benchmark.tracks import TRACKS, Track, Unit
 from benchmark.zoo import build_zoo
 from tests.conftest import tiny_suite_raw, write_suite
 
-pytestmark = pytest.mark.slow
+
+class VersionedTrack(Track):
+    """One merge_eval row per (method, seed), recording the method's code version; no models involved."""
+
+    name = "versioned"
+
+    def __init__(self) -> None:
+        self.version, self.fail = "v1", False
+
+    def plan(self, ctx, methods):
+        return [Unit(self.name, {"suite_hash": ctx.suite.hash, "method": m, "seed": seed, "hparams": {},
+                                 "code": self.version}) for m in methods for seed in (0, 1)]
+
+    def run_unit(self, unit, ctx):
+        if self.fail:
+            raise RuntimeError("the new version crashed")
+        d = unit.description
+        return {"merge_eval": pd.DataFrame([{
+            "suite": ctx.suite.name, "suite_hash": ctx.suite.hash, "method": d["method"],
+            "hparams": json.dumps({"code": d["code"]}), "seed": d["seed"], "task": "t", "n": 1, "clean_acc": 1.0,
+            "finetuned_acc": 1.0, "pretrained_acc": 0.0, "normalized_acc": 1.0, "merge_seconds": 0.0}])}
+
+
+@dataclass
+class Versioned:
+    track: VersionedTrack
+    store: Store
+    ctx: RunContext
+
+    def run(self, methods: list[str]) -> runner.RunSummary:
+        units = runner.plan(self.ctx, [self.track.name], methods)
+        return runner.run_units(self.ctx, [self.track.name], units, self.store, {})
+
+    def versions(self) -> dict[str, list[str]]:
+        df = self.store.read("SELECT method, hparams FROM merge_eval ORDER BY method, seed")
+        return {m: [json.loads(h)["code"] for h in g.hparams] for m, g in df.groupby("method")}
+
+
+@pytest.fixture
+def versioned(monkeypatch, tiny_suite, tmp_path) -> Versioned:
+    track = VersionedTrack()
+    monkeypatch.setitem(TRACKS, track.name, track)
+    return Versioned(track, open_store(tmp_path / "r.duckdb"), RunContext(tiny_suite, Cache(tmp_path), False))
+
+
+def test_changed_method_replaces_its_earlier_rows(versioned):
+    assert versioned.run(["a", "b"]).units_run == 4
+    versioned.track.version = "v2"
+    summary = versioned.run(["a"])
+    assert (summary.units_run, summary.units_skipped) == (2, 0)
+    assert versioned.versions() == {"a": ["v2", "v2"], "b": ["v1", "v1"]}  # b was not re-run: its rows stay
+    assert int(versioned.store.read("SELECT count(*) n FROM units_done").n[0]) == 4
+    assert versioned.run(["a"]).units_run == 0
+
+
+def test_failed_new_version_keeps_the_old_rows(versioned):
+    versioned.run(["a"])
+    versioned.track.version, versioned.track.fail = "v2", True
+    with pytest.raises(RuntimeError, match="crashed"):
+        versioned.run(["a"])
+    assert versioned.versions() == {"a": ["v1", "v1"]}
+    runs = versioned.store.read("SELECT status FROM runs ORDER BY started_at")
+    assert runs.status.tolist() == ["ok", "failed"]
+
+
+def test_stored_earlier_versions_go_when_the_current_one_is_stored(versioned):
+    """A database holding two versions of a setting (written before the runner replaced rows) keeps only the
+    current one after the next run, which runs nothing."""
+    versioned.run(["a"])
+    versioned.track.version = "v2"
+    for unit in versioned.track.plan(versioned.ctx, ["a"]):  # the new version, written without replacing
+        tables = versioned.track.run_unit(unit, versioned.ctx)
+        versioned.store.write_unit(unit.key, unit.track, unit.description["suite_hash"], "old", unit.description,
+                                   tables, 0.0)
+    assert sorted(versioned.versions()["a"]) == ["v1", "v1", "v2", "v2"]
+    assert versioned.run(["a"]).units_run == 0
+    assert versioned.versions() == {"a": ["v2", "v2"]}
+
+
+def test_backdoor_setting_ignores_versions_not_attack_parameters():
+    base = {"suite_hash": "h", "attack": "naive", "variant": "badnets", "method": "m", "defense": "none", "seed": 0,
+            "hparams": {"attack": {"target_class": 1}, "method": {"k": 1}, "defense": {}},
+            "inputs": {"trigger_of": None}, "code": {"method": "v1", "defense": "none", "attack": "1"}}
+    unit = Unit("backdoor", base)
+    newer = Unit("backdoor", {**base, "hparams": {**base["hparams"], "method": {"k": 2}},
+                              "code": {**base["code"], "method": "v2"}})
+    other_target = Unit("backdoor", {**base, "hparams": {**base["hparams"], "attack": {"target_class": 2}}})
+    assert newer.setting == unit.setting and newer.key != unit.key
+    assert other_target.setting != unit.setting
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +133,7 @@ def _done(store: Store) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_kill9_then_resume(many_unit_suite, tiny_cache, tmp_path):
     suite, path = many_unit_suite
     db = tmp_path / "r.duckdb"

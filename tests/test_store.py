@@ -75,3 +75,15 @@ def test_upsert_metadata(tmp_path):
     store.upsert("methods", ["name", "kind"], {**row, "hparams": {"a": 2}})
     df = store.read("SELECT * FROM methods")
     assert len(df) == 1 and json.loads(df.hparams[0]) == {"a": 2}
+
+
+def test_write_unit_replaces_an_earlier_version_in_the_same_transaction(tmp_path):
+    store = open_store(tmp_path / "r.duckdb")
+    store.write_unit("old", "merge", "h", "run", {}, {"merge_eval": _rows("a")}, 0.1)
+    bad = _rows("a").drop(columns=["clean_acc"])
+    with pytest.raises(duckdb.Error):
+        store.write_unit("new", "merge", "h", "run", {}, {"merge_eval": bad}, 0.1, replaces=["old"])
+    assert store.done_keys(["old", "new"]) == {"old"} and len(store.read("SELECT * FROM merge_eval")) == 2
+    store.write_unit("new", "merge", "h", "run", {}, {"merge_eval": _rows("a", 3)}, 0.1, replaces=["old"])
+    assert store.done_keys(["old", "new"]) == {"new"}
+    assert store.read("SELECT DISTINCT unit_key FROM merge_eval").unit_key.tolist() == ["new"]

@@ -3,6 +3,7 @@
 validation, and the CLI. End-to-end submit + reproduce: tests/test_submissions_e2e.py."""
 
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -266,12 +267,30 @@ def test_failure_on_real_models_leaves_db_unchanged(tmp_path, tiny_suite_path, t
     assert_unchanged(before, snapshot(store))
 
 
-def test_name_clash_with_builtin_is_refused(tmp_path):
-    folder = shutil.copytree(EXAMPLES / "model_breadcrumbs", tmp_path / "ties")
-    toml = (folder / "submission.toml").read_text().replace('name = "model_breadcrumbs"', 'name = "ties"')
-    (folder / "submission.toml").write_text(toml)
-    with pytest.raises(SubmissionError, match="'ties' is already the name of the merge method from builtin"):
-        register_submission(load_submission(folder), LIMITS)
+def renamed_copy(slug: str, name: str, parent: Path) -> Path:
+    """A copy of example `slug` as submission `name` (folder and manifest name)."""
+    folder = shutil.copytree(EXAMPLES / slug, parent / name)
+    toml = folder / "submission.toml"
+    toml.write_text(toml.read_text().replace(f'name = "{slug}"', f'name = "{name}"'))
+    return folder
+
+
+@pytest.mark.parametrize(("slug", "name", "kind"), [("model_breadcrumbs", "ties", "merge method"),
+                                                     ("tv_trim_defense", "ibvs", "defense")])
+def test_name_clash_with_builtin_is_refused(slug, name, kind, tmp_path):
+    with pytest.raises(SubmissionError, match=f"'{name}' is already the name of the {kind} from builtin"):
+        register_submission(load_submission(renamed_copy(slug, name, tmp_path)), LIMITS)
+
+
+def test_defense_submission_registers_with_provenance():
+    from benchmark.defenses import Defense, get_defense
+
+    sub = load_submission(EXAMPLES / "tv_trim_defense")
+    first = register_submission(sub, LIMITS)
+    again = register_submission(sub, LIMITS)  # the same slug replaces itself
+    assert get_defense(sub.name) is again and isinstance(again, Defense) and again is not first
+    assert (again.stage, again.code_hash, again.slug, again.source) == ("merge", sub.code_hash, sub.slug,
+                                                                        "submission:tv_trim_defense")
 
 
 def test_symlinks_and_disguised_pickles_are_refused(tmp_path):
@@ -311,3 +330,40 @@ def test_cli_validate_example():
 def test_cli_reproduce_without_results_is_an_error(tmp_path):
     out = _cli("reproduce", "model_breadcrumbs", "--db", str(tmp_path / "none.duckdb"))
     assert out.returncode == 2 and "run `mergesec submit` first" in out.stderr
+
+
+def _submissions_root(tmp: Path) -> Path:
+    """The two examples, one submission whose module would leave a marker file if it were ever imported, and
+    one with a broken manifest."""
+    root = tmp / "submissions"
+    for slug in list_slugs(EXAMPLES):
+        shutil.copytree(EXAMPLES / slug, root / slug)
+    touchy = renamed_copy("model_breadcrumbs", "touchy", root)
+    (touchy / "breadcrumbs.py").write_text(f"open({str(tmp / 'imported')!r}, 'w').close()\n")
+    shutil.copytree(BROKEN / "bad_manifest", root / "bad_manifest")
+    return root
+
+
+def test_cli_list_submissions_reads_manifests_and_current_verdicts(tmp_path):
+    root = _submissions_root(tmp_path)
+    store = seeded_db(tmp_path / "results.duckdb")
+    store.upsert("suites", ["suite_hash"], {"suite_hash": "h", "suite": "digits", "version": "1", "spec": {},
+                                            "registered_at": pd.Timestamp("2025-01-01")})
+    hashes = {slug: content_hash(root / slug) for slug in ("model_breadcrumbs", "tv_trim_defense")}
+    for slug, code_hash in (("model_breadcrumbs", hashes["model_breadcrumbs"]), ("tv_trim_defense", "0ld")):
+        store.add_reproduction({"subject": slug, "suite_hash": "h", "verdict": "reproduced", "max_abs_diff": 0.0,
+                                "n_compared": 1, "tolerance": 1e-9, "details": {"code_hash": code_hash},
+                                "run_id": "run1"})
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "submissions", "--format", "json",
+                          "--db", str(store.path)], capture_output=True, text=True, cwd=ROOT, timeout=600,
+                         env={**os.environ, "MERGESEC_SUBMISSIONS": str(root)})
+    assert out.returncode == 0, out.stderr
+    rows = {r["submission"]: r for r in json.loads(out.stdout.split("\n", 1)[1])}
+    assert set(rows) == {"bad_manifest", "model_breadcrumbs", "touchy", "tv_trim_defense"}
+    assert rows["model_breadcrumbs"] == {
+        "submission": "model_breadcrumbs", "kind": "merge method", "tracks": "merge, transfer", "suites": "digits",
+        "code_hash": hashes["model_breadcrumbs"], "reproduced": "digits: reproduced"}
+    assert rows["tv_trim_defense"]["kind"] == "defense" and rows["tv_trim_defense"]["tracks"] == "backdoor"
+    assert rows["tv_trim_defense"]["reproduced"].startswith("no: the code changed")  # verdict on other code
+    assert rows["touchy"]["reproduced"] == "no" and rows["bad_manifest"]["kind"].startswith("invalid")
+    assert not (tmp_path / "imported").exists()  # manifests only: no submitted code ran

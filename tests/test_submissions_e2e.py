@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.store import Store
-from benchmark.submissions import Limits, list_slugs
+from benchmark.submissions import Limits, list_slugs, load_submission
+from benchmark.submissions.status import current_verdicts, stored_verdicts
 from benchmark.submissions.workflow import method_rows, reproduce, submit
 from tests.conftest import tiny_suite_raw, write_suite
 
@@ -108,6 +109,11 @@ def test_reproduce_from_scratch_records_verdict(submitted, tiny_suite_path):
     stored = Store(db).read("SELECT subject, verdict, details FROM reproductions ORDER BY checked_at")
     assert set(stored.subject) == set(folders) and (stored.verdict == "reproduced").all()
     assert all('"fresh_cache": true' in d for d in stored.details)
+    recorded = stored_verdicts(Store(db))
+    for slug, folder in folders.items():  # each verdict is for the code it reproduced
+        mine = recorded[recorded.subject == slug]
+        assert current_verdicts(mine, load_submission(folder).code_hash).verdict.tolist() == ["reproduced"]
+        assert current_verdicts(mine, "another-version").empty
 
 
 def test_tampered_row_fails_reproduction_with_diff(submitted, tiny_suite_path, tiny_cache, tmp_path):

@@ -57,3 +57,18 @@ def test_task_domains_and_labels():
     rot = load_task(s, "rotated").test.tensors[0]
     assert torch.allclose(rot, torch.rot90(xd, 1, dims=(-2, -1)))
     assert {load_task(s, t).n_classes for t in s.task_names} == {2, 3, 10}
+
+
+def test_pretrain_domains_show_each_image_once_per_domain(tmp_path):
+    raw = tiny_suite_raw()
+    upright = load_pretrain_images(write_suite(tmp_path / "a.yaml", raw))
+    raw["data"]["pretrain_domains"] = ["upright", "rotated180", "inverted"]
+    x = load_pretrain_images(write_suite(tmp_path / "b.yaml", raw))
+    n = len(upright)
+    assert x.shape == (3 * n, *upright.shape[1:])
+    assert torch.equal(x[:n], upright)
+    assert torch.equal(x[n : 2 * n], torch.flip(upright, dims=(-2, -1)))  # 180° = both flips
+    assert torch.allclose(x[2 * n :], 1 - upright)
+    raw["data"]["pretrain_domains"] = ["upright", "sideways"]
+    with pytest.raises(UnknownNameError, match="sideways"):
+        load_pretrain_images(write_suite(tmp_path / "c.yaml", raw))

@@ -15,11 +15,7 @@ def nemenyi_q(k: int, alpha: float = 0.05) -> float:
 
 
 def nemenyi_critical_difference(
-    df: pd.DataFrame,
-    metric: str,
-    setting_cols: Sequence[str],
-    higher_is_better: bool,
-    method_col: str = "method",
+    df: pd.DataFrame, metric: str, setting_cols: Sequence[str], higher_is_better: bool, method_col: str = "method",
     alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Average rank per method over the complete settings and the Nemenyi CD = q_α √(k(k+1)/(6N)).

@@ -33,19 +33,18 @@ def _top_group(
     return pd.DataFrame(rows)
 
 
-def _ordered_means(wide: pd.DataFrame, higher_is_better: bool) -> pd.Series:
-    """Mean per method, best first (ties broken by name)."""
+def _paired_means(
+    df: pd.DataFrame, metric: str, setting_cols: Sequence[str], method_col: str, higher_is_better: bool
+) -> tuple[pd.DataFrame, pd.Series]:
+    """The paired table (:func:`paired_table`) and the mean per method, best first (ties broken by name)."""
+    wide = paired_table(df, metric, setting_cols, method_col)
     means = wide.mean().rename("mean").rename_axis("method").reset_index()
     means = means.sort_values(["mean", "method"], ascending=[not higher_is_better, True])
-    return means.set_index("method")["mean"]
+    return wide, means.set_index("method")["mean"]
 
 
 def top_group(
-    df: pd.DataFrame,
-    metric: str,
-    setting_cols: Sequence[str],
-    higher_is_better: bool,
-    method_col: str = "method",
+    df: pd.DataFrame, metric: str, setting_cols: Sequence[str], higher_is_better: bool, method_col: str = "method",
     alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Methods not significantly worse than the best (highest or lowest mean) one.
@@ -55,8 +54,7 @@ def top_group(
     ``p_corr < alpha`` and the paired differences favour the best. Returns ``method, mean, p_unc, p_corr,
     top_group``, best first; ``attrs`` hold ``n_settings, n_settings_dropped``.
     """
-    wide = paired_table(df, metric, setting_cols, method_col)
-    means = _ordered_means(wide, higher_is_better)
+    wide, means = _paired_means(df, metric, setting_cols, method_col, higher_is_better)
     pairs = pairwise_from_table(wide)
     res = _top_group(pairs, means.index[0], list(means.index), higher_is_better, alpha)
     res.insert(1, "mean", means.to_numpy())
@@ -65,15 +63,8 @@ def top_group(
 
 
 def rank_methods(
-    df: pd.DataFrame,
-    metric: str,
-    setting_cols: Sequence[str],
-    higher_is_better: bool,
-    method_col: str = "method",
-    n_boot: int = 2000,
-    seed: int = 0,
-    ci: float = 0.95,
-    alpha: float = 0.05,
+    df: pd.DataFrame, metric: str, setting_cols: Sequence[str], higher_is_better: bool, method_col: str = "method",
+    n_boot: int = 2000, seed: int = 0, ci: float = 0.95, alpha: float = 0.05,
 ) -> pd.DataFrame:
     """The leaderboard table: mean with a paired percentile-bootstrap CI, rank, top group and letters.
 
@@ -83,8 +74,7 @@ def rank_methods(
     tests (methods sharing a letter do not differ at ``alpha``). Returns ``method, mean, ci_low, ci_high,
     n_settings, rank, top_group, letters``, best first; ``attrs`` hold ``n_settings_dropped``.
     """
-    wide = paired_table(df, metric, setting_cols, method_col)
-    means = _ordered_means(wide, higher_is_better)
+    wide, means = _paired_means(df, metric, setting_cols, method_col, higher_is_better)
     order = list(means.index)
     cis = bootstrap_ci(wide[order], n_boot=n_boot, seed=seed, ci=ci).rename(columns={"variable": "method"})
     pairs = pairwise_from_table(wide)
@@ -97,14 +87,8 @@ def rank_methods(
 
 
 def rank_stability(
-    df: pd.DataFrame,
-    metric: str,
-    setting_cols: Sequence[str],
-    higher_is_better: bool,
-    method_col: str = "method",
-    resample_col: str = "task",
-    n_boot: int = 2000,
-    seed: int = 0,
+    df: pd.DataFrame, metric: str, setting_cols: Sequence[str], higher_is_better: bool, method_col: str = "method",
+    resample_col: str = "task", n_boot: int = 2000, seed: int = 0,
 ) -> pd.DataFrame:
     """How often each method keeps its full-data rank when the ``resample_col`` values (tasks) are resampled.
 
@@ -114,13 +98,12 @@ def rank_stability(
     """
     if resample_col not in setting_cols:
         raise StatisticsError(f"resample_col {resample_col!r} must be in setting_cols {list(setting_cols)}")
-    wide = paired_table(df, metric, setting_cols, method_col)
+    wide, means = _paired_means(df, metric, setting_cols, method_col, higher_is_better)
     groups = wide.index.get_level_values(resample_col)
     if groups.nunique() < 2:
         raise StatisticsError(
             f"rank stability needs 2 or more values of {resample_col!r}; got {groups.nunique()}"
         )
-    means = _ordered_means(wide, higher_is_better)
     values = wide[list(means.index)].to_numpy()
     boot_ranks = rank_of(bootstrap_means(values, n_boot=n_boot, seed=seed, groups=groups), higher_is_better)
     full = rank_of(means.to_numpy(), higher_is_better)

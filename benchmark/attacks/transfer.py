@@ -1,7 +1,7 @@
 """Transfer attacks: thin, registered wrappers over torchattacks 3.5.1 (untargeted, L-inf).
 
-Each attack is one class over `TransferAttack`, registered with `@register_attack(name)`, naming the
-torchattacks class it wraps, the paper it implements, and the keyword arguments it fixes. The protocol's
+Each attack is one class over `TransferAttack`, named after the torchattacks class it wraps, registered with
+`@register_attack(name, paper)` (the paper it implements) and setting the keyword arguments it fixes. The protocol's
 budget comes from the suite (`transfer.eps`, `transfer.steps`; step size `alpha = eps / steps`); every
 other argument is torchattacks' default unless the suite overrides it under `transfer.attack_params`.
 
@@ -49,8 +49,9 @@ torchattacks = _import_torchattacks()
 class TransferAttack:
     """An untargeted L-inf attack crafted on a surrogate model.
 
-    Subclasses set `name` (by `register_attack`), `torchattacks_class`, `paper`, `fixed` (keyword arguments
-    the protocol fixes, e.g. PGD's `random_start=False`) and `iterative` (whether `alpha` and `steps` apply).
+    `register_attack` sets `name`, `paper` and (unless the subclass sets it) `torchattacks_class`, the
+    subclass's own name. Subclasses may set `fixed` (keyword arguments the protocol fixes, e.g. PGD's
+    `random_start=False`) and `iterative` (whether `alpha` and `steps` apply).
     """
 
     name: ClassVar[str] = ""
@@ -108,15 +109,17 @@ class TransferAttack:
 ATTACKS: dict[str, type[TransferAttack]] = {}
 
 
-def register_attack(name: str) -> Callable[[type[TransferAttack]], type[TransferAttack]]:
-    """Class decorator: register a `TransferAttack` subclass under `name`."""
+def register_attack(name: str, paper: str = "") -> Callable[[type[TransferAttack]], type[TransferAttack]]:
+    """Class decorator: register a `TransferAttack` subclass under `name`, citing `paper` (if given); its
+    `torchattacks_class` defaults to the subclass's own name."""
 
     def deco(cls: type[TransferAttack]) -> type[TransferAttack]:
         if name in ATTACKS:
             raise MergesecError(f"attack {name!r} is already registered; pick another name")
+        cls.torchattacks_class = cls.torchattacks_class or cls.__name__
         if not hasattr(torchattacks, cls.torchattacks_class):
             raise MergesecError(f"attack {name!r}: torchattacks has no class {cls.torchattacks_class!r}")
-        cls.name = name
+        cls.name, cls.paper = name, paper or cls.paper
         ATTACKS[name] = cls
         return cls
 
@@ -143,74 +146,57 @@ def list_attacks() -> list[dict[str, str]]:
 # -- the built-in attacks ------------------------------------------------------------------------------------
 
 
-@register_attack("fgsm")
+@register_attack("fgsm", paper="Goodfellow et al., Explaining and Harnessing Adversarial Examples, "
+                 "ICLR 2015 (arXiv 1412.6572)")
 class FGSM(TransferAttack):
     """FGSM, one signed-gradient step of size eps. Goodfellow, Shlens & Szegedy, "Explaining and Harnessing
     Adversarial Examples", ICLR 2015 (arXiv 1412.6572)."""
 
-    torchattacks_class = "FGSM"
-    paper = "Goodfellow et al., Explaining and Harnessing Adversarial Examples, ICLR 2015 (arXiv 1412.6572)"
     iterative = False
 
 
-@register_attack("pgd")
+@register_attack("pgd", paper="Kurakin et al., Adversarial Examples in the Physical World, 2017 (arXiv 1607.02533); "
+                 "Madry et al., ICLR 2018 (arXiv 1706.06083)")
 class PGD(TransferAttack):
     """I-FGSM / PGD without random start: `steps` signed-gradient steps of size eps/steps, projected onto the
     eps-ball. Kurakin, Goodfellow & Bengio, "Adversarial Examples in the Physical World", ICLR-W 2017
     (arXiv 1607.02533); Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks",
     ICLR 2018 (arXiv 1706.06083)."""
 
-    torchattacks_class = "PGD"
-    paper = ("Kurakin et al., Adversarial Examples in the Physical World, 2017 (arXiv 1607.02533); "
-             "Madry et al., ICLR 2018 (arXiv 1706.06083)")
     fixed: ClassVar[dict[str, Any]] = {"random_start": False}
 
 
-@register_attack("mifgsm")
+@register_attack("mifgsm", paper="Dong et al., Boosting Adversarial Attacks with Momentum, "
+                 "CVPR 2018 (arXiv 1710.06081)")
 class MIFGSM(TransferAttack):
     """MI-FGSM: I-FGSM with momentum (decay 1.0) on L1-normalised gradients. Dong et al., "Boosting
     Adversarial Attacks with Momentum", CVPR 2018 (arXiv 1710.06081)."""
 
-    torchattacks_class = "MIFGSM"
-    paper = "Dong et al., Boosting Adversarial Attacks with Momentum, CVPR 2018 (arXiv 1710.06081)"
 
-
-@register_attack("difgsm")
+@register_attack("difgsm", paper="Xie et al., Improving Transferability of Adversarial Examples with Input Diversity, "
+                 "CVPR 2019 (arXiv 1803.06978)")
 class DIFGSM(TransferAttack):
     """DI-FGSM (DI2-FGSM): random resize-and-pad of the input with probability 0.5 at every step. Xie et al.,
     "Improving Transferability of Adversarial Examples with Input Diversity", CVPR 2019 (arXiv 1803.06978)."""
 
-    torchattacks_class = "DIFGSM"
-    paper = ("Xie et al., Improving Transferability of Adversarial Examples with Input Diversity, CVPR 2019 "
-             "(arXiv 1803.06978)")
 
-
-@register_attack("tifgsm")
+@register_attack("tifgsm", paper="Dong et al., Evading Defenses to Transferable Adversarial Examples by "
+                 "Translation-Invariant Attacks, CVPR 2019 (arXiv 1904.02884)")
 class TIFGSM(TransferAttack):
     """TI-FGSM: gradients smoothed by a Gaussian kernel (translation invariance), with input diversity.
     Dong et al., "Evading Defenses to Transferable Adversarial Examples by Translation-Invariant Attacks",
     CVPR 2019 (arXiv 1904.02884)."""
 
-    torchattacks_class = "TIFGSM"
-    paper = ("Dong et al., Evading Defenses to Transferable Adversarial Examples by Translation-Invariant "
-             "Attacks, CVPR 2019 (arXiv 1904.02884)")
 
-
-@register_attack("vmifgsm")
+@register_attack("vmifgsm", paper="Wang & He, Enhancing the Transferability of Adversarial Attacks through Variance "
+                 "Tuning, CVPR 2021 (arXiv 2103.15571)")
 class VMIFGSM(TransferAttack):
     """VMI-FGSM: MI-FGSM with variance tuning over N=5 neighbours within 1.5 eps. Wang & He, "Enhancing the
     Transferability of Adversarial Attacks through Variance Tuning", CVPR 2021 (arXiv 2103.15571)."""
 
-    torchattacks_class = "VMIFGSM"
-    paper = ("Wang & He, Enhancing the Transferability of Adversarial Attacks through Variance Tuning, "
-             "CVPR 2021 (arXiv 2103.15571)")
 
-
-@register_attack("nifgsm")
+@register_attack("nifgsm", paper="Lin et al., Nesterov Accelerated Gradient and Scale Invariance for Adversarial "
+                 "Attacks, ICLR 2020 (arXiv 1908.06281)")
 class NIFGSM(TransferAttack):
     """NI-FGSM: MI-FGSM with a Nesterov look-ahead (the protocol's alternative to VMI-FGSM). Lin et al.,
     "Nesterov Accelerated Gradient and Scale Invariance for Adversarial Attacks", ICLR 2020 (arXiv 1908.06281)."""
-
-    torchattacks_class = "NIFGSM"
-    paper = ("Lin et al., Nesterov Accelerated Gradient and Scale Invariance for Adversarial Attacks, "
-             "ICLR 2020 (arXiv 1908.06281)")

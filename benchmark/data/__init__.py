@@ -1,5 +1,5 @@
 """Per-task datasets for every suite: `load_task(suite, task)` -> TaskData."""
 
-from benchmark.data.loader import TaskData, load_pretrain_images, load_task
+from benchmark.data.loader import TaskData, batches, load_pretrain_images, load_task, tensors
 
-__all__ = ["TaskData", "load_pretrain_images", "load_task"]
+__all__ = ["TaskData", "batches", "load_pretrain_images", "load_task", "tensors"]

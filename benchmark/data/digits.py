@@ -22,6 +22,7 @@ DOMAINS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "upright": lambda x: x,
     "inverted": lambda x: 1.0 - x,
     "rotated90": lambda x: torch.rot90(x, 1, dims=(-2, -1)),
+    "rotated180": lambda x: torch.rot90(x, 2, dims=(-2, -1)),
     "mirrored": lambda x: torch.flip(x, dims=(-1,)),
     "transposed": lambda x: x.transpose(-2, -1),
 }
@@ -57,9 +58,15 @@ def _split_indices(suite: Suite) -> dict[str, np.ndarray]:
 
 
 def digits_pretrain_images(suite: Suite) -> torch.Tensor:
-    """Upright images of the pretraining split (labels withheld: pretraining is self-supervised)."""
+    """Images of the pretraining split (labels withheld: pretraining is self-supervised), once in each of the
+    suite's `data.pretrain_domains` (default: upright only); disjoint from every task split."""
     x, _ = _images(suite.data["image_size"])
-    return x[_split_indices(suite)["pretrain"]]
+    x = x[_split_indices(suite)["pretrain"]]
+    domains = suite.data.get("pretrain_domains", ["upright"])
+    for d in domains:
+        if d not in DOMAINS:
+            raise UnknownNameError("digits domain", d, list(DOMAINS))
+    return torch.cat([DOMAINS[d](x) for d in domains])
 
 
 def digits_task(suite: Suite, spec: TaskSpec) -> TaskData:

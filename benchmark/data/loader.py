@@ -1,9 +1,10 @@
 """Dispatch from a suite's data source to its loader."""
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from benchmark.errors import UnknownNameError
 from benchmark.suites import Suite
@@ -22,6 +23,30 @@ class TaskData:
 
 
 SOURCES = ("sklearn_digits", "huggingface")
+BATCH_SIZE = 512  # as `predict`: the same batches, so the same floats, as evaluating the tensors
+
+
+def batches(ds: Dataset, batch_size: int = BATCH_SIZE) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """`ds` as (x, y) batches in order; a `TensorDataset` is sliced, anything else read by a DataLoader, so a
+    split of any size is never all in memory."""
+    if isinstance(ds, TensorDataset):
+        x, y = ds.tensors
+        for i in range(0, len(y), batch_size):
+            yield x[i : i + batch_size], y[i : i + batch_size]
+    else:
+        yield from DataLoader(ds, batch_size=batch_size, shuffle=False)
+
+
+def tensors(ds: Dataset, indices: Sequence[int] | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (x, y) of `ds`, or of the examples at `indices` in that order, as two tensors in memory: for the
+    small subsets the protocol fixes (transfer subsets, a backdoor adversary's data). A `TensorDataset` is
+    indexed directly (bitwise the same values)."""
+    if isinstance(ds, TensorDataset):
+        x, y = ds.tensors
+        return (x, y) if indices is None else (x[indices].contiguous(), y[indices].contiguous())
+    part = ds if indices is None else Subset(ds, [int(i) for i in indices])
+    xs, ys = zip(*batches(part), strict=True)
+    return torch.cat(xs), torch.cat(ys)
 
 
 def load_task(suite: Suite, task: str) -> TaskData:

@@ -23,12 +23,13 @@ from torch.utils.data import TensorDataset
 from benchmark.attacks.backdoor.backdoor_vectors import backdoor_vector
 from benchmark.attacks.backdoor.naive import poison
 from benchmark.attacks.backdoor.triggers import Trigger, white_square
+from benchmark.data import tensors
 from benchmark.defenses.api import DefenseInputs
 from benchmark.defenses.registry import DefenseError, register_defense
 from benchmark.hashing import content_hash
 from benchmark.merging import MergeOutput
 from benchmark.types import StateDict
-from benchmark.zoo.train import _tensors, finetune
+from benchmark.zoo.train import finetune
 
 IBVS_HPARAMS = {
     "scale": 1.0,
@@ -58,7 +59,7 @@ def injected_backdoor_vector(inputs: DefenseInputs, inject_task: int, target_cla
     """BV_inj = θ_bd − θ_clean of the defender's own injection (float64), built from `inputs` only."""
     if not 0 <= inject_task < len(inputs.finetuned):
         raise DefenseError(f"ibvs: inject_task {inject_task} is not a task index (0..{len(inputs.finetuned) - 1})")
-    x, y = _tensors(inputs.context.dev_data[inject_task])
+    x, y = tensors(inputs.context.dev_data[inject_task])
     if not 0 <= target_class < int(y.max()) + 1:
         raise DefenseError(f"ibvs: target_class {target_class} is not a class of task index {inject_task}")
     recipe = inputs.finetune_recipe

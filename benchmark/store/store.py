@@ -109,20 +109,21 @@ class Store:
         description: dict[str, Any],
         tables: dict[str, pd.DataFrame],
         seconds: float,
+        replaces: list[str] | None = None,
     ) -> None:
-        """Replace the unit's rows in every result table and mark it done, in one transaction."""
+        """Replace the unit's rows in every result table and mark it done, in one transaction. The rows of
+        the units in `replaces` (earlier versions of the same setting) go in the same transaction."""
         unknown = set(tables) - RESULT_TABLES
         if unknown:
             raise StoreError(f"unit {unit_key} writes unknown tables {sorted(unknown)}")
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
+                _delete_units(con, [unit_key, *(replaces or [])])
                 for table, df in tables.items():
-                    con.execute(f"DELETE FROM {table} WHERE unit_key = ?", [unit_key])
                     if len(df):
                         frame = df.assign(unit_key=unit_key)  # noqa: F841 (referenced by name in SQL)
                         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
-                con.execute("DELETE FROM units_done WHERE unit_key = ?", [unit_key])
                 con.execute(
                     "INSERT INTO units_done VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [unit_key, track, suite_hash, run_id, json.dumps(description, sort_keys=True, default=str),
@@ -134,11 +135,10 @@ class Store:
                 raise
 
     def forget_units(self, unit_keys: list[str]) -> None:
-        """Remove units (and their rows) so they run again; used by reproduce and --force."""
+        """Remove units and their rows (the runner drops earlier versions of settings it finds stored)."""
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
-            for table in [*sorted(RESULT_TABLES), "units_done"]:
-                con.execute(f"DELETE FROM {table} WHERE list_contains(?, unit_key)", [unit_keys])
+            _delete_units(con, unit_keys)
             con.execute("COMMIT")
 
     def add_reproduction(self, row: dict[str, Any]) -> None:
@@ -161,6 +161,12 @@ class Store:
         """Run a parameterised query on a read-only connection; values go in `params`, never into `sql`."""
         with self.connect(read_only=True) as con:
             return con.execute(sql, params or []).df()
+
+
+def _delete_units(con: duckdb.DuckDBPyConnection, unit_keys: list[str]) -> None:
+    """Delete the units' rows from every result table and from `units_done` (inside the caller's transaction)."""
+    for table in [*sorted(RESULT_TABLES), "units_done"]:
+        con.execute(f"DELETE FROM {table} WHERE list_contains(?, unit_key)", [unit_keys])
 
 
 def open_store(path: Path | str | None = None) -> Store:

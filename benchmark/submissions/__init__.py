@@ -10,7 +10,6 @@ from benchmark.submissions.loader import (
     content_hash,
     list_slugs,
     load_submission,
-    register_submission,
     submissions_dir,
 )
 from benchmark.submissions.manifest import (
@@ -21,6 +20,7 @@ from benchmark.submissions.manifest import (
     load_manifest,
     parse_manifest,
 )
+from benchmark.submissions.registration import register_submission
 from benchmark.submissions.sandbox import Limits
 
 __all__ = [

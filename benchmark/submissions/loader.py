@@ -1,9 +1,9 @@
-"""Find, check and register submissions (`submissions/<slug>/`).
+"""Find and check submissions (`submissions/<slug>/`), and call their entry point in the sandbox.
 
-The parent process never imports submitted code: a submission is registered from its manifest alone, as a
-`SubmittedMethod` whose `fn` runs the entry point in the sandbox (`sandbox.py`) and validates what comes
-back. So the tracks merge with a submitted method exactly as with a built-in one, through
-`benchmark.merging.merge`, and every call is isolated.
+The parent process never imports submitted code: `sandboxed_call` runs the entry point in the sandbox
+(`sandbox.py`) and validates what comes back. `registration.py` registers a submission from its manifest
+alone, with `fn` calling the sandbox, so the tracks merge with a submitted method exactly as with a
+built-in one, through `benchmark.merging.merge`, and every call is isolated.
 """
 
 from __future__ import annotations
@@ -261,117 +261,3 @@ def _assemble(sub: Submission, loaded: list[StateDict], pretrained: StateDict, f
                 _check_state(sub, sd, finetuned[i], f"the defended model {i}")
             results.append([{k: sd[k] for k in finetuned[i]} for i, sd in enumerate(models)])
     return results
-
-
-# -- registration ----------------------------------------------------------------------------------------
-
-
-class SandboxedMerge:
-    """The `fn` of a submitted merge method: `fn(pretrained, finetuned, **hparams)` run in the sandbox."""
-
-    def __init__(self, submission: Submission, limits: Limits):
-        self.submission, self.limits = submission, limits
-        self.__doc__ = submission.manifest.description or submission.manifest.title
-        self.__module__ = f"submission:{submission.slug}"
-
-    def __call__(self, pretrained: StateDict, finetuned: list[StateDict], **hparams: Any) -> StateDict:
-        return sandboxed_call(self.submission, pretrained, finetuned, hparams, self.limits)[0]
-
-
-class SandboxedDefense:
-    """The `fn` of a submitted defense: `fn(pretrained, finetuned, **hparams) -> list[StateDict]` (the
-    defended fine-tuned models, one per input, same keys/shapes/dtypes), run in the sandbox."""
-
-    def __init__(self, submission: Submission, limits: Limits):
-        self.submission, self.limits = submission, limits
-        self.__doc__ = submission.manifest.description or submission.manifest.title
-        self.__module__ = f"submission:{submission.slug}"
-
-    def __call__(self, pretrained: StateDict, finetuned: list[StateDict], **hparams: Any) -> list[StateDict]:
-        return sandboxed_call(self.submission, pretrained, finetuned, hparams, self.limits)[0]
-
-
-def _paper(m: SubmissionManifest) -> str:
-    return f"{m.title or m.name} ({m.paper_url})"
-
-
-def submitted_method_class() -> type:
-    """`SubmittedMethod`, a `MergeMethod` with the submission's provenance (created lazily: the merging
-    package imports torch)."""
-    global _SUBMITTED_METHOD
-    if _SUBMITTED_METHOD is None:
-        from dataclasses import dataclass as dc
-
-        from benchmark.merging.registry import MergeMethod
-
-        @dc(frozen=True)
-        class SubmittedMethod(MergeMethod):
-            """A merge method from `submissions/<slug>/`: `fn` runs in the sandbox. The runner stores
-            `code_hash`, `authors` and `code_url` in the `methods` table; `code_hash` is part of every unit
-            key, so a changed submission runs again and an unchanged one is skipped."""
-
-            code_hash: str = ""
-            authors: str = ""
-            code_url: str = ""
-            slug: str = ""
-            folder: str = ""
-            license: str = ""
-            paper_url: str = ""
-
-        _SUBMITTED_METHOD = SubmittedMethod
-    return _SUBMITTED_METHOD
-
-
-_SUBMITTED_METHOD: type | None = None
-
-
-def build_method(sub: Submission, limits: Limits | None = None) -> Any:
-    """The `SubmittedMethod` of a merge submission (not registered)."""
-    if sub.kind != "merge":
-        raise SubmissionError(f"submission {sub.slug!r} is a {sub.kind}, not a merge method")
-    m = sub.manifest
-    cls = submitted_method_class()
-    return cls(
-        name=m.name, fn=SandboxedMerge(sub, limits or Limits.from_env()), needs=frozenset(),
-        hparams=dict(m.hyperparameters), paper=_paper(m), citation=m.citation or m.description,
-        source=f"submission:{sub.slug}", code_hash=sub.code_hash, authors=", ".join(m.authors),
-        code_url=m.code_url, slug=sub.slug, folder=str(sub.folder), license=m.license, paper_url=m.paper_url,
-    )
-
-
-def register_submission(sub: Submission, limits: Limits | None = None) -> Any:
-    """Register the submission under its name: a merge method in the merge registry, a defense in the
-    defense registry. Re-registering the same slug replaces it; clashing with another method is an error."""
-    limits = limits or Limits.from_env()
-    if sub.kind == "merge":
-        from benchmark.errors import UnknownNameError
-        from benchmark.merging.registry import MergeRegistrationError, get_method, register_method
-
-        try:
-            old = get_method(sub.name)
-        except UnknownNameError:
-            old = None
-        if old is not None and old.source != f"submission:{sub.slug}":
-            raise SubmissionError(
-                f"submission {sub.slug!r}: field `name`: {sub.name!r} is already the name of the merge method "
-                f"from {old.source}; pick another name (and rename the folder to match)"
-            )
-        try:
-            return register_method(build_method(sub, limits), replace=old is not None)
-        except MergeRegistrationError as e:
-            raise SubmissionError(f"submission {sub.slug!r}: {e}") from None
-    return register_defense_submission(sub, limits)
-
-
-def register_defense_submission(sub: Submission, limits: Limits) -> Any:
-    """Register a defense submission with `benchmark.defenses` (the backdoor track's registry)."""
-    try:
-        from benchmark import defenses  # noqa: F401
-    except ImportError:
-        raise SubmissionError(
-            f"submission {sub.slug!r} is a defense, but this mergesec has no defense registry "
-            "(benchmark.defenses) yet; defenses cannot be benchmarked by this version"
-        ) from None
-    from benchmark.submissions.defense_glue import register_defense_submission as glue
-
-    return glue(sub, SandboxedDefense(sub, limits))

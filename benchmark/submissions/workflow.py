@@ -29,8 +29,9 @@ import pandas as pd
 from benchmark.cache import Cache
 from benchmark.store import Store
 from benchmark.store.schema import RESULT_TABLES
-from benchmark.submissions.loader import Submission, list_slugs, load_submission, register_submission
+from benchmark.submissions.loader import Submission, list_slugs, load_submission
 from benchmark.submissions.manifest import SubmissionError
+from benchmark.submissions.registration import register_submission
 from benchmark.submissions.sandbox import Limits
 from benchmark.suites import Suite, load_suite
 
@@ -118,61 +119,25 @@ def _register_rows(sub: Submission, store: Store, ctx: Any) -> None:
 
 def _run_tracks(sub: Submission, suite: Suite, store: Store, cache: Cache, limits: Limits, progress: bool,
                 command: str) -> Any:
-    """Run the units of the claimed tracks that evaluate `sub` into `store`, with a `runs` row carrying the
-    provenance; the same bookkeeping as `benchmark.runner.run`, restricted to the submission's units (so a
-    defense's run does not recompute the rest of the backdoor sweep)."""
-    import time as _time
-    import traceback
-    import uuid
-
-    from tqdm.auto import tqdm
-
+    """Run the units of the claimed tracks that evaluate `sub` into `store` with `benchmark.runner.run_units`
+    (a `runs` row with the provenance), restricted to the submission's units (so a defense's run does not
+    recompute the rest of the backdoor sweep). A crash inside a track becomes a `SubmissionError`."""
     from benchmark import runner
     from benchmark.context import RunContext
-    from benchmark.hashing import content_hash
-    from benchmark.provenance import provenance
-    from benchmark.tracks import get_track
 
     register_submission(sub, limits)
-    t0 = _time.perf_counter()
     tracks = _tracks(sub)
     ctx = RunContext(suite, cache, progress)
     units = plan_units(sub, suite, tracks, ctx)
     _register_rows(sub, store, ctx)
-    done = store.done_keys([u.key for u in units])
-    todo = [u for u in units if u.key not in done]
-    run_id = uuid.uuid4().hex[:16]
-    prov = provenance()
-    config = {"suite_hash": suite.hash, "tracks": sorted(tracks), "submission": sub.slug,
-              "code_hash": sub.code_hash}
-    run_row = {
-        "run_id": run_id, "suite": suite.name, "suite_hash": suite.hash, "tracks": ",".join(tracks),
-        "command": command, "config_hash": content_hash(config), "git_commit": prov["git_commit"],
-        "mergesec_version": prov["mergesec_version"], "packages": prov["packages"], "hardware": prov["hardware"],
-        "started_at": runner._now(), "status": "running", "units_total": len(units), "units_run": 0}
-    store.upsert("runs", ["run_id"], run_row)
-    n_run, status, error = 0, "ok", None
+    config = {"submission": sub.slug, "code_hash": sub.code_hash}
     try:
-        for unit in tqdm(todo, desc=f"{sub.slug} on {suite.name}", disable=not progress, unit="unit"):
-            u0 = _time.perf_counter()
-            tables = get_track(unit.track).run_unit(unit, ctx)
-            store.write_unit(unit.key, unit.track, suite.hash, run_id, unit.description, tables,
-                             _time.perf_counter() - u0)
-            n_run += 1
-    except SubmissionError as e:
-        status, error = "failed", str(e)
+        return runner.run_units(ctx, tracks, units, store, config, command, f"{sub.slug} on {suite.name}")
+    except SubmissionError:
         raise
-    except Exception as e:  # a crash inside a track while evaluating the submission
-        status, error = "failed", traceback.format_exc(-3)
+    except Exception as e:
         raise SubmissionError(f"submission {sub.slug!r} failed while running the tracks: "
                               f"{type(e).__name__}: {e}") from e
-    except BaseException:
-        status = "interrupted"
-        raise
-    finally:
-        run_row.update(ended_at=runner._now(), status=status, units_run=n_run, error=error)
-        store.upsert("runs", ["run_id"], run_row)
-    return runner.RunSummary(run_id, len(units), n_run, len(units) - len(todo), _time.perf_counter() - t0)
 
 
 def _promote(main: Store, staging: Store, stale_keys: list[str]) -> int:

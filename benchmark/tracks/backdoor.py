@@ -273,6 +273,11 @@ class BackdoorTrack(Track):
                         }))
         return units
 
+    def setting(self, description):
+        """The attack's parameters name the setting too (two entries may differ only in them); the method's
+        and defense's hyperparameters and every code version do not."""
+        return {**super().setting(description), "attack_params": description.get("hparams", {}).get("attack")}
+
     def run_unit(self, unit, ctx):
         from benchmark.metrics.backdoor import backdoor_asr, clean_accuracy, mean_clean_accuracy
 

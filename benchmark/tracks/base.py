@@ -27,6 +27,12 @@ class Unit:
     def key(self) -> str:
         return content_hash({"track": self.track, **self.description}, length=24)
 
+    @cached_property
+    def setting(self) -> str:
+        """Hash of what the unit measures, whatever the versions of the code and hyperparameters it runs
+        (`Track.setting`): a stored unit with the same setting and another key is an earlier version."""
+        return content_hash({"track": self.track, **get_track(self.track).setting(self.description)}, length=24)
+
     def label(self) -> str:
         skip = {"suite_hash", "hparams", "code", "inputs"}
         return " ".join(f"{v}" for k, v in self.description.items() if k not in skip)
@@ -42,6 +48,11 @@ class Track:
 
     def run_unit(self, unit: Unit, ctx: "RunContext") -> dict[str, pd.DataFrame]:
         raise NotImplementedError
+
+    def setting(self, description: dict[str, Any]) -> dict[str, Any]:
+        """The part of a unit's description that names its setting: all but the versions of the code
+        (`code`) and of the hyperparameters (`hparams`) it runs."""
+        return {k: v for k, v in description.items() if k not in ("code", "hparams")}
 
 
 TRACKS: dict[str, Track] = {}

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from benchmark.tracks.base import Track, Unit, register_track
-from benchmark.zoo import accuracy
+from benchmark.zoo import dataset_accuracy
 
 
 @register_track
@@ -29,14 +29,14 @@ class MergeEvalTrack(Track):
         merged = ctx.merged(d["method"], d["hparams"], d["seed"])
         rows = []
         for task in ctx.suite.task_names:
-            x, y = ctx.data(task).test.tensors
+            test = ctx.data(task).test
             zoo = ctx.zoo
-            clean = accuracy(ctx.target(merged, task), x, y)
-            ft = accuracy(zoo.classifier(zoo.finetuned[task], task), x, y)
+            clean = dataset_accuracy(ctx.target(merged, task), test)
+            ft = dataset_accuracy(zoo.classifier(zoo.finetuned[task], task), test)
             rows.append({
                 "suite": ctx.suite.name, "suite_hash": ctx.suite.hash, "method": d["method"],
-                "hparams": d["hparams"], "seed": d["seed"], "task": task, "n": len(y), "clean_acc": clean,
-                "finetuned_acc": ft, "pretrained_acc": accuracy(zoo.classifier(zoo.pretrained, task), x, y),
+                "hparams": d["hparams"], "seed": d["seed"], "task": task, "n": len(test), "clean_acc": clean,
+                "finetuned_acc": ft, "pretrained_acc": dataset_accuracy(zoo.classifier(zoo.pretrained, task), test),
                 "normalized_acc": clean / ft, "merge_seconds": merged.seconds,
             })
         df = pd.DataFrame(rows)

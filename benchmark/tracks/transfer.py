@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import torch
 
+from benchmark.data import tensors
 from benchmark.errors import MergesecError, UnknownNameError
 from benchmark.hashing import content_hash
 from benchmark.tracks.base import Track, Unit, register_track
@@ -127,9 +128,9 @@ def subset(ctx: RunContext, task: str, seed: int) -> _Subset:
     st = _state(ctx)
     key = (task, seed)
     if key not in st.subsets:
-        x, y = ctx.data(task).test.tensors
-        idx = transfer_subset(len(y), ctx.suite.transfer.subset_size, seed)
-        xs, ys = x[idx].contiguous(), y[idx].contiguous()
+        test = ctx.data(task).test
+        idx = transfer_subset(len(test), ctx.suite.transfer.subset_size, seed)
+        xs, ys = tensors(test, idx)
         st.subsets[key] = _Subset(idx, xs, ys, tensor_hash(idx, xs, ys))
     return st.subsets[key]
 

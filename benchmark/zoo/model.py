@@ -3,6 +3,7 @@
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
 
 class ClassificationHead(nn.Linear):
@@ -50,3 +51,12 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.T
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy in [0, 1]."""
     return (predict(model, x) == y).float().mean().item()
+
+
+def dataset_accuracy(model: nn.Module, ds: Dataset) -> float:
+    """Top-1 accuracy in [0, 1] on a whole dataset, read batch by batch (any split size; the same value as
+    `accuracy` on its tensors)."""
+    from benchmark.data import batches
+
+    correct = [predict(model, x) == y for x, y in batches(ds)]
+    return torch.cat(correct).float().mean().item()

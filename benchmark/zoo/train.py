@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from benchmark.data import tensors
 from benchmark.zoo.model import ClassificationHead, ImageClassifier
 
 
@@ -93,7 +94,7 @@ def fit_probe(
 ) -> ClassificationHead:
     """Few-shot linear probe (`shots` labelled images per class, L2-regularised logistic regression)
     on the frozen encoder's normalised features: the stand-in for CLIP's zero-shot head."""
-    x, y = _tensors(train)
+    x, y = tensors(train)
     rng = np.random.default_rng(seed)
     idx = np.concatenate([rng.choice(np.flatnonzero(y.numpy() == c), shots, replace=False) for c in range(n_classes)])
     feats = _features(encoder, x[idx], mean, std).numpy()
@@ -106,13 +107,6 @@ def fit_probe(
         head.weight.copy_(w)
         head.bias.copy_(b)
     return head.requires_grad_(False)
-
-
-def _tensors(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    if hasattr(ds, "tensors"):
-        return ds.tensors[0], ds.tensors[1]
-    xs, ys = zip(*[ds[i] for i in range(len(ds))], strict=True)
-    return torch.stack(xs), torch.as_tensor(ys)
 
 
 LossFn = Callable[[ImageClassifier, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -18,7 +18,7 @@ from benchmark.hashing import content_hash
 from benchmark.suites import Suite, TaskSpec
 from benchmark.types import StateDict
 from benchmark.zoo.backbone import build_encoder
-from benchmark.zoo.model import ClassificationHead, ImageClassifier, accuracy
+from benchmark.zoo.model import ClassificationHead, ImageClassifier, dataset_accuracy
 from benchmark.zoo.train import finetune, fit_probe, pretrain_simclr
 
 
@@ -146,10 +146,9 @@ def zoo_report(zoo: Zoo) -> list[dict[str, Any]]:
     rows = []
     for t in zoo.suite.task_names:
         test = load_task(zoo.suite, t).test
-        x, y = test.tensors
         rows.append({
             "task": t,
-            "pretrained_acc": accuracy(zoo.classifier(zoo.pretrained, t), x, y),
-            "finetuned_acc": accuracy(zoo.classifier(zoo.finetuned[t], t), x, y),
+            "pretrained_acc": dataset_accuracy(zoo.classifier(zoo.pretrained, t), test),
+            "finetuned_acc": dataset_accuracy(zoo.classifier(zoo.finetuned[t], t), test),
         })
     return rows

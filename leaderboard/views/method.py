@@ -6,6 +6,7 @@ import streamlit as st
 
 from analysis.ranking_view import METRICS, metric_spec
 from analysis.stats import StatisticsError
+from benchmark.submissions.status import current_verdicts
 from leaderboard import data, tables, ui
 
 ctx = ui.context()
@@ -21,14 +22,16 @@ st.query_params["method"] = method
 
 meta = data.method_meta(ctx.db, method) or {}
 repro = data.reproductions(ctx.db, ctx.suite_hash, method)
+current = current_verdicts(repro, meta.get("code_hash"))  # a verdict holds only for the code it was reached on
 head.title(method)
 with st.container(horizontal=True, gap="small"):
-    if repro.empty:
-        st.badge("not reproduced yet", icon=":material/hourglass_empty:", color="gray")
-    elif repro.verdict.iat[0] in ("reproduced", "pass", "ok", "match"):
-        st.badge(f"reproduced {repro.checked_at.iat[0]:%Y-%m-%d}", icon=":material/verified:", color="green")
+    if current.empty:
+        st.badge("not reproduced yet" if repro.empty else "not reproduced since its code changed",
+                 icon=":material/hourglass_empty:", color="gray")
+    elif current.verdict.iat[0] == "reproduced":
+        st.badge(f"reproduced {current.checked_at.iat[0]:%Y-%m-%d}", icon=":material/verified:", color="green")
     else:
-        st.badge(f"reproduction: {repro.verdict.iat[0]}", icon=":material/error:", color="red")
+        st.badge(f"reproduction: {current.verdict.iat[0]}", icon=":material/error:", color="red")
     if meta:
         st.badge(f"{meta['kind']} · {meta['source']}", color="blue")
         for need in json.loads(meta.get("needs") or "[]"):
@@ -67,7 +70,7 @@ with right:
              column_config={"started_at": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm")})
     if not repro.empty:
         st.markdown("**Reproductions**")
-        ui.table(repro, f"{method}_reproductions")
+        ui.table(repro, f"{method}_reproductions", repro.drop(columns=["suite_hash"]))
 
 st.subheader("Per-setting results")
 views = {"Transfer": "transfer_metrics", "Clean accuracy": "merge_eval", "Backdoor": "backdoor_metrics"}

@@ -47,6 +47,7 @@ from benchmark.attacks.backdoor.triggers import (
     pgd_targeted,
     random_resized_crop,
 )
+from benchmark.data import tensors
 from benchmark.types import StateDict
 from benchmark.zoo import ClassificationHead, ImageClassifier
 from benchmark.zoo.train import finetune, fit_probe
@@ -140,7 +141,7 @@ def _mode(adversary_task: str, target_task: str) -> str:
 def target_images(env: BackdoorEnv, target_task: str, target_class: int, n: int, seed: int) -> torch.Tensor:
     """`n` images of the target class that the off-task adversary holds (from the target task's training
     split, never its test split), chosen with `seed`."""
-    x, y = env.data(target_task).train.tensors
+    x, y = tensors(env.data(target_task).train)
     idx = torch.nonzero(y == target_class).flatten()
     if len(idx) < n:
         raise BackdoorConfigError(f"task {target_task!r} has only {len(idx)} training images of class {target_class}")
@@ -162,7 +163,7 @@ def shadow_head(env: BackdoorEnv, adversary_task: str, target_task: str, target_
 
     def build() -> StateDict:
         xt = target_images(env, target_task, target_class, n_target_images, seed)
-        xa, ya = env.data(adversary_task).train.tensors
+        xa, ya = tensors(env.data(adversary_task).train)
         ds = TensorDataset(torch.cat([xt, xa]), torch.cat([torch.zeros(len(xt), dtype=torch.long), ya + 1]))
         enc = env.zoo.encoder(env.zoo.pretrained)
         head = fit_probe(enc, ds, k + 1, b.mean, b.std, n_target_images, env.zoo.suite.recipe["probe"]["C"], seed)
@@ -212,7 +213,7 @@ def badmerging_trigger(env: BackdoorEnv, *, adversary_task: str, target_task: st
     def build() -> StateDict:
         if mode == "on_task":
             model: nn.Module = env.pretrained_classifier(adversary_task)
-            x, y = env.data(adversary_task).train.tensors
+            x, y = tensors(env.data(adversary_task).train)
             images, target = x[y != target_class], target_class
         else:
             head = shadow_head(env, adversary_task, target_task, target_class, n_target_images, seed)

@@ -19,8 +19,8 @@ from benchmark.cache import Cache
 from benchmark.data import TaskData
 from benchmark.errors import MergesecError, UnknownNameError
 from benchmark.hashing import content_hash
-from benchmark.merging.registry import _NAME
 from benchmark.merging.validate import _type_ok
+from benchmark.registry import NAME
 from benchmark.types import StateDict
 from benchmark.zoo import ImageClassifier, Zoo
 
@@ -139,7 +139,7 @@ def register_backdoor_attack(
     """Decorator registering `build` as backdoor attack `name` (with its `trigger` function)."""
 
     def decorate(build: Callable[..., StateDict]) -> Callable[..., StateDict]:
-        if not _NAME.match(name):
+        if not NAME.match(name):
             raise BackdoorConfigError(f"cannot register backdoor attack {name!r}: invalid name")
         if name in BACKDOOR_ATTACKS:
             raise BackdoorConfigError(f"backdoor attack {name!r} is already registered; pick another name")

@@ -17,6 +17,7 @@ from benchmark.attacks.backdoor.base import (
     trigger_state,
 )
 from benchmark.attacks.backdoor.triggers import Trigger, checkerboard
+from benchmark.data import tensors
 from benchmark.types import StateDict
 from benchmark.zoo.train import finetune
 
@@ -60,7 +61,7 @@ def naive_backdoor(env: BackdoorEnv, *, adversary_task: str, target_task: str, t
             "trigger": content_hash_of(trig)}
 
     def build() -> StateDict:
-        x, y = env.data(adversary_task).train.tensors
+        x, y = tensors(env.data(adversary_task).train)
         xp, yp, _ = poison(x, y, trig, target_class, poison_rate, seed)
         model = env.trainable(adversary_task)
         finetune(model, TensorDataset(xp, yp), env.recipe, seed, desc="naive backdoor", progress=env.progress)

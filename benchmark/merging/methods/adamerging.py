@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -79,26 +81,20 @@ def _adamerging(ctx: MergeContext, layerwise: bool, **hparams: float) -> StateDi
     return {k: v.to(ctx.pretrained[k].dtype) for k, v in merged.items()}
 
 
-@register_merge(
-    "adamerging_task",
-    needs=("unlabelled_dev", "classifier_factory"),
-    hparams=_HPARAMS,
-    paper=_PAPER,
-    citation=_CITATION,
-)
+def _register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`register_merge(name)` with what both AdaMerging variants share: needs, defaults, paper and citation."""
+    return register_merge(name, needs=("unlabelled_dev", "classifier_factory"), hparams=_HPARAMS, paper=_PAPER,
+                          citation=_CITATION)
+
+
+@_register("adamerging_task")
 def adamerging_task(ctx: MergeContext, init_coef: float, lr: float, steps: int, batch_size: int) -> StateDict:
     """Task-wise AdaMerging: one λ_k per task, θ = θ_0 + Σ_k λ_k τ_k (`learn_coefficients`). Published
     setting: λ init 0.3, Adam lr 1e-3, 500 steps, batch 16 per task (all defaults here)."""
     return _adamerging(ctx, False, init_coef=init_coef, lr=lr, steps=steps, batch_size=batch_size)
 
 
-@register_merge(
-    "adamerging_layer",
-    needs=("unlabelled_dev", "classifier_factory"),
-    hparams=_HPARAMS,
-    paper=_PAPER,
-    citation=_CITATION,
-)
+@_register("adamerging_layer")
 def adamerging_layer(ctx: MergeContext, init_coef: float, lr: float, steps: int, batch_size: int) -> StateDict:
     """Layer-wise AdaMerging: one λ_k^(l) per task per floating tensor of the state dict (as the official
     code, which has one coefficient per parameter tensor), θ^(l) = θ_0^(l) + Σ_k λ_k^(l) τ_k^(l). Same
