@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset, TensorDataset
 
 from benchmark.attacks.backdoor import (
     BackdoorConfigError,
@@ -30,7 +31,7 @@ from benchmark.attacks.backdoor import (
     sparse_backdoor_vector,
 )
 from benchmark.data import load_task
-from benchmark.metrics.backdoor import asr_from_predictions, backdoor_asr
+from benchmark.metrics.backdoor import asr_from_predictions, backdoor_asr, clean_accuracy
 from benchmark.suites import load_suite
 from benchmark.zoo import ClassificationHead, ImageClassifier, Zoo
 from benchmark.zoo.backbone import build_encoder
@@ -260,10 +261,37 @@ def test_backdoor_asr_excludes_target_class_images():
     x = torch.zeros(10, 3, 16, 16)
     y = torch.tensor([7, 7, 7, 0, 1, 2, 3, 4, 5, 6])
     trig = Trigger(torch.ones(3, 1, 1))
-    r = backdoor_asr(_PatchDetector(), x, y, 7, trig.apply)
+    r = backdoor_asr(_PatchDetector(), TensorDataset(x, y), 7, trig.apply)
     assert r.n == 7 and r.asr == 1.0 and r.example_id.tolist() == list(range(3, 10))
     half = Trigger(torch.ones(3, 1, 1), (0, 0))  # a trigger elsewhere: the detector never fires
-    assert backdoor_asr(_PatchDetector(), x, y, 7, half.apply).asr == 0.0
+    assert backdoor_asr(_PatchDetector(), TensorDataset(x, y), 7, half.apply).asr == 0.0
+
+
+class _ItemDataset(Dataset):
+    """A map-style dataset without `.tensors` (as a Hugging Face split is): read through a DataLoader."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def test_backdoor_asr_and_clean_accuracy_span_batches_of_any_dataset():
+    n = 1200  # three batches of the 512 the metrics read at a time
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(n, 3, 16, 16, generator=gen) > 0.5).float()
+    x[:, 0, -1, -1] = 0
+    y = torch.randint(0, 10, (n,), generator=gen)
+    trig = Trigger(torch.ones(3, 1, 1))
+    r = backdoor_asr(_PatchDetector(), _ItemDataset(x, y), 7, trig.apply)
+    assert r.example_id.tolist() == torch.nonzero(y != 7).flatten().tolist()
+    assert r.n == int((y != 7).sum()) and r.asr == 1.0
+    expected = int(((x[:, 0, 0, 0] > 0.5).long() == y).sum()) / n
+    assert clean_accuracy(_PatchDetector(), _ItemDataset(x, y)) == expected
 
 
 def test_suite_backdoor_section_loads():

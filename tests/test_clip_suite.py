@@ -172,6 +172,39 @@ def test_zero_shot_head_is_normalised_mean_text_embedding_times_scale(tiny_suite
                                    @ (head.weight / head.weight.norm(dim=-1, keepdim=True)).T)
 
 
+def test_badmerging_shadow_classes_are_seeded_imagenet_names_with_target_first():
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    from benchmark.attacks.backdoor.badmerging import shadow_classnames
+
+    shuffled = list(IMAGENET_CLASSNAMES)
+    np.random.seed(1)  # the official code's global-seed shuffle
+    np.random.shuffle(shuffled)
+    outside = shadow_classnames("sea lion")
+    assert outside == ["sea lion", *shuffled[:300]] and len(outside) == 301
+    inside = shadow_classnames(shuffled[7])  # a name among the 300 is swapped to index 0, not repeated
+    assert len(inside) == 300 and inside[0] == shuffled[7] and inside[7] == shuffled[0]
+    assert sorted(inside) == sorted(shuffled[:300])
+
+
+def test_badmerging_shadow_head_is_text_embeddings_with_target_first(tiny_suite, tmp_path):
+    """BadMerging's off-task h′ on CLIP: zero-shot rows of the pretrained text tower (OpenAI ImageNet
+    templates) for the target class name (index 0) and the shadow classes."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    from benchmark.attacks.backdoor.badmerging import shadow_classnames, shadow_head
+    from benchmark.attacks.backdoor.base import BackdoorEnv
+
+    zoo = build_zoo(tiny_suite, Cache(tmp_path / "cache"), progress=False)
+    env = BackdoorEnv(zoo, lambda t: load_task(tiny_suite, t), Cache(tmp_path / "cache"))
+    head = shadow_head(env, "alpha", "beta", 1, 3, seed=0)
+    names = shadow_classnames("one")  # beta's class 1
+    model, tokenizer = load_clip(tiny_suite.backbone), open_clip.get_tokenizer(TINY_MODEL)
+    target_row = zero_shot_head(model, tokenizer, ["one"], [t("{c}") for t in OPENAI_IMAGENET_TEMPLATES])
+    assert head.weight.shape == (len(names), TINY_CONFIG["embed_dim"])
+    torch.testing.assert_close(head.weight[0], target_row.weight[0])
+
+
 def test_build_zoo_clip_path(tiny_suite, tiny_checkpoint, tmp_path, monkeypatch):
     cache = Cache(tmp_path / "cache")
     zoo = build_zoo(tiny_suite, cache, progress=False)
@@ -193,17 +226,22 @@ def test_build_zoo_clip_path(tiny_suite, tiny_checkpoint, tmp_path, monkeypatch)
     assert all(torch.equal(again.finetuned["alpha"][k], zoo.finetuned["alpha"][k]) for k in zoo.pretrained)
 
 
-def test_merge_and_transfer_tracks_run_on_a_huggingface_suite(tiny_checkpoint, data_dir, tmp_path, monkeypatch):
-    """The tracks read Hugging Face splits batch by batch (no `.tensors`): a whole run into DuckDB."""
+def test_every_track_runs_on_a_huggingface_suite(tiny_checkpoint, data_dir, tmp_path, monkeypatch):
+    """The tracks read Hugging Face splits through `benchmark.data` (batches, or the small subsets the protocol
+    fixes), never `.tensors`: a whole run of the three tracks into DuckDB."""
     from benchmark import runner
     from benchmark.store import Store
 
     monkeypatch.setenv(DATA_DIR_ENV, str(data_dir))
     raw = tiny_clip_raw(tiny_checkpoint)
     raw["transfer"].update(attacks=["fgsm", "pgd"], subset_size=4)
+    bd = raw["backdoor"]
+    bd.update(adversary_task="alpha", methods=["task_arithmetic"], defenses={"ibvs": bd["defenses"]["ibvs"]})
+    bd["attacks"] = [{**bd["attacks"][0], "patch_size": 4},
+                     {**bd["attacks"][2], "target_task": "beta", "patch_size": 4, "n_target_images": 3}]
     suite = write_suite(tmp_path / "clip-tiny.yaml", raw)
     store = Store(tmp_path / "results.duckdb")
-    summary = runner.run(suite, ["merge", "transfer"], store, Cache(tmp_path / "cache"),
+    summary = runner.run(suite, ["merge", "transfer", "backdoor"], store, Cache(tmp_path / "cache"),
                          ["task_arithmetic", "ties"], progress=False)
     assert summary.units_run == summary.units_total > 0
     merge = store.read("SELECT method, task, n, clean_acc FROM merge_eval ORDER BY method, task")
@@ -214,6 +252,9 @@ def test_merge_and_transfer_tracks_run_on_a_huggingface_suite(tiny_checkpoint, d
     assert len(transfer) == 2 * len(TASKS) * 2 * 2  # methods x tasks x attacks x surrogates
     examples = store.read("SELECT task, count(*) AS n FROM transfer_examples GROUP BY task")
     assert (examples.n > 0).all() and set(examples.task) == set(TASKS)
+    backdoor = store.read("SELECT attack, variant, defense, target_task, backdoor_asr, n_asr FROM backdoor_metrics")
+    assert {("naive", "alpha"), ("badmerging", "beta")} <= set(zip(backdoor.attack, backdoor.target_task, strict=True))
+    assert set(backdoor.defense) == {"none", "ibvs"} and backdoor.backdoor_asr.between(0, 1).all()
 
 
 def test_missing_data_names_dataset_and_fix(tiny_suite, tmp_path, monkeypatch):

@@ -33,9 +33,10 @@ class DefenseInputs:
 
     `context` carries `tasks`, `seed` and, only where the defense `needs` them, `dev_data` (one dataset per
     task), `classifier_factory(state_dict, task_index, adapter=None)`; `finetune_recipe` (the suite's
-    fine-tuning recipe) and `cache` (for artefacts a defense trains) likewise. `merge(pretrained, finetuned)`
-    merges with the victim's method and hyperparameters and returns a `MergeOutput` (possibly memoised and
-    shared: read it, never modify its tensors in place). A defense must not modify its inputs in place either.
+    fine-tuning recipe; `benchmark.zoo.zoo.task_recipe` resolves per-task epochs) and `cache` (for
+    artefacts a defense trains) likewise. `merge(pretrained, finetuned)` merges with the victim's method and
+    hyperparameters and returns a `MergeOutput` (possibly memoised and shared: read it, never modify its
+    tensors in place). A defense must not modify its inputs in place either.
     """
 
     pretrained: StateDict

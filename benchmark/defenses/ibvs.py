@@ -30,6 +30,7 @@ from benchmark.hashing import content_hash
 from benchmark.merging import MergeOutput
 from benchmark.types import StateDict
 from benchmark.zoo.train import finetune
+from benchmark.zoo.zoo import task_recipe
 
 IBVS_HPARAMS = {
     "scale": 1.0,
@@ -62,7 +63,7 @@ def injected_backdoor_vector(inputs: DefenseInputs, inject_task: int, target_cla
     x, y = tensors(inputs.context.dev_data[inject_task])
     if not 0 <= target_class < int(y.max()) + 1:
         raise DefenseError(f"ibvs: target_class {target_class} is not a class of task index {inject_task}")
-    recipe = inputs.finetune_recipe
+    recipe = task_recipe(inputs.finetune_recipe, inputs.context.tasks[inject_task])
     spec = {"defense": "ibvs", "pretrained": _digest(*[inputs.pretrained[k] for k in sorted(inputs.pretrained)]),
             "data": _digest(x, y), "recipe": recipe, "target_class": target_class, "patch_size": patch_size,
             "position": position, "poison_rate": poison_rate, "seed": seed, "task_index": inject_task,

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
+from benchmark.data import batches
 from benchmark.zoo import predict
 
 
@@ -41,20 +43,27 @@ def asr_from_predictions(triggered_pred: torch.Tensor, labels: torch.Tensor, tar
     return int((triggered_pred[counted] == target_class).sum()) / n, n
 
 
-def backdoor_asr(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target_class: int,
+def backdoor_asr(model: nn.Module, test: Dataset, target_class: int,
                  apply_trigger: Callable[[torch.Tensor], torch.Tensor]) -> ASRResult:
     """Paste the trigger on the target task's test images whose label ≠ `target_class`, predict with
-    `model`, and count predictions of `target_class`. `example_id` indexes the test split."""
-    ids = torch.nonzero(y != target_class).flatten()
-    pred = predict(model, apply_trigger(x[ids]))
-    labels = y[ids]
-    asr, n = asr_from_predictions(pred, labels, target_class)
-    return ASRResult(asr, n, ids, labels, pred, pred == target_class)
+    `model`, and count predictions of `target_class`. `example_id` indexes the test split, which is read
+    batch by batch."""
+    ids, labels, preds, start = [], [], [], 0
+    for x, y in batches(test):
+        keep = torch.nonzero(y != target_class).flatten()
+        ids.append(keep + start)
+        labels.append(y[keep])
+        preds.append(predict(model, apply_trigger(x[keep])) if len(keep) else y[keep])
+        start += len(y)
+    example_id, label, pred = torch.cat(ids), torch.cat(labels), torch.cat(preds)
+    asr, n = asr_from_predictions(pred, label, target_class)
+    return ASRResult(asr, n, example_id, label, pred, pred == target_class)
 
 
-def clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Top-1 accuracy in [0, 1] on clean images."""
-    return int((predict(model, x) == y).sum()) / len(y)
+def clean_accuracy(model: nn.Module, test: Dataset) -> float:
+    """Top-1 accuracy in [0, 1] on clean images, read batch by batch."""
+    correct = sum(int((predict(model, x) == y).sum()) for x, y in batches(test))
+    return correct / len(test)
 
 
 def mean_clean_accuracy(per_task: dict[str, float]) -> float:

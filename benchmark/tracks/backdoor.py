@@ -292,14 +292,12 @@ class BackdoorTrack(Track):
         st = _state(ctx)
         if key not in st.accs:
             st.accs[key] = {
-                t: clean_accuracy(ctx.zoo.classifier(merged.state_dict, t, merged.adapters[i]),
-                                  *ctx.data(t).test.tensors)
+                t: clean_accuracy(ctx.zoo.classifier(merged.state_dict, t, merged.adapters[i]), ctx.data(t).test)
                 for i, t in enumerate(tasks)}
         accs = st.accs[key]
         i = tasks.index(bd.target_task)
         target_model = ctx.zoo.classifier(merged.state_dict, bd.target_task, merged.adapters[i])
-        x, y = ctx.data(bd.target_task).test.tensors
-        r = backdoor_asr(target_model, x, y, bd.target_class, bd.trigger.apply)
+        r = backdoor_asr(target_model, ctx.data(bd.target_task).test, bd.target_class, bd.trigger.apply)
         ident = {"suite_hash": ctx.suite.hash, "attack": d["attack"], "variant": d["variant"],
                  "method": d["method"], "defense": d["defense"], "seed": seed}
         settings_df = pd.DataFrame([{

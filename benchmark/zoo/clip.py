@@ -138,6 +138,13 @@ def task_templates(spec: TaskSpec) -> list[str]:
     return [str(t) for t in templates]
 
 
+def text_shadow_head(spec: BackboneSpec, classnames: list[str], templates: list[str]) -> ClassificationHead:
+    """BadMerging's off-task shadow head h′ (Zhang et al., CCS 2024, §4.3): zero-shot rows of the pretrained
+    text tower for `classnames` (the target class first, then the other class names)."""
+    model = load_clip(spec)
+    return zero_shot_head(model, open_clip.get_tokenizer(spec.model_name), classnames, templates)
+
+
 class _ClipSource:
     """Loads the CLIP model at most once, and only if a stage has to be built (cached stages skip it)."""
 

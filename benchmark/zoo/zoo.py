@@ -82,12 +82,17 @@ def _stages(suite: Suite, progress: bool) -> Stages:
     return _simclr_stages(suite, progress)
 
 
-def finetune_recipe(suite: Suite, task: str) -> dict[str, Any]:
-    """The fine-tuning recipe of `task`: `epochs` may be one number or a per-task mapping."""
-    cfg = dict(suite.recipe["finetune"])
+def task_recipe(recipe: dict[str, Any], task: str) -> dict[str, Any]:
+    """A suite's fine-tuning `recipe` for `task`: its `epochs` may be one number or a per-task mapping."""
+    cfg = dict(recipe)
     if isinstance(cfg.get("epochs"), dict):
         cfg["epochs"] = cfg["epochs"][task]
     return cfg
+
+
+def finetune_recipe(suite: Suite, task: str) -> dict[str, Any]:
+    """The fine-tuning recipe of `task` in `suite`."""
+    return task_recipe(suite.recipe["finetune"], task)
 
 
 def _specs(suite: Suite, stages: Stages) -> dict[str, Any]:

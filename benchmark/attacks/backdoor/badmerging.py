@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -149,28 +150,61 @@ def target_images(env: BackdoorEnv, target_task: str, target_class: int, n: int,
     return x[pick]
 
 
+SHADOW_OTHER_CLASSES = 300  # BadMerging's --num-shadow-classes
+SHADOW_SHUFFLE_SEED = 1  # the official code shuffles the ImageNet class names with np.random.seed(1)
+
+
+def shadow_classnames(target: str, n_other: int = SHADOW_OTHER_CLASSES) -> list[str]:
+    """BadMerging's shadow classes: the ImageNet-1k class names (open_clip's list) shuffled with seed 1, the
+    first `n_other` of them, with the target class name at index 0 (swapped there if among them, else
+    prepended), as the official `build_shadow_classification_head`."""
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    names = list(IMAGENET_CLASSNAMES)
+    np.random.RandomState(SHADOW_SHUFFLE_SEED).shuffle(names)
+    names = names[:n_other]
+    if target in names:
+        i = names.index(target)
+        names[0], names[i] = names[i], names[0]
+        return names
+    return [target, *names]
+
+
 def shadow_head(env: BackdoorEnv, adversary_task: str, target_task: str, target_class: int, n_target_images: int,
                 seed: int) -> ClassificationHead:
-    """Off-task shadow head h′ on the pretrained encoder: index 0 = the target class (its `n_target_images`
-    images), indices 1..K = the adversary's own K classes (as many shots each). BadMerging builds h′ from
-    CLIP text embeddings of the target class name plus 300 other class names; digits has no text tower, so
-    mergesec fits a few-shot linear probe instead (the suite's probe recipe)."""
-    spec = {"what": "shadow_head", **env.upstream(adversary_task, target_task), "target_class": target_class,
-            "n": n_target_images, "seed": seed, "probe": env.zoo.suite.recipe["probe"]}
-    dim = env.zoo.suite.backbone.config.get("output_dim")
-    k = env.zoo.suite.task(adversary_task).n_classes
-    b = env.zoo.suite.backbone
+    """Off-task shadow head h′ on the pretrained encoder, index 0 = the target class. CLIP suites: as
+    BadMerging, the pretrained text tower's zero-shot rows, with the 80 OpenAI ImageNet templates, for the
+    target class name and 300 ImageNet class names (:func:`shadow_classnames`). `digits` has no text tower:
+    a few-shot linear probe (the suite's probe recipe) on the target class's `n_target_images` images
+    (index 0) and the adversary's own K classes (indices 1..K, as many shots each)."""
+    suite = env.zoo.suite
+    b = suite.backbone
+    if b.kind == "open_clip":
+        from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
-    def build() -> StateDict:
-        xt = target_images(env, target_task, target_class, n_target_images, seed)
-        xa, ya = tensors(env.data(adversary_task).train)
-        ds = TensorDataset(torch.cat([xt, xa]), torch.cat([torch.zeros(len(xt), dtype=torch.long), ya + 1]))
-        enc = env.zoo.encoder(env.zoo.pretrained)
-        head = fit_probe(enc, ds, k + 1, b.mean, b.std, n_target_images, env.zoo.suite.recipe["probe"]["C"], seed)
-        return head.state_dict()
+        from benchmark.zoo.clip import text_shadow_head
+
+        names = shadow_classnames(env.data(target_task).classnames[target_class])
+        templates = [t("{c}") for t in OPENAI_IMAGENET_TEMPLATES]
+        spec = {"what": "shadow_head", **env.upstream(target_task), "classnames": names, "templates": templates}
+
+        def build() -> StateDict:
+            return text_shadow_head(b, names, templates).state_dict()
+    else:
+        spec = {"what": "shadow_head", **env.upstream(adversary_task, target_task), "target_class": target_class,
+                "n": n_target_images, "seed": seed, "probe": suite.recipe["probe"]}
+        k = suite.task(adversary_task).n_classes
+
+        def build() -> StateDict:
+            xt = target_images(env, target_task, target_class, n_target_images, seed)
+            xa, ya = tensors(env.data(adversary_task).train)
+            ds = TensorDataset(torch.cat([xt, xa]), torch.cat([torch.zeros(len(xt), dtype=torch.long), ya + 1]))
+            enc = env.zoo.encoder(env.zoo.pretrained)
+            return fit_probe(enc, ds, k + 1, b.mean, b.std, n_target_images, suite.recipe["probe"]["C"],
+                             seed).state_dict()
 
     state = env.cached("backdoor_shadow_head", spec, build)
-    head = ClassificationHead(dim or state["weight"].shape[1], k + 1)
+    head = ClassificationHead(state["weight"].shape[1], state["weight"].shape[0])
     head.load_state_dict(state)
     return head.requires_grad_(False)
 
@@ -260,7 +294,7 @@ def badmerging_backdoor(env: BackdoorEnv, *, adversary_task: str, target_task: s
         loss = FeatureInterpolationLoss(pre, head, trig, target, alpha, r_min, r_max, backdoor_fraction, seed,
                                         grad_clip)
         model = env.trainable(adversary_task)
-        finetune(model, env.data(adversary_task).train, env.recipe, seed, loss_fn=loss,
+        finetune(model, env.data(adversary_task).train, env.recipe(adversary_task), seed, loss_fn=loss,
                  desc=f"BadMerging {mode}", progress=env.progress)
         return model.encoder.state_dict()
 

@@ -46,9 +46,11 @@ class BackdoorEnv:
     progress: bool = False
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @property
-    def recipe(self) -> dict[str, Any]:
-        return self.zoo.suite.recipe["finetune"]
+    def recipe(self, task: str) -> dict[str, Any]:
+        """The suite's fine-tuning recipe for `task` (the adversary trains as every contributor does)."""
+        from benchmark.zoo.zoo import finetune_recipe
+
+        return finetune_recipe(self.zoo.suite, task)
 
     def pretrained_classifier(self, task: str) -> ImageClassifier:
         """The pretrained encoder with `task`'s frozen head (eval mode, no grad)."""
@@ -70,7 +72,7 @@ class BackdoorEnv:
             "tasks": {t: {"head": keys.get(f"head/{t}"), **self.zoo.suite.task(t).options} for t in sorted(set(tasks))},
         }
         if finetune:
-            spec["recipe"] = self.recipe
+            spec["recipe"] = self.zoo.suite.recipe["finetune"]
         return spec
 
     def cached(self, kind: str, spec: Any, build: Callable[[], StateDict]) -> StateDict:

@@ -64,7 +64,8 @@ def naive_backdoor(env: BackdoorEnv, *, adversary_task: str, target_task: str, t
         x, y = tensors(env.data(adversary_task).train)
         xp, yp, _ = poison(x, y, trig, target_class, poison_rate, seed)
         model = env.trainable(adversary_task)
-        finetune(model, TensorDataset(xp, yp), env.recipe, seed, desc="naive backdoor", progress=env.progress)
+        finetune(model, TensorDataset(xp, yp), env.recipe(adversary_task), seed, desc="naive backdoor",
+                 progress=env.progress)
         return model.encoder.state_dict()
 
     return env.cached("backdoored", spec, build)
