@@ -3,6 +3,8 @@ SUITE ?= digits
 DB ?= results/mergesec.duckdb
 REPORT ?= reports/$(SUITE)
 CI_OUT ?= .ci-out
+# worker processes for `mergesec run` (the results do not depend on it)
+WORKERS ?= 2
 
 .PHONY: setup demo test lint
 
@@ -11,7 +13,7 @@ setup:
 
 demo: setup
 	.venv/bin/mergesec zoo --suite $(SUITE)
-	.venv/bin/mergesec run --suite $(SUITE) --db $(DB)
+	.venv/bin/mergesec run --suite $(SUITE) --db $(DB) --workers $(WORKERS)
 	.venv/bin/mergesec results --track merge --suite $(SUITE) --db $(DB)
 	.venv/bin/mergesec results --track transfer --suite $(SUITE) --db $(DB)
 	.venv/bin/mergesec results --track backdoor --suite $(SUITE) --db $(DB)

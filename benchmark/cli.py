@@ -75,6 +75,10 @@ def run(
     db: DbOpt = None,
     cache: CacheOpt = None,
     quiet: QuietOpt = False,
+    workers: Annotated[int, typer.Option(
+        "--workers", "-j", min=1, envvar="MERGESEC_WORKERS",
+        help="Worker processes computing units (each on $MERGESEC_THREADS threads); results are identical.",
+    )] = 1,
 ) -> None:
     """Run a suite's tracks end to end into DuckDB (resumes; never duplicates rows)."""
     from benchmark import runner
@@ -87,7 +91,7 @@ def run(
         get_track(t)
     store = _store(db)
     summary = runner.run(s, tracks, store, _cache(cache), _methods(s, methods), progress=not quiet,
-                         command=" ".join(["mergesec", *sys.argv[1:]]))
+                         command=" ".join(["mergesec", *sys.argv[1:]]), workers=workers)
     from benchmark.results import TRACK_TABLES, track_table
 
     for t in tracks:

@@ -3,7 +3,8 @@
 Units are independent and keyed by content, so a killed run resumes where it stopped and a repeated run
 writes nothing twice. A unit whose setting is stored under another key (the method's code or
 hyperparameters changed) replaces those rows, so a method's name never stands for two versions of it. At
-paper scale `run_units` is the place where units fan out to Ray workers; the store writer stays single.
+paper scale an executor (`benchmark.executors`) fans units out to worker processes or Ray workers; the store
+writer stays single.
 """
 
 import json
@@ -18,11 +19,14 @@ from tqdm.auto import tqdm
 
 from benchmark.cache import Cache
 from benchmark.context import RunContext
+from benchmark.executors import Executor, ProcessExecutor, SerialExecutor
 from benchmark.hashing import content_hash
 from benchmark.provenance import provenance
-from benchmark.store import Store
+from benchmark.store import Store, UnitRows
 from benchmark.suites import Suite
 from benchmark.tracks import Unit, get_track
+
+FLUSH_SECONDS = 2.0  # finished units are written at least this often (one file open per batch, not per unit)
 
 
 @dataclass
@@ -90,10 +94,12 @@ def run_units(
     config: dict[str, Any],
     command: str = "",
     label: str = "",
+    executor: Executor | None = None,
 ) -> RunSummary:
     """Run the `units` (planned from `tracks`) not yet in `store`, under a `runs` row with the provenance;
     each unit's rows replace those of earlier versions of its setting. `config` (with the suite hash and
-    tracks) identifies the run. Resumable, idempotent; a failure marks the run and is raised."""
+    tracks) identifies the run. `executor` computes the units (default: serially in `ctx`); this function
+    stays the one writer. Resumable, idempotent; a failure marks the run and is raised."""
     t0 = time.perf_counter()
     suite = ctx.suite
     done = store.done_keys([u.key for u in units])
@@ -112,21 +118,35 @@ def run_units(
         "hardware": prov["hardware"], "started_at": _now(), "status": "running",
         "units_total": len(units), "units_run": 0}
     store.upsert("runs", ["run_id"], run_row)
-    n_run, status, error = 0, "ok", None
+    n_run, status, error, buffer, flushed = 0, "ok", None, [], time.monotonic()
+
+    def flush() -> None:
+        nonlocal n_run, flushed
+        store.write_units(buffer)
+        n_run += len(buffer)
+        buffer.clear()
+        flushed = time.monotonic()
+
     try:
-        for unit in tqdm(todo, desc=label or f"{suite.name}: {'+'.join(tracks)}", disable=not ctx.progress,
-                         unit="unit"):
-            u0 = time.perf_counter()
-            tables = get_track(unit.track).run_unit(unit, ctx)
-            store.write_unit(unit.key, unit.track, suite.hash, run_id, unit.description, tables,
-                             time.perf_counter() - u0, replaces=old.get(unit.key))
-            n_run += 1
+        results = (executor or SerialExecutor(ctx)).map(todo)
+        for unit, tables, seconds in tqdm(results, total=len(todo), desc=label or f"{suite.name}: {'+'.join(tracks)}",
+                                          disable=not ctx.progress, unit="unit"):
+            buffer.append(UnitRows(unit.key, unit.track, suite.hash, run_id, unit.description, tables, seconds,
+                                   old.get(unit.key)))
+            if time.monotonic() - flushed >= FLUSH_SECONDS:
+                flush()
     except BaseException as e:
         status, error = ("interrupted" if isinstance(e, KeyboardInterrupt) else "failed"), traceback.format_exc(-3)
         raise
     finally:
-        run_row.update(ended_at=_now(), status=status, units_run=n_run, error=error)
-        store.upsert("runs", ["run_id"], run_row)
+        try:
+            flush()  # what finished before a failure or Ctrl-C is kept
+        except BaseException:
+            status, error = ("failed" if status == "ok" else status), error or traceback.format_exc(-3)
+            raise
+        finally:
+            run_row.update(ended_at=_now(), status=status, units_run=n_run, error=error)
+            store.upsert("runs", ["run_id"], run_row)
     return RunSummary(run_id, len(units), n_run, len(units) - len(todo), time.perf_counter() - t0)
 
 
@@ -138,8 +158,10 @@ def run(
     methods: list[str] | None = None,
     progress: bool = True,
     command: str = "",
+    workers: int = 1,
 ) -> RunSummary:
-    """Run `tracks` of `suite` for `methods` (default: the suite's) into `store`; resumable, idempotent."""
+    """Run `tracks` of `suite` for `methods` (default: the suite's) into `store`; resumable, idempotent.
+    `workers` > 1 computes the units in that many processes (same results; see `benchmark.executors`)."""
     t0 = time.perf_counter()
     methods = list(methods or suite.merge_methods)
     ctx = RunContext(suite, cache, progress)
@@ -147,5 +169,6 @@ def run(
     register_suite(store, ctx)
     register_methods(store, methods)
     units = plan(ctx, tracks, methods)
-    summary = run_units(ctx, tracks, units, store, {"methods": sorted(methods)}, command)
+    executor = ProcessExecutor(suite, cache, workers) if workers > 1 else None
+    summary = run_units(ctx, tracks, units, store, {"methods": sorted(methods)}, command, executor=executor)
     return replace(summary, seconds=time.perf_counter() - t0)

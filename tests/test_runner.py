@@ -3,6 +3,7 @@ replace the rows of its earlier version."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from benchmark.store import Store, open_store
 from benchmark.tracks import TRACKS, Track, Unit
 from benchmark.zoo import build_zoo
 from tests.conftest import tiny_suite_raw, write_suite
+from tests.test_backdoor import tiny_backdoor_suite
 
 
 class VersionedTrack(Track):
@@ -160,3 +162,40 @@ def test_kill9_then_resume(many_unit_suite, tiny_cache, tmp_path):
     assert runs.status.tolist()[-2:] == ["ok", "ok"]
     assert (runs.suite_hash == suite.hash).all()
     assert '"torchattacks"' in runs.packages.iloc[-1]
+
+
+def _zoo_only(src, dst):
+    """A copy of the cache's zoo (pretrained, heads, fine-tuned) without any attack or defense artefact."""
+    for kind in ("pretrained", "head", "finetuned"):
+        shutil.copytree(src / kind, dst / kind)
+    return Cache(dst)
+
+
+def _results(store: Store, table: str) -> pd.DataFrame:
+    """A result table without what differs between two runs of the same units (run ids, timings)."""
+    df = store.read(f"SELECT * FROM {table}")
+    df = df.drop(columns=[c for c in df.columns if c == "run_id" or "seconds" in c or c.endswith("_at")])
+    return df.sort_values(list(df.columns)).reset_index(drop=True)
+
+
+@pytest.mark.slow
+def test_worker_processes_store_what_a_serial_run_stores(tmp_path):
+    """Units are independent functions of cached inputs: two spawned workers, each with its own context,
+    crafting the adversarial sets and training the backdoors concurrently, store exactly the serial run's
+    numbers."""
+    suite = tiny_backdoor_suite(tmp_path, attacks=[{"attack": "naive", "variant": "badnets", "target_class": 1},
+                                                   {"attack": "badmerging", "variant": "on_task", "target_class": 1}],
+                                defenses={"ibvs": {"inject_task": 1}})
+    build_zoo(suite, Cache(tmp_path / "zoo"), progress=False)
+    methods, tracks = ["task_arithmetic", "ties"], ["merge", "transfer", "backdoor"]
+    serial, parallel = Store(tmp_path / "serial.duckdb"), Store(tmp_path / "parallel.duckdb")
+    b = runner.run(suite, tracks, parallel, _zoo_only(tmp_path / "zoo", tmp_path / "pc"), methods, progress=False,
+                   workers=2)
+    a = runner.run(suite, tracks, serial, _zoo_only(tmp_path / "zoo", tmp_path / "sc"), methods, progress=False)
+    assert a.units_run == b.units_run == a.units_total == b.units_total > 0
+    for table in ("merge_eval", "transfer_metrics", "transfer_examples", "backdoor_metrics", "backdoor_examples"):
+        x, y = _results(serial, table), _results(parallel, table)
+        assert len(x) > 0
+        pd.testing.assert_frame_equal(x, y, check_exact=True)
+    again = runner.run(suite, tracks, parallel, Cache(tmp_path / "pc"), methods, progress=False, workers=2)
+    assert again.units_run == 0 and again.units_skipped == a.units_total

@@ -1,8 +1,9 @@
 """The DuckDB results store: one writer, short-lived read-only readers.
 
-DuckDB lets one process write or many read a file at a time. So the writer opens the file for one
-transaction per unit of work and closes it again, and readers open it read-only for one query: a leaderboard
-never blocks a run for long, and a run never leaves a reader without the last committed results. A
+DuckDB lets one process write or many read a file at a time. So the writer opens the file for a batch of
+units (one transaction each; the runner flushes every couple of seconds) and closes it again, and readers
+open it read-only for one query: a leaderboard never blocks a run for long, and a run never leaves a reader
+without the last committed results. A
 transaction is all-or-nothing (DuckDB's write-ahead log survives `kill -9`), and a unit's rows are replaced,
 never appended twice, so re-running a unit cannot duplicate rows.
 """
@@ -12,6 +13,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,20 @@ def default_db_path() -> Path:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class UnitRows:
+    """What one finished unit of work writes: its result tables and its `units_done` row."""
+
+    unit_key: str
+    track: str
+    suite_hash: str
+    run_id: str
+    description: dict[str, Any]
+    tables: dict[str, pd.DataFrame]
+    seconds: float
+    replaces: list[str] | None = None
 
 
 class Store:
@@ -113,26 +129,36 @@ class Store:
     ) -> None:
         """Replace the unit's rows in every result table and mark it done, in one transaction. The rows of
         the units in `replaces` (earlier versions of the same setting) go in the same transaction."""
-        unknown = set(tables) - RESULT_TABLES
-        if unknown:
-            raise StoreError(f"unit {unit_key} writes unknown tables {sorted(unknown)}")
+        self.write_units([UnitRows(unit_key, track, suite_hash, run_id, description, tables, seconds, replaces)])
+
+    def write_units(self, units: list["UnitRows"]) -> None:
+        """`write_unit` for several units through one connection (opening and closing the file costs more than
+        a small unit's rows): still one transaction per unit, committed in order, so a failure or a kill
+        keeps every unit before it and nothing of it."""
+        for u in units:
+            unknown = set(u.tables) - RESULT_TABLES
+            if unknown:
+                raise StoreError(f"unit {u.unit_key} writes unknown tables {sorted(unknown)}")
+        if not units:
+            return
         with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                _delete_units(con, [unit_key, *(replaces or [])])
-                for table, df in tables.items():
-                    if len(df):
-                        frame = df.assign(unit_key=unit_key)  # noqa: F841 (referenced by name in SQL)
-                        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
-                con.execute(
-                    "INSERT INTO units_done VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [unit_key, track, suite_hash, run_id, json.dumps(description, sort_keys=True, default=str),
-                     seconds, _now()],
-                )
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
+            for u in units:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    _delete_units(con, [u.unit_key, *(u.replaces or [])])
+                    for table, df in u.tables.items():
+                        if len(df):
+                            frame = df.assign(unit_key=u.unit_key)  # noqa: F841 (referenced by name in SQL)
+                            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
+                    con.execute(
+                        "INSERT INTO units_done VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [u.unit_key, u.track, u.suite_hash, u.run_id,
+                         json.dumps(u.description, sort_keys=True, default=str), u.seconds, _now()],
+                    )
+                    con.execute("COMMIT")
+                except Exception:
+                    con.execute("ROLLBACK")
+                    raise
 
     def forget_units(self, unit_keys: list[str]) -> None:
         """Remove units and their rows (the runner drops earlier versions of settings it finds stored)."""

@@ -1,0 +1,98 @@
+"""Where units of work execute. The runner hands an executor the units still to run and writes what comes
+back through the one store writer, in completion order; an executor only computes.
+
+- `SerialExecutor`: one unit after another in this process, sharing one `RunContext`'s memos.
+- `ProcessExecutor`: a pool of worker processes, each with its own `RunContext` over the same
+  content-addressed cache (artefacts are written atomically, so workers that build the same one agree).
+  Units are independent functions of cached inputs, so the results equal the serial ones whatever the
+  worker count (a test checks it). A Ray executor for the paper-scale suite implements the same `map`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+import torch
+
+from benchmark.cache import Cache
+from benchmark.context import RunContext
+from benchmark.suites import Suite
+from benchmark.tracks import Unit, get_track
+
+Result = tuple[Unit, dict[str, pd.DataFrame], float]
+
+
+def execute(unit: Unit, ctx: RunContext) -> tuple[dict[str, pd.DataFrame], float]:
+    """One unit's result tables and its wall-clock seconds."""
+    t0 = time.perf_counter()
+    tables = get_track(unit.track).run_unit(unit, ctx)
+    return tables, time.perf_counter() - t0
+
+
+class Executor(Protocol):
+    def map(self, units: list[Unit]) -> Iterator[Result]:
+        """Run every unit once; yield (unit, tables, seconds) as each finishes. An error is raised at once."""
+        ...
+
+
+class SerialExecutor:
+    """Units in order, in this process."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+
+    def map(self, units: list[Unit]) -> Iterator[Result]:
+        for unit in units:
+            yield unit, *execute(unit, self.ctx)
+
+
+_WORKER_CTX: RunContext | None = None
+
+
+def _init_worker(raw: dict[str, Any], cache_root: str, threads: int) -> None:
+    global _WORKER_CTX
+    torch.set_num_threads(threads)
+    _WORKER_CTX = RunContext(Suite(raw=raw), Cache(Path(cache_root)), progress=False)
+
+
+def _execute_in_worker(unit: Unit) -> tuple[dict[str, pd.DataFrame], float]:
+    assert _WORKER_CTX is not None, "worker not initialised"
+    return execute(unit, _WORKER_CTX)
+
+
+class ProcessExecutor:
+    """`workers` spawned processes, each on `threads` torch threads (default: this process's count, so
+    the floats match a serial run's). At most `2 * workers` units are in flight, so a failure stops the run
+    soon and a stop (Ctrl-C) cancels what has not started."""
+
+    def __init__(self, suite: Suite, cache: Cache, workers: int, threads: int | None = None):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.suite, self.cache, self.workers = suite, cache, workers
+        self.threads = threads or torch.get_num_threads()
+
+    def map(self, units: list[Unit]) -> Iterator[Result]:
+        pending = iter(units)
+        with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker,
+                                 initargs=(self.suite.raw, str(self.cache.root), self.threads)) as pool:
+            running: dict[Future, Unit] = {}
+            try:
+                while True:
+                    while len(running) < 2 * self.workers and (unit := next(pending, None)) is not None:
+                        running[pool.submit(_execute_in_worker, unit)] = unit
+                    if not running:
+                        return
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        unit = running.pop(future)
+                        yield unit, *future.result()
+            finally:
+                for future in running:
+                    future.cancel()
