@@ -9,8 +9,9 @@ element is shown and Streamlit's script has finished running. Prints, in wall-cl
 2. each page's first visit after the start (cold server: empty `st.cache_data`; cold browser: Streamlit's
    JavaScript not cached yet), in the order a reader clicks through;
 3. a new visitor's first page: a fresh Chromium profile (cold browser) on the now warm server, `--repeats`
-   times: what a reader of a running leaderboard waits for. The 2 s target is judged on its median;
-4. each page's later visits (a full page load, new session, warm cache): median and max of `--repeats`.
+   times;
+4. each page's later visits (a full page load, new session, warm caches): median and max of `--repeats`;
+and, for the first page, each case's median against the 2 s target.
 Times are taken by the browser from the navigation's start (see `leaderboard.headless.load`). The load
 average is printed because a busy machine slows everything.
 """
@@ -72,10 +73,13 @@ def main() -> int:
     for page in PAGES:
         print(f"{page or 'overview':<12}{cold[page]:>11.2f}s{statistics.median(warm[page]):>12.2f}s"
               f"{max(warm[page]):>9.2f}s")
-    first = statistics.median(new_visitor)
-    print(f"\nnew visitor's first page (overview, fresh browser, running server): median {first:.2f} s, "
-          f"max {max(new_visitor):.2f} s; target {TARGET_S:.0f} s: {'met' if first <= TARGET_S else 'MISSED'}")
-    print(f"first page after a server start (cold server and browser): {cold['']:.2f} s")
+    print(f"\nfirst page (overview) against the {TARGET_S:.0f} s target:")
+    for who, times in (("returning visitor (browser cache warm)", warm[""]),
+                       ("new visitor (fresh browser profile)", new_visitor),
+                       ("first visit after a server start", [cold[""]])):
+        median = statistics.median(times)
+        print(f"  {who:<40} median {median:5.2f} s  max {max(times):5.2f} s  "
+              f"{'met' if median <= TARGET_S else 'MISSED'}")
     return 0
 
 
