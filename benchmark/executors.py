@@ -5,7 +5,9 @@ back through the one store writer, in completion order; an executor only compute
 - `ProcessExecutor`: a pool of worker processes, each with its own `RunContext` over the same
   content-addressed cache (artefacts are written atomically, so workers that build the same one agree).
   Units are independent functions of cached inputs, so the results equal the serial ones whatever the
-  worker count (a test checks it). A Ray executor for the paper-scale suite implements the same `map`.
+  worker count (a test checks it). Workers are spawned, so, as with any `multiprocessing` spawn, the calling
+  program's `__main__` must be import-safe (`mergesec` and `python -m benchmark.cli` are).
+  A Ray executor for the paper-scale suite implements the same `map`.
 """
 
 from __future__ import annotations
