@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,19 +37,20 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     """A local Ray cluster bound to 127.0.0.1 with two CPU slots; stopped afterwards."""
     port = _free_port()
-    tmp = tmp_path_factory.mktemp("ray")
+    tmp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths live under it
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     subprocess.run([*RAY_CLI, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
                     "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false",
-                    "--temp-dir", str(tmp), "--disable-usage-stats"], check=True, capture_output=True, env=env,
+                    "--temp-dir", tmp, "--disable-usage-stats"], check=True, capture_output=True, env=env,
                    timeout=120)
     try:
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([*RAY_CLI, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
