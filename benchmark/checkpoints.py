@@ -5,6 +5,7 @@ command that converts it.
 """
 
 import os
+import uuid
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ def save_state(path: Path, state: StateDict, metadata: dict[str, str] | None = N
     """Write `state` as safetensors atomically (temp file + rename), so a kill never leaves half a file."""
     check_finite(state, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp = path.with_suffix(f".tmp{uuid.uuid4().hex}")  # unique across the nodes sharing a cache
     save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=metadata)
     os.replace(tmp, path)
 

@@ -27,6 +27,12 @@ CacheOpt = Annotated[
 ]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | csv | json | markdown")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+ExecutorOpt = Annotated[str | None, typer.Option(
+    "--executor", envvar="MERGESEC_EXECUTOR",
+    help="serial | process | ray [env MERGESEC_EXECUTOR; default process with -j > 1, else serial].")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", envvar="MERGESEC_RAY_ADDRESS",
+    help="Ray cluster for --executor ray: auto | HOST:PORT [default $RAY_ADDRESS, else a local cluster].")]
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -79,8 +85,11 @@ def run(
         "--workers", "-j", min=1, envvar="MERGESEC_WORKERS",
         help="Worker processes computing units (each on $MERGESEC_THREADS threads); results are identical.",
     )] = 1,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
-    """Run a suite's tracks end to end into DuckDB (resumes; never duplicates rows)."""
+    """Run a suite's tracks end to end into DuckDB (resumes; never duplicates rows). Units run in this
+    process, in -j worker processes, or as Ray tasks on a cluster (--executor ray); the rows are the same."""
     from benchmark import runner
     from benchmark.suites import load_suite
     from benchmark.tracks import TRACKS, get_track
@@ -91,7 +100,8 @@ def run(
         get_track(t)
     store = _store(db)
     summary = runner.run(s, tracks, store, _cache(cache), _methods(s, methods), progress=not quiet,
-                         command=" ".join(["mergesec", *sys.argv[1:]]), workers=workers)
+                         command=" ".join(["mergesec", *sys.argv[1:]]), workers=workers, executor=executor,
+                         ray_address=ray_address)
     from benchmark.results import TRACK_TABLES, track_table
 
     for t in tracks:

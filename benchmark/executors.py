@@ -7,7 +7,9 @@ back through the one store writer, in completion order; an executor only compute
   Units are independent functions of cached inputs, so the results equal the serial ones whatever the
   worker count (a test checks it). Workers are spawned, so, as with any `multiprocessing` spawn, the calling
   program's `__main__` must be import-safe (`mergesec` and `python -m benchmark.cli` are).
-  A Ray executor for the paper-scale suite implements the same `map`.
+- `RayExecutor` (`benchmark.ray_executor`): units as Ray tasks across the machines of a cluster.
+
+`make_executor` picks one by name (`mergesec run --executor`, `$MERGESEC_EXECUTOR`).
 """
 
 from __future__ import annotations
@@ -98,3 +100,24 @@ class ProcessExecutor:
             finally:
                 for future in running:
                     future.cancel()
+
+
+EXECUTORS = ("serial", "process", "ray")
+
+
+def make_executor(name: str | None, ctx: RunContext, workers: int = 1, ray_address: str | None = None,
+                  ray_cpus: float | None = None, ray_gpus: float | None = None) -> Executor:
+    """The executor called `name` over `ctx`'s suite and cache. None picks `process` when `workers` > 1, else
+    `serial`; `workers` sizes the process pool; the `ray_*` options go to `RayExecutor`."""
+    from benchmark.errors import UnknownNameError
+
+    name = name or ("process" if workers > 1 else "serial")
+    if name == "serial":
+        return SerialExecutor(ctx)
+    if name == "process":
+        return ProcessExecutor(ctx.suite, ctx.cache, workers)
+    if name == "ray":
+        from benchmark.ray_executor import RayExecutor, UnitResources
+
+        return RayExecutor(ctx.suite, ctx.cache, ray_address, UnitResources.of(ctx.suite, ray_cpus, ray_gpus))
+    raise UnknownNameError("executor", name, list(EXECUTORS))

@@ -8,6 +8,8 @@ writer stays single.
 """
 
 import json
+import os
+import socket
 import time
 import traceback
 import uuid
@@ -19,7 +21,7 @@ from tqdm.auto import tqdm
 
 from benchmark.cache import Cache
 from benchmark.context import RunContext
-from benchmark.executors import Executor, ProcessExecutor, SerialExecutor
+from benchmark.executors import Executor, SerialExecutor, make_executor
 from benchmark.hashing import content_hash
 from benchmark.provenance import provenance
 from benchmark.store import Store, UnitRows
@@ -70,6 +72,30 @@ def plan(ctx: RunContext, tracks: list[str], methods: list[str]) -> list[Unit]:
     return [u for t in tracks for u in get_track(t).plan(ctx, methods)]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_stale_runs(store: Store) -> list[str]:
+    """Runs still marked `running` whose driver process is gone (killed, machine crash) become `interrupted`:
+    their finished units are stored and the next run resumes after them. Only runs started on this host are
+    judged (a driver elsewhere cannot be checked from here). Returns the run ids changed."""
+    if not store.path.exists():
+        return []
+    host = socket.gethostname()
+    running = store.read("SELECT run_id, driver_pid FROM runs WHERE status = 'running' AND driver_host = ?", [host])
+    stale = [r for r, pid in running.itertuples(index=False) if pid is None or not _alive(int(pid))]
+    if stale:
+        store.mark_runs(stale, "interrupted", f"the driver process on {host} ended without closing the run")
+    return stale
+
+
 def superseded(store: Store, suite_hash: str, units: list[Unit]) -> dict[str, list[str]]:
     """Stored units of the suite that measure the same setting as one of `units` with other code or
     hyperparameters (an earlier version of a method, defense or attack): unit key -> the keys it replaces."""
@@ -108,6 +134,7 @@ def run_units(
     stale_done = [k for u in units if u.key in done for k in old.get(u.key, [])]
     if stale_done:
         store.forget_units(stale_done)
+    mark_stale_runs(store)
     run_id = uuid.uuid4().hex[:16]
     prov = provenance()
     run_row = {
@@ -116,6 +143,7 @@ def run_units(
         "config_hash": content_hash({"suite_hash": suite.hash, "tracks": sorted(tracks), **config}),
         "mergesec_version": prov["mergesec_version"], "packages": prov["packages"],
         "hardware": prov["hardware"], "started_at": _now(), "status": "running",
+        "driver_host": socket.gethostname(), "driver_pid": os.getpid(),
         "units_total": len(units), "units_run": 0}
     store.upsert("runs", ["run_id"], run_row)
     n_run, status, error, buffer, flushed = 0, "ok", None, [], time.monotonic()
@@ -159,9 +187,12 @@ def run(
     progress: bool = True,
     command: str = "",
     workers: int = 1,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> RunSummary:
     """Run `tracks` of `suite` for `methods` (default: the suite's) into `store`; resumable, idempotent.
-    `workers` > 1 computes the units in that many processes (same results; see `benchmark.executors`)."""
+    `executor` (`benchmark.executors.make_executor`: serial, process with `workers` processes, or ray at
+    `ray_address`) computes the units; the results are the same whichever computes them."""
     t0 = time.perf_counter()
     methods = list(methods or suite.merge_methods)
     ctx = RunContext(suite, cache, progress)
@@ -169,6 +200,6 @@ def run(
     register_suite(store, ctx)
     register_methods(store, methods)
     units = plan(ctx, tracks, methods)
-    executor = ProcessExecutor(suite, cache, workers) if workers > 1 else None
-    summary = run_units(ctx, tracks, units, store, {"methods": sorted(methods)}, command, executor=executor)
+    summary = run_units(ctx, tracks, units, store, {"methods": sorted(methods)}, command,
+                        executor=make_executor(executor, ctx, workers, ray_address))
     return replace(summary, seconds=time.perf_counter() - t0)

@@ -15,7 +15,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 python -m pip install -q --upgrade pip
 # torch first, from the exact pins (on the lab machines these wheels lie on local disk).
 python -m pip install -q torch==2.14.1 torchvision==0.29.1
-python -m pip install -q -e '.[dev]'
+python -m pip install -q -e '.[dev,ray]'
 # torchattacks 3.5.1 pins requests~=2.25.1, which would make pip downgrade streamlit (to 1.22) or
 # torchattacks (to 3.3.0). Its real needs are already installed by the line above, so install it alone.
 python -m pip install -q --no-deps torchattacks==3.5.1

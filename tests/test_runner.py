@@ -158,8 +158,9 @@ def test_kill9_then_resume(many_unit_suite, tiny_cache, tmp_path):
     again = subprocess.run(_cmd(path, db, tiny_cache), capture_output=True, text=True, check=True)
     assert "0 units run, 120 already stored" in again.stdout
     assert int(store.read("SELECT count(*) n FROM merge_eval").n[0]) == 120 * 3
-    runs = store.read("SELECT status, git_commit, packages, suite_hash FROM runs ORDER BY started_at")
-    assert runs.status.tolist()[-2:] == ["ok", "ok"]
+    runs = store.read("SELECT status, error, git_commit, packages, suite_hash FROM runs ORDER BY started_at")
+    assert runs.status.tolist() == ["interrupted", "ok", "ok"]  # the killed driver's run is closed by the next
+    assert "ended without closing the run" in runs.error.iloc[0]
     assert (runs.suite_hash == suite.hash).all()
     assert '"torchattacks"' in runs.packages.iloc[-1]
 

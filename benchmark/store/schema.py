@@ -74,6 +74,11 @@ MIGRATIONS: list[list[str]] = [
             FROM backdoor_settings""",
         """CREATE VIEW backdoor_examples AS SELECT * EXCLUDE (unit_key) FROM backdoor_outcomes""",
     ],
+    # 2: which process drives a run, so a run left `running` by a killed driver is marked interrupted
+    [
+        "ALTER TABLE runs ADD COLUMN driver_host VARCHAR",
+        "ALTER TABLE runs ADD COLUMN driver_pid INTEGER",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -167,6 +167,12 @@ class Store:
             _delete_units(con, unit_keys)
             con.execute("COMMIT")
 
+    def mark_runs(self, run_ids: list[str], status: str, error: str) -> None:
+        """Close the given `running` runs with `status` and `error` (a stale run's driver is gone)."""
+        with self.connect() as con:
+            con.execute("UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE status = 'running' "
+                        "AND list_contains(?, run_id)", [status, error, _now(), run_ids])
+
     def add_reproduction(self, row: dict[str, Any]) -> None:
         row = {**row, "details": json.dumps(row["details"], sort_keys=True, default=str), "checked_at": _now()}
         with self.connect() as con:

@@ -74,8 +74,14 @@ class Suite:
 
     @cached_property
     def hash(self) -> str:
-        """Content hash of the whole spec (16 hex chars)."""
-        return content_hash(self.raw)
+        """Content hash of the whole protocol (16 hex chars): the spec without `execution`, which says how
+        units are scheduled (resources per unit), not what they compute."""
+        return content_hash({k: v for k, v in self.raw.items() if k != "execution"})
+
+    @property
+    def execution(self) -> dict[str, Any]:
+        """Scheduling hints, outside the protocol hash: `cpus_per_unit`, `gpus_per_unit` (Ray executor)."""
+        return dict(self.raw.get("execution") or {})
 
     @property
     def data(self) -> dict[str, Any]:
