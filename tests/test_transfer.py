@@ -497,3 +497,19 @@ def test_each_merge_and_forward_pass_once_whatever_the_workers(key_setup, monkey
         assert counts[1][("forward", "target_adv", m)] == n_tasks * 2 * 2  # one per setting
         assert counts[1][("forward", "merge_clean", m)] == n_tasks
     pd.testing.assert_frame_equal(rows[1], rows[2])
+
+
+def test_docs_list_every_attack_argument():
+    """docs/transfer.md's attack table lists every argument each attack passes to torchattacks."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "transfer.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|") for line in doc.splitlines()
+            if line.startswith("| `") and line.count("|") == 6}
+    for name in ATTACKS:
+        row = rows[name]
+        assert row[2].strip() == f"`{get_attack(name).torchattacks_class}`", name
+        for k, v in make_attack(name, EPS, 10, image_size=16).params().items():
+            if k not in ("eps", "alpha", "steps"):
+                shown = "L(H)" if k == "len_kernel" else v
+                assert f"`{k}={shown}`" in row[3], (name, k, v)
