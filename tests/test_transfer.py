@@ -15,7 +15,16 @@ from torch import nn
 
 import benchmark.attacks.transfer as attacks_mod
 from benchmark import runner
-from benchmark.attacks import ATTACKS, TransferAttack, get_attack, list_attacks, make_attack
+from benchmark.attacks import (
+    ATTACKS,
+    TransferAttack,
+    get_attack,
+    list_attacks,
+    make_attack,
+    quantize,
+    ti_kernel_length,
+    to_float,
+)
 from benchmark.cache import Cache
 from benchmark.errors import MergesecError, UnknownNameError
 from benchmark.metrics import (
@@ -194,14 +203,15 @@ def test_wrong_torchattacks_version_says_how_to_fix(monkeypatch):
 def test_attack_stays_in_budget_and_raises_loss(name, tiny_model_data):
     model, x, y = tiny_model_data
     attack = make_attack(name, EPS, 10)
-    adv = attack.craft(model, x, y, seed=0)
-    assert adv.shape == x.shape and adv.dtype == x.dtype
+    adv8 = attack.craft(model, x, y, seed=0)
+    assert adv8.shape == x.shape and adv8.dtype == torch.uint8  # an 8-bit image
+    adv = to_float(adv8)
     assert (adv - x).abs().max() <= EPS + 1e-6
     assert adv.min() >= 0 and adv.max() <= 1
     assert not torch.equal(adv, x)
     with torch.no_grad():
         assert F.cross_entropy(model(adv), y) > F.cross_entropy(model(x), y)
-    assert torch.equal(adv, attack.craft(model, x, y, seed=0))  # seeded: reproducible, random attacks included
+    assert torch.equal(adv8, attack.craft(model, x, y, seed=0))  # seeded: reproducible, random attacks included
     assert not model.training
 
 
@@ -309,3 +319,197 @@ def test_cli_shows_transfer_results_and_attacks(transfer_suite, two_methods, tmp
     out = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "attacks", "--format", "json"],
                          capture_output=True, text=True, check=True)
     assert set(PROTOCOL_ATTACKS) <= {r["attack"] for r in json.loads(out.stdout.split("\n", 1)[1])}
+
+
+# -- the literature's attack settings (Transfer track 2.0) ------------------------------------------------------
+
+
+def test_attacks_use_the_literature_settings():
+    """DIM and TIM on MI-FGSM (decay 1.0), VMI with 20 neighbours within 1.5 eps, as the papers and
+    TransferAttack run them; TI's kernel scales with the image (15 at 224 px)."""
+    assert [ti_kernel_length(n) for n in (16, 32, 64, 224, 299)] == [3, 3, 5, 15, 21]
+    di = make_attack("difgsm", EPS, 10, image_size=16).params()
+    assert (di["decay"], di["diversity_prob"], di["resize_rate"]) == (1.0, 0.5, 0.9)
+    ti = make_attack("tifgsm", EPS, 10, image_size=224).params()
+    assert (ti["decay"], ti["len_kernel"], ti["nsig"], ti["kernel_name"], ti["diversity_prob"]) == (
+        1.0, 15, 3, "gaussian", 0.0)
+    assert make_attack("tifgsm", EPS, 10, image_size=16).params()["len_kernel"] == 3
+    vmi = make_attack("vmifgsm", EPS, 10).params()
+    assert (vmi["decay"], vmi["N"], vmi["beta"]) == (1.0, 20, 1.5)
+    assert make_attack("mifgsm", EPS, 10).params()["decay"] == 1.0
+    with pytest.raises(MergesecError, match="8-bit"):
+        make_attack("fgsm", 0.4 / 255, 10)
+
+
+def _ti_mi_fgsm_reference(model, x, y, eps, steps, klen, nsig=3):
+    """TI-MI-FGSM from the papers (Dong et al. 2018, 2019), written independently of torchattacks: a
+    normalised Gaussian kernel over [-nsig, nsig], gradient convolved per channel, L1-normalised, momentum 1."""
+    t = np.linspace(-nsig, nsig, klen)
+    k = np.exp(-t ** 2 / 2)
+    k = np.outer(k, k)
+    w = torch.tensor(k / k.sum(), dtype=torch.float32).expand(3, 1, klen, klen)
+    alpha, g, adv = eps / steps, torch.zeros_like(x), x.clone()
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        grad = torch.autograd.grad(F.cross_entropy(model(adv), y), adv)[0]
+        grad = F.conv2d(grad, w, padding=klen // 2, groups=3)
+        g = g + grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True)
+        adv = (x + (adv.detach() + alpha * g.sign() - x).clamp(-eps, eps)).clamp(0, 1)
+    return adv.detach()
+
+
+@pytest.mark.parametrize("image_size", [16, 64])
+def test_tifgsm_matches_an_independent_ti_mi_fgsm(image_size, tiny_model_data):
+    model, x, y = tiny_model_data
+    attack = make_attack("tifgsm", EPS, 10, image_size=image_size)
+    ours = attack.build(model)(x, y)
+    ref = _ti_mi_fgsm_reference(model, x, y, EPS, 10, ti_kernel_length(image_size))
+    assert ((ours - ref).abs() > 1e-5).float().mean() < 1e-3  # equal but for rare sign flips of ~0 gradients
+    assert not torch.equal(ref, _ti_mi_fgsm_reference(model, x, y, EPS, 10, 1))  # the kernel matters
+
+
+def test_quantize_is_the_nearest_8bit_image_in_the_ball():
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(4, 3, 8, 8, generator=g)
+    x[0], x[1] = 0.0, 1.0
+    x_adv = (x + (torch.rand(x.shape, generator=g) - 0.5) * 4 * EPS).clamp(0, 1)  # partly outside the ball
+    q = quantize(x_adv, x, EPS)
+    assert q.dtype == torch.uint8 and torch.equal(to_float(q), q.float() / 255)
+    levels = torch.arange(256, dtype=torch.float64) / 255
+    xd, ad = x.double().reshape(-1, 1), x_adv.double().reshape(-1, 1)
+    admissible = (levels - xd).abs() <= EPS + 1e-9  # brute force: every level inside the eps-ball
+    best = torch.where(admissible, (levels - ad).abs(), torch.inf).argmin(1)
+    assert torch.equal(q.reshape(-1).long(), best)
+    assert ((q.double() / 255 - x.double()).abs() <= EPS + 1e-9).all()
+
+
+# -- cache artefacts: checksums and complete keys ---------------------------------------------------------------
+
+
+def test_cache_checksum_detects_a_modified_artefact(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from benchmark.errors import CheckpointError
+    from benchmark.hashing import content_hash
+
+    cache, spec, builds = Cache(tmp_path), {"artefact": "x"}, []
+
+    def build():
+        builds.append(1)
+        return {"w": torch.arange(6.0)}
+
+    cache.get_or_build("kind", spec, build)
+    assert torch.equal(cache.get_or_build("kind", spec, build)["w"], torch.arange(6.0)) and len(builds) == 1
+    path = cache.path("kind", content_hash(spec))
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    save_file({"w": torch.arange(6.0) * 2}, str(path), metadata=meta)  # poisoned: same header, other numbers
+    with pytest.raises(CheckpointError, match=r"corrupt or was modified.*delete it"):
+        cache.get_or_build("kind", spec, build)
+    path.unlink()
+    assert torch.equal(cache.get_or_build("kind", spec, build)["w"], torch.arange(6.0)) and len(builds) == 2
+
+
+@pytest.fixture(scope="module")
+def key_setup(tiny_cache, tmp_path_factory):
+    """A tiny one-attack suite, its zoo, and a private cache holding only the zoo."""
+    from benchmark.context import RunContext
+
+    raw = tiny_suite_raw()
+    raw["transfer"].update(attacks=["difgsm"], subset_size=16)
+    tmp = tmp_path_factory.mktemp("keys")
+    suite = write_suite(tmp / "s.yaml", raw)
+    _ = RunContext(suite, Cache(tiny_cache), progress=False).zoo
+    own = tmp / "cache"
+    for kind in ("pretrained", "head", "finetuned"):
+        shutil.copytree(tiny_cache / kind, own / kind)
+    return raw, tmp, Cache(own)
+
+
+@pytest.mark.slow
+def test_adversarial_key_covers_weights_arguments_batch_size_and_code(key_setup, monkeypatch):
+    import copy
+
+    import benchmark.cache as cache_mod
+    from benchmark.context import RunContext
+    from benchmark.tracks.transfer_cache import adversarial, state
+
+    raw, tmp, cache = key_setup
+
+    def crafted(suite_raw, tweak=lambda ctx: None) -> int:
+        ctx = RunContext(write_suite(tmp / "v.yaml", suite_raw), cache, progress=False)
+        tweak(ctx)
+        adversarial(ctx, "digit", "finetuned", "difgsm", 0)
+        return state(ctx).crafted
+
+    assert crafted(raw) == 1 and crafted(raw) == 0  # built once, then loaded
+
+    def other_weights(ctx):  # same recipe, other numbers (e.g. another MERGESEC_CLIP_CHECKPOINT)
+        ctx.zoo.finetuned["digit"] = {k: v + 1e-3 if v.is_floating_point() else v
+                                      for k, v in ctx.zoo.finetuned["digit"].items()}
+
+    assert crafted(raw, other_weights) == 1
+    arg = copy.deepcopy(raw)
+    arg["transfer"]["attack_params"] = {"difgsm": {"diversity_prob": 0.7}}
+    assert crafted(arg) == 1 and crafted(arg) == 0
+    batch = copy.deepcopy(raw)
+    batch["transfer"]["craft_batch_size"] = 4
+    assert crafted(batch) == 1 and crafted(batch) == 0
+    real = cache_mod._source_digest
+    monkeypatch.setattr(cache_mod, "_source_digest", lambda o: "edited" if o is TransferAttack else real(o))
+    assert crafted(raw) == 1  # an edit of the attack code
+    monkeypatch.setattr(cache_mod, "_source_digest", real)
+    assert crafted(raw) == 0
+
+
+@pytest.mark.slow
+def test_each_merge_and_forward_pass_once_whatever_the_workers(key_setup, monkeypatch):
+    """A run in this process and `mergesec run -j 2` merge each (method, seed) once, evaluate each target once
+    on the clean subset and once per adversarial set, and store the same rows."""
+    from collections import Counter
+
+    from benchmark import trace
+
+    raw, tmp, zoo_cache = key_setup
+    raw = {**raw, "transfer": {**raw["transfer"], "attacks": ["fgsm", "pgd"]}}
+    path = tmp / "j.yaml"
+    suite = write_suite(path, raw)
+    methods, tracks, n_tasks = ["weight_averaging", "task_arithmetic"], ["merge", "transfer"], len(raw["tasks"])
+    counts, rows = {}, {}
+    for j in (1, 2):
+        cache, log, db = tmp / f"cache-j{j}", tmp / f"trace-j{j}.jsonl", tmp / f"j{j}.duckdb"
+        shutil.copytree(zoo_cache.root, cache)
+        monkeypatch.setenv(trace.ENV, str(log))
+        if j == 1:
+            runner.run(suite, tracks, Store(db), Cache(cache), methods, progress=False)
+        else:  # spawned workers re-import __main__: run the CLI in its own process
+            subprocess.run([sys.executable, "-m", "benchmark.cli", "run", "--suite", str(path), "-t", "merge", "-t",
+                            "transfer", "--methods", ",".join(methods), "--db", str(db), "--cache", str(cache), "-q",
+                            "-j", "2"], check=True, capture_output=True)
+        counts[j] = Counter((e["event"], e.get("what"), e["method"]) for e in trace.read(log))
+        rows[j] = Store(db).read("SELECT method, task, attack, surrogate, example_id, target_clean_correct, "
+                                 "target_adv_correct FROM transfer_examples ORDER BY ALL")
+    assert counts[1] == counts[2]
+    for m in methods:
+        assert counts[1][("merge", None, m)] == 1
+        assert counts[1][("forward", "target_clean", m)] == n_tasks
+        assert counts[1][("forward", "target_adv", m)] == n_tasks * 2 * 2  # one per setting
+        assert counts[1][("forward", "merge_clean", m)] == n_tasks
+    pd.testing.assert_frame_equal(rows[1], rows[2])
+
+
+def test_docs_list_every_attack_argument():
+    """docs/transfer.md's attack table lists every argument each attack passes to torchattacks."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "transfer.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|") for line in doc.splitlines()
+            if line.startswith("| `") and line.count("|") == 6}
+    for name in ATTACKS:
+        row = rows[name]
+        assert row[2].strip() == f"`{get_attack(name).torchattacks_class}`", name
+        for k, v in make_attack(name, EPS, 10, image_size=16).params().items():
+            if k not in ("eps", "alpha", "steps"):
+                shown = "L(H)" if k == "len_kernel" else v
+                assert f"`{k}={shown}`" in row[3], (name, k, v)

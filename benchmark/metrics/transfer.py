@@ -136,28 +136,45 @@ def aggregate(settings: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 # -- diagnostics ----------------------------------------------------------------------------------------------
 
 
-def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Per-example gradients of the cross-entropy loss w.r.t. the input (summed loss, so each row is its
-    own example's gradient), in eval mode; parameters need not require grad."""
+def clean_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512
+               ) -> dict[str, torch.Tensor]:
+    """One forward (and backward) pass of `model` over the clean `x`, in eval mode: its predictions
+    (`clean_pred`), its features (`feats`, the head's input) and the per-example input-gradients of the
+    cross-entropy loss (`grads`; summed loss, so each row is its own example's gradient). Parameters need not
+    require grad."""
     model.eval()
-    out = []
+    preds, feats, grads = [], [], []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].detach().clone().requires_grad_(True)
-        loss = F.cross_entropy(model(xb), y[i : i + batch_size], reduction="sum")
-        out.append(torch.autograd.grad(loss, xb)[0].detach())
-    return torch.cat(out) if out else torch.zeros_like(x)
+        f = model.features(xb)
+        logits = model.head(f)
+        loss = F.cross_entropy(logits, y[i : i + batch_size], reduction="sum")
+        grads.append(torch.autograd.grad(loss, xb)[0].detach())
+        preds.append(logits.detach().argmax(-1))
+        feats.append(f.detach())
+    if not grads:
+        return {"clean_pred": torch.zeros(0, dtype=torch.long), "feats": torch.zeros(0, 0),
+                "grads": torch.zeros_like(x)}
+    return {"clean_pred": torch.cat(preds), "feats": torch.cat(feats), "grads": torch.cat(grads)}
+
+
+def example_cosines(g_surrogate: torch.Tensor, g_target: torch.Tensor) -> torch.Tensor:
+    """Per-example cosine similarity (float64) between the flattened gradients; a zero gradient gives 0."""
+    return F.cosine_similarity(g_surrogate.flatten(1).double(), g_target.flatten(1).double(), dim=1, eps=1e-300)
 
 
 def gradient_cosine(g_surrogate: torch.Tensor, g_target: torch.Tensor, mask=None) -> float:
     """Mean over the selected samples (all if `mask` is None) of the cosine similarity between the flattened
-    per-example gradients; a zero gradient counts as cosine 0. NaN when no sample is selected."""
-    a, b = g_surrogate.flatten(1).double(), g_target.flatten(1).double()
+    per-example gradients (`example_cosines`); a zero gradient counts as cosine 0. NaN when no sample is
+    selected."""
+    return mean_cosine(example_cosines(g_surrogate, g_target), mask)
+
+
+def mean_cosine(cosines: torch.Tensor, mask=None) -> float:
+    """Mean of per-example cosines over the samples selected by `mask` (all if None); NaN if none is."""
     if mask is not None:
-        m = torch.as_tensor(_bool(mask))
-        a, b = a[m], b[m]
-    if len(a) == 0:
-        return _nan
-    return float(F.cosine_similarity(a, b, dim=1, eps=1e-300).mean())
+        cosines = cosines[torch.as_tensor(_bool(mask))]
+    return _nan if len(cosines) == 0 else float(cosines.mean())
 
 
 def linear_cka(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:

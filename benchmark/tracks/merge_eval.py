@@ -1,14 +1,37 @@
 """The merge track: clean accuracy and normalized accuracy (merged / fine-tuned) of every merge method.
 
-One unit per (method, seed); it merges once and evaluates every task on its full test split.
+One unit per (method, seed); it takes the merged model (computed once per (method, seed), `RunContext.merged`)
+and evaluates every task on its full test split. The fine-tuned and pretrained reference accuracies do not
+depend on the method: each is computed once for the lifetime of the cache (kind `clean_accuracy`, keyed by
+the content digests of the weights).
 """
 
 import json
 
 import pandas as pd
+import torch
 
+from benchmark import trace
+from benchmark.cache import code_digest
 from benchmark.tracks.base import Track, Unit, register_track
 from benchmark.zoo import dataset_accuracy
+
+
+def reference_accuracy(ctx, encoder: str, task: str) -> float:
+    """Test accuracy of zoo encoder `encoder` (`pretrained` or `finetuned/<task>`) with `task`'s head."""
+    from benchmark.zoo import model
+
+    zoo = ctx.zoo
+    spec = {"artefact": "clean_accuracy", "encoder": ctx.weights_digest(encoder),
+            "head": ctx.weights_digest(f"head/{task}"), "task": task, "data": zoo.keys[f"head/{task}"],
+            "code": code_digest(model), "torch": torch.__version__}
+
+    def build() -> dict[str, torch.Tensor]:
+        state = zoo.pretrained if encoder == "pretrained" else zoo.finetuned[task]
+        acc = dataset_accuracy(zoo.classifier(state, task), ctx.data(task).test)
+        return {"accuracy": torch.tensor(acc, dtype=torch.float64)}
+
+    return float(ctx.cache.get_or_build("clean_accuracy", spec, build)["accuracy"])
 
 
 @register_track
@@ -30,13 +53,14 @@ class MergeEvalTrack(Track):
         rows = []
         for task in ctx.suite.task_names:
             test = ctx.data(task).test
-            zoo = ctx.zoo
+            trace.record("forward", what="merge_clean", method=d["method"], seed=d["seed"], task=task,
+                         images=len(test))
             clean = dataset_accuracy(ctx.target(merged, task), test)
-            ft = dataset_accuracy(zoo.classifier(zoo.finetuned[task], task), test)
+            ft = reference_accuracy(ctx, f"finetuned/{task}", task)
             rows.append({
                 "suite": ctx.suite.name, "suite_hash": ctx.suite.hash, "method": d["method"],
                 "hparams": d["hparams"], "seed": d["seed"], "task": task, "n": len(test), "clean_acc": clean,
-                "finetuned_acc": ft, "pretrained_acc": dataset_accuracy(zoo.classifier(zoo.pretrained, task), test),
+                "finetuned_acc": ft, "pretrained_acc": reference_accuracy(ctx, "pretrained", task),
                 "normalized_acc": clean / ft, "merge_seconds": merged.seconds,
             })
         df = pd.DataFrame(rows)
