@@ -27,6 +27,9 @@ CacheOpt = Annotated[
 ]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | csv | json | markdown")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+DeviceOpt = Annotated[str | None, typer.Option(
+    "--device", help="auto | cpu | cuda | cuda:<i> [env MERGESEC_DEVICE, default cpu]; torch's thread pin "
+    "($MERGESEC_THREADS, default 1) applies on the CPU only.")]
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -79,12 +82,15 @@ def run(
         "--workers", "-j", min=1, envvar="MERGESEC_WORKERS",
         help="Worker processes computing units (each on $MERGESEC_THREADS threads); results are identical.",
     )] = 1,
+    device: DeviceOpt = None,
 ) -> None:
     """Run a suite's tracks end to end into DuckDB (resumes; never duplicates rows)."""
     from benchmark import runner
+    from benchmark.device import use_device
     from benchmark.suites import load_suite
     from benchmark.tracks import TRACKS, get_track
 
+    use_device(device)
     s = load_suite(suite)
     tracks = track or list(TRACKS)
     for t in tracks:
@@ -105,16 +111,18 @@ def run(
 
 @app.command()
 def zoo(suite: SuiteOpt = "digits", cache: CacheOpt = None, quiet: QuietOpt = False,
-        fmt: FormatOpt = "table") -> None:
+        fmt: FormatOpt = "table", device: DeviceOpt = None) -> None:
     """Build (or load) the suite's model zoo and print its quality bars."""
     import time
 
+    from benchmark.device import use_device
     from benchmark.suites import load_suite
     from benchmark.zoo import build_zoo, zoo_report
 
+    dev = use_device(device)
     s = load_suite(suite)
     t0 = time.perf_counter()
-    z = build_zoo(s, _cache(cache), progress=not quiet)
+    z = build_zoo(s, _cache(cache), progress=not quiet, device=dev)
     seconds = time.perf_counter() - t0
     df = pd.DataFrame(zoo_report(z))
     emit(df, fmt)
@@ -285,14 +293,17 @@ def submit(
     memory_limit: MemoryLimitOpt = None,
     quiet: QuietOpt = False,
     fmt: FormatOpt = "table",
+    device: DeviceOpt = None,
 ) -> None:
     """Validate a submission, run every track it claims, store the results with provenance, print its ranks."""
     import time
 
+    from benchmark.device import use_device
     from benchmark.submissions.sandbox import Limits
     from benchmark.submissions.workflow import method_rows
     from benchmark.submissions.workflow import submit as run_submission
 
+    use_device(device)
     t0 = time.perf_counter()
     r = run_submission(submission, suite, db, cache, Limits.from_env(time_limit, memory_limit),
                        progress=not quiet, command=" ".join(["mergesec", *sys.argv[1:]]))
@@ -321,13 +332,16 @@ def reproduce(
     memory_limit: MemoryLimitOpt = None,
     quiet: QuietOpt = False,
     fmt: FormatOpt = "table",
+    device: DeviceOpt = None,
 ) -> None:
     """Re-run submissions from scratch (fresh cache and database) and compare every stored metric; exit 0 only
     if all match within the tolerance. The verdict is stored for the leaderboard's reproduced badge."""
+    from benchmark.device import use_device
     from benchmark.submissions.sandbox import Limits
     from benchmark.submissions.workflow import DEFAULT_TOLERANCE
     from benchmark.submissions.workflow import reproduce as run_reproduce
 
+    use_device(device)
     tol = DEFAULT_TOLERANCE if tolerance is None else tolerance
     verdicts = run_reproduce("all" if targets == ["all"] else list(targets), suite, db, tol,
                              Limits.from_env(time_limit, memory_limit), progress=not quiet)

@@ -31,14 +31,17 @@ class Zoo:
     finetuned: dict[str, StateDict]
     heads: dict[str, ClassificationHead]
     keys: dict[str, str] = field(default_factory=dict)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def encoder(self, state: StateDict) -> nn.Module:
+        """An eval-mode encoder with weights `state` on the zoo's device (the state dicts stay on the CPU)."""
         enc = build_encoder(self.suite.backbone)
         enc.load_state_dict(state)
-        return enc.eval()
+        return enc.to(self.device).eval()
 
     def classifier(self, state: StateDict, task: str, adapter: nn.Module | None = None) -> ImageClassifier:
-        """An eval-mode classifier for `task` with encoder weights `state`; parameters do not require grad."""
+        """An eval-mode classifier for `task` with encoder weights `state` on the zoo's device; parameters do not
+        require grad. It takes inputs on any device and returns logits on the input's device."""
         b = self.suite.backbone
         model = ImageClassifier(self.encoder(state), self.heads[task], b.mean, b.std, adapter)
         return model.eval().requires_grad_(False)
@@ -113,9 +116,11 @@ def _specs(suite: Suite, stages: Stages) -> dict[str, Any]:
     return out
 
 
-def build_zoo(suite: Suite, cache: Cache, progress: bool = True) -> Zoo:
-    """Build (or load from `cache`) the suite's zoo. Deterministic for a given suite and seed."""
+def build_zoo(suite: Suite, cache: Cache, progress: bool = True, device: torch.device | None = None) -> Zoo:
+    """Build (or load from `cache`) the suite's zoo, training on `device` (default CPU). Deterministic for a
+    given suite, seed and device; the cached state dicts are CPU tensors."""
     b, seed = suite.backbone, suite.recipe["seed"]
+    device = device or torch.device("cpu")
     stages = _stages(suite, progress)
     specs = _specs(suite, stages)
     pretrained = cache.get_or_build("pretrained", specs["pretrained"], stages.build_pretrained)
@@ -131,19 +136,19 @@ def build_zoo(suite: Suite, cache: Cache, progress: bool = True) -> Zoo:
         n_classes, dim = head_state["weight"].shape
         head = ClassificationHead(dim, n_classes)
         head.load_state_dict(head_state)
-        heads[t.name] = head.requires_grad_(False)
+        heads[t.name] = head.to(device).requires_grad_(False)
 
-        def build_ft(data=data, t=t, head=head) -> StateDict:
+        def build_ft(data=data, t=t, head=heads[t.name]) -> StateDict:
             enc = build_encoder(b)
             enc.load_state_dict(pretrained)
-            model = ImageClassifier(enc, head, b.mean, b.std)
+            model = ImageClassifier(enc.to(device), head, b.mean, b.std)
             finetune(model, data.train, finetune_recipe(suite, t.name), seed, desc=f"fine-tune {t.name}",
                      progress=progress)
-            return model.encoder.state_dict()
+            return {k: v.cpu() for k, v in model.encoder.state_dict().items()}
 
         finetuned[t.name] = cache.get_or_build("finetuned", specs[f"finetuned/{t.name}"], build_ft)
     keys = {name: content_hash(spec) for name, spec in specs.items()}
-    return Zoo(suite, pretrained, finetuned, heads, keys)
+    return Zoo(suite, pretrained, finetuned, heads, keys, device)
 
 
 def zoo_report(zoo: Zoo) -> list[dict[str, Any]]:
