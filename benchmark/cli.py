@@ -136,6 +136,25 @@ def zoo(suite: SuiteOpt = "digits", cache: CacheOpt = None, quiet: QuietOpt = Fa
         raise typer.Exit(1)
 
 
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(help="Checkpoint: a .safetensors file or a Hugging Face snapshot folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the converted FILE.safetensors.")],
+    from_: Annotated[str, typer.Option("--from", help="Format of SRC: hf-clip-vision (transformers CLIP).")
+                     ] = "hf-clip-vision",
+    model: Annotated[str, typer.Option("--model", help="Target open_clip architecture.")] = "ViT-B-32",
+    projection: Annotated[Path | None, typer.Option(
+        help="Base CLIP model holding visual_projection.weight (e.g. openai/clip-vit-base-patch32), if SRC "
+        "has none.")] = None,
+) -> None:
+    """Convert a checkpoint to open_clip's image tower (checked key by key against --model; safetensors)."""
+    from benchmark.zoo.convert import convert_checkpoint
+
+    state = convert_checkpoint(src, model, out, from_, projection)
+    typer.echo(f"{src} -> {out}: {len(state)} tensors, {sum(v.numel() for v in state.values()):,} parameters "
+               f"of open_clip {model}'s image tower")
+
+
 @app.command("list")
 def list_(what: Annotated[str | None, typer.Argument(
               help="suites | methods | tracks | attacks | defenses | submissions")] = None,
