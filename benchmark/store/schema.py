@@ -74,6 +74,11 @@ MIGRATIONS: list[list[str]] = [
             FROM backdoor_settings""",
         """CREATE VIEW backdoor_examples AS SELECT * EXCLUDE (unit_key) FROM backdoor_outcomes""",
     ],
+    # issue 15 (paper scale): a fine-tuned model with 0% accuracy (the smoke suite's random weights) has no
+    # normalised accuracy; it is stored as NULL instead of failing the run.
+    [
+        """ALTER TABLE merge_eval ALTER COLUMN normalized_acc DROP NOT NULL""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
