@@ -26,6 +26,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from benchmark.attacks import ATTACKS
 from benchmark.data import load_task
 from benchmark.device import describe, use_device
-from benchmark.suites import load_suite
+from benchmark.suites import Suite, load_suite
 from benchmark.zoo.backbone import build_encoder
 from benchmark.zoo.model import ClassificationHead, ImageClassifier, dataset_accuracy
 
@@ -64,6 +65,33 @@ def grads_per_image(attack: str, eps: float, steps: int) -> int:
     if not atk.iterative:
         return 1
     return steps * (1 + int(atk.params().get("N", 0)))
+
+
+def workload(proto: Suite) -> dict[str, Any]:
+    """What one seed of the 336 settings costs under `proto`'s transfer protocol, independent of the device:
+    each (task, attack) adversarial set crafted once on one surrogate; each (method, task, attack) target
+    evaluated on it (one forward per image); per (method, task) one clean pass with input gradients (the
+    gradient-alignment diagnostic). Plus the disk of all of the protocol's adversarial sets and its zoo."""
+    t, size = proto.transfer, int(proto.data["image_size"])
+    grads = {a: grads_per_image(a, t.eps, t.steps) for a in t.attacks[: SETTINGS["attacks"]]}
+    mt = SETTINGS["methods"] * SETTINGS["tasks"]
+    n_sets = len(proto.tasks) * len(t.surrogates) * len(t.attacks)
+    image_bytes = t.subset_size * 3 * size * size
+    with torch.device("meta"):
+        params = sum(v.numel() for v in build_encoder(proto.backbone).state_dict().values())
+    gib = 2**30
+    return {
+        "summary": f"{proto.name}: {mt * SETTINGS['attacks']} settings = {SETTINGS['methods']} methods x "
+                   f"{SETTINGS['tasks']} tasks x {SETTINGS['attacks']} attacks, {t.subset_size} images, input "
+                   f"gradients per image {grads}",
+        "crafting_grads": SETTINGS["tasks"] * t.subset_size * sum(grads.values()),
+        "eval_forwards": mt * (SETTINGS["attacks"] + 1) * t.subset_size,
+        "eval_grads": mt * t.subset_size,
+        "disk": f"{n_sets} adversarial sets ({len(proto.tasks)} tasks x {len(t.surrogates)} surrogates x "
+                f"{len(t.attacks)} attacks x {t.subset_size} images) = {n_sets * image_bytes * 4 / gib:.2f} GiB as "
+                f"float32, {n_sets * image_bytes / gib:.2f} GiB as uint8; zoo ({len(proto.tasks) + 1} encoders of "
+                f"{params:,} parameters) {(len(proto.tasks) + 1) * params * 4 / gib:.2f} GiB",
+    }
 
 
 def main() -> None:
@@ -126,28 +154,13 @@ def main() -> None:
     peak_dev = f", device {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.type == "cuda" else ""
     print(f"peak memory: host RSS {peak_host:.2f} GiB{peak_dev}")
 
-    t, proto = load_suite(args.protocol).transfer, load_suite(args.protocol)
-    # One seed of the 336 settings: every (task, attack) adversarial set crafted once on one surrogate; every
-    # (method, task, attack) target evaluated on it; per (method, task) one clean pass with input gradients.
-    grads = {a: grads_per_image(a, t.eps, t.steps) for a in t.attacks[: SETTINGS["attacks"]]}
-    crafting = SETTINGS["tasks"] * t.subset_size * sum(grads.values()) / raw_fb
-    mt = SETTINGS["methods"] * SETTINGS["tasks"]
-    evaluation = (mt * SETTINGS["attacks"] * t.subset_size + mt * t.subset_size) / raw_f + mt * t.subset_size / raw_fb
-    total = crafting + evaluation
-    print(f"projected ({proto.name} protocol), one seed of {mt * SETTINGS['attacks']} transfer settings "
-          f"({SETTINGS['methods']} methods x "
-          f"{SETTINGS['tasks']} tasks x {SETTINGS['attacks']} attacks, {t.subset_size} images, gradients per image "
-          f"{grads}): crafting {crafting / 3600:.2f} h + evaluation {evaluation / 3600:.2f} h = {total / 3600:.2f} h "
-          f"on this device (merges excluded)")
-    n_sets = len(proto.tasks) * len(t.surrogates) * len(t.attacks)
-    pixels = t.subset_size * 3 * size * size
-    params = sum(v.numel() for v in encoder.state_dict().values())
-    print(f"disk per seed of {proto.name}: {n_sets} adversarial sets ({len(proto.tasks)} tasks x "
-          f"{len(t.surrogates)} surrogates x "
-          f"{len(t.attacks)} attacks x {t.subset_size} images) = {n_sets * pixels * 4 / 2**30:.2f} GiB as float32, "
-          f"{n_sets * pixels / 2**30:.2f} GiB as uint8; zoo ({len(proto.tasks) + 1} encoders) "
-          f"{(len(proto.tasks) + 1) * params * 4 / 2**30:.2f} GiB")
-
+    work = workload(load_suite(args.protocol))
+    crafting, evaluation = work["crafting_grads"] / raw_fb, work["eval_forwards"] / raw_f + work["eval_grads"] / raw_fb
+    print(f"work per seed ({work['summary']}): {work['crafting_grads']:,} input gradients to craft, "
+          f"{work['eval_forwards']:,} forwards + {work['eval_grads']:,} input gradients to evaluate")
+    print(f"projected on this device: crafting {crafting / 3600:.2f} h + evaluation {evaluation / 3600:.2f} h = "
+          f"{(crafting + evaluation) / 3600:.2f} h (merges excluded)")
+    print(f"disk per seed: {work['disk']}")
 
 if __name__ == "__main__":
     main()

@@ -455,3 +455,20 @@ def test_smoke_suite_runs_all_three_tracks_on_cpu(tiny_checkpoint, tmp_path):
     assert sorted(merge.task) == ["cars", "gtsrb"] and set(merge.n) == {6}
     assert len(store.read("SELECT DISTINCT task, surrogate FROM transfer_metrics")) == 2 * 2
     assert store.read("SELECT backdoor_asr FROM backdoor_metrics").backdoor_asr.between(0, 1).all()
+
+
+def test_docs_paper_scale_numbers_match_the_throughput_benchmark():
+    """docs/suites.md quotes the work and disk of one seed that `benchmarks/throughput.py` prints."""
+    import importlib.util
+
+    path = SUITE_DIR.parents[1] / "benchmarks" / "throughput.py"
+    spec = importlib.util.spec_from_file_location("throughput", path)
+    throughput = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(throughput)
+    work = throughput.workload(load_suite("clip-vit-b32"))
+    docs = " ".join((SUITE_DIR.parents[1] / "docs" / "suites.md").read_text().split())
+    assert f"{work['crafting_grads']:,} input gradients to craft" in docs
+    assert f"{work['eval_forwards']:,} forwards and {work['eval_grads']:,} input gradients" in docs
+    assert work["disk"].replace(" x ", " × ") in docs
+    assert "VMI 60" in docs and "{'fgsm': 1, 'pgd': 10, 'mifgsm': 10, 'difgsm': 10, 'tifgsm': 10, 'vmifgsm': 60}" in \
+        work["summary"]
