@@ -33,6 +33,9 @@ ExecutorOpt = Annotated[str | None, typer.Option(
 RayAddressOpt = Annotated[str | None, typer.Option(
     "--ray-address", envvar="MERGESEC_RAY_ADDRESS",
     help="Ray cluster for --executor ray: auto | HOST:PORT [default $RAY_ADDRESS, else a local cluster].")]
+DeviceOpt = Annotated[str | None, typer.Option(
+    "--device", help="auto | cpu | cuda | cuda:<i> [env MERGESEC_DEVICE, default cpu]; torch's thread pin "
+    "($MERGESEC_THREADS, default 1) applies on the CPU only.")]
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -87,13 +90,16 @@ def run(
     )] = 1,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Run a suite's tracks end to end into DuckDB (resumes; never duplicates rows). Units run in this
     process, in -j worker processes, or as Ray tasks on a cluster (--executor ray); the rows are the same."""
     from benchmark import runner
+    from benchmark.device import use_device
     from benchmark.suites import load_suite
     from benchmark.tracks import TRACKS, get_track
 
+    use_device(device)
     s = load_suite(suite)
     tracks = track or list(TRACKS)
     for t in tracks:
@@ -115,16 +121,18 @@ def run(
 
 @app.command()
 def zoo(suite: SuiteOpt = "digits", cache: CacheOpt = None, quiet: QuietOpt = False,
-        fmt: FormatOpt = "table") -> None:
+        fmt: FormatOpt = "table", device: DeviceOpt = None) -> None:
     """Build (or load) the suite's model zoo and print its quality bars."""
     import time
 
+    from benchmark.device import use_device
     from benchmark.suites import load_suite
     from benchmark.zoo import build_zoo, zoo_report
 
+    dev = use_device(device)
     s = load_suite(suite)
     t0 = time.perf_counter()
-    z = build_zoo(s, _cache(cache), progress=not quiet)
+    z = build_zoo(s, _cache(cache), progress=not quiet, device=dev)
     seconds = time.perf_counter() - t0
     df = pd.DataFrame(zoo_report(z))
     emit(df, fmt)
@@ -136,6 +144,25 @@ def zoo(suite: SuiteOpt = "digits", cache: CacheOpt = None, quiet: QuietOpt = Fa
                f"{df.finetuned_acc.mean():.1%} (gap {gap:.1%}): {'MET' if gap >= 0.15 else 'NOT MET'}")
     if not ft_ok or gap < 0.15:
         raise typer.Exit(1)
+
+
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(help="Checkpoint: a .safetensors file or a Hugging Face snapshot folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the converted FILE.safetensors.")],
+    from_: Annotated[str, typer.Option("--from", help="Format of SRC: hf-clip-vision (transformers CLIP).")
+                     ] = "hf-clip-vision",
+    model: Annotated[str, typer.Option("--model", help="Target open_clip architecture.")] = "ViT-B-32",
+    projection: Annotated[Path | None, typer.Option(
+        help="Base CLIP model holding visual_projection.weight (e.g. openai/clip-vit-base-patch32), if SRC "
+        "has none.")] = None,
+) -> None:
+    """Convert a checkpoint to open_clip's image tower (checked key by key against --model; safetensors)."""
+    from benchmark.zoo.convert import convert_checkpoint
+
+    state = convert_checkpoint(src, model, out, from_, projection)
+    typer.echo(f"{src} -> {out}: {len(state)} tensors, {sum(v.numel() for v in state.values()):,} parameters "
+               f"of open_clip {model}'s image tower")
 
 
 @app.command("list")
@@ -295,14 +322,17 @@ def submit(
     memory_limit: MemoryLimitOpt = None,
     quiet: QuietOpt = False,
     fmt: FormatOpt = "table",
+    device: DeviceOpt = None,
 ) -> None:
     """Validate a submission, run every track it claims, store the results with provenance, print its ranks."""
     import time
 
+    from benchmark.device import use_device
     from benchmark.submissions.sandbox import Limits
     from benchmark.submissions.workflow import method_rows
     from benchmark.submissions.workflow import submit as run_submission
 
+    use_device(device)
     t0 = time.perf_counter()
     r = run_submission(submission, suite, db, cache, Limits.from_env(time_limit, memory_limit),
                        progress=not quiet, command=" ".join(["mergesec", *sys.argv[1:]]))
@@ -331,13 +361,16 @@ def reproduce(
     memory_limit: MemoryLimitOpt = None,
     quiet: QuietOpt = False,
     fmt: FormatOpt = "table",
+    device: DeviceOpt = None,
 ) -> None:
     """Re-run submissions from scratch (fresh cache and database) and compare every stored metric; exit 0 only
     if all match within the tolerance. The verdict is stored for the leaderboard's reproduced badge."""
+    from benchmark.device import use_device
     from benchmark.submissions.sandbox import Limits
     from benchmark.submissions.workflow import DEFAULT_TOLERANCE
     from benchmark.submissions.workflow import reproduce as run_reproduce
 
+    use_device(device)
     tol = DEFAULT_TOLERANCE if tolerance is None else tolerance
     verdicts = run_reproduce("all" if targets == ["all"] else list(targets), suite, db, tol,
                              Limits.from_env(time_limit, memory_limit), progress=not quiet)

@@ -19,6 +19,7 @@ from torch import nn
 from benchmark import trace
 from benchmark.cache import ByteLRU, Cache, code_digest, state_digest
 from benchmark.data import TaskData, load_task
+from benchmark.device import default_device
 from benchmark.hashing import content_hash
 from benchmark.suites import Suite
 from benchmark.types import StateDict
@@ -56,15 +57,17 @@ SECONDS = "__merge_seconds__"  # the merge's wall time, stored beside the weight
 class RunContext:
     """Lazily built, memoised inputs of a run. Everything here is a function of the suite and the cache."""
 
-    def __init__(self, suite: Suite, cache: Cache, progress: bool = True):
+    def __init__(self, suite: Suite, cache: Cache, progress: bool = True, device: torch.device | None = None):
         self.suite, self.cache, self.progress = suite, cache, progress
+        # where models compute (benchmark.device; default $MERGESEC_DEVICE, else the CPU); results: CPU
+        self.device = device if device is not None else default_device()
         self._data: dict[str, TaskData] = {}
         self._merged = ByteLRU(MERGED_MEMO_BYTES)
         self._digests: dict[str, str] = {}
 
     @cached_property
     def zoo(self) -> Zoo:
-        return build_zoo(self.suite, self.cache, self.progress)
+        return build_zoo(self.suite, self.cache, self.progress, self.device)
 
     def data(self, task: str) -> TaskData:
         if task not in self._data:

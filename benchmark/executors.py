@@ -119,5 +119,6 @@ def make_executor(name: str | None, ctx: RunContext, workers: int = 1, ray_addre
     if name == "ray":
         from benchmark.ray_executor import RayExecutor, UnitResources
 
-        return RayExecutor(ctx.suite, ctx.cache, ray_address, UnitResources.of(ctx.suite, ray_cpus, ray_gpus))
+        return RayExecutor(ctx.suite, ctx.cache, ray_address, UnitResources.of(ctx.suite, ray_cpus, ray_gpus),
+                           device=str(ctx.device))
     raise UnknownNameError("executor", name, list(EXECUTORS))

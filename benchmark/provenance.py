@@ -48,6 +48,7 @@ def hardware() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "device": os.environ.get("MERGESEC_DEVICE") or "cpu",  # benchmark.device: where the models computed
     }
 
 

@@ -87,13 +87,14 @@ def cache_id(cache: Cache) -> str:
     return path.read_text().strip()
 
 
-_CONTEXTS: dict[tuple[str, str], Any] = {}
+_CONTEXTS: dict[tuple[str, str, str], Any] = {}
 
 
-def run_unit_on_worker(raw: dict[str, Any], cache_root: str, token: str, threads: int, unit: Unit
-                       ) -> tuple[dict[str, pd.DataFrame], float]:
-    """Body of the Ray task: one unit in this worker process, with a `RunContext` kept for the later units
-    of the same suite and cache (the memos of a worker, as in `ProcessExecutor`)."""
+def run_unit_on_worker(raw: dict[str, Any], cache_root: str, token: str, threads: int, unit: Unit,
+                       device: str = "cpu") -> tuple[dict[str, pd.DataFrame], float]:
+    """Body of the Ray task: one unit in this worker process on `device` (a GPU task sees only the GPU Ray
+    gave it, as `cuda`), with a `RunContext` kept for the later units of the same suite and cache (the memos
+    of a worker, as in `ProcessExecutor`)."""
     import torch
 
     from benchmark.context import RunContext
@@ -111,10 +112,10 @@ def run_unit_on_worker(raw: dict[str, Any], cache_root: str, token: str, threads
             "filesystem (NFS, CephFS, Lustre) at that path on every node, or pass a shared --cache")
     torch.set_num_threads(threads)
     suite = Suite(raw=raw)
-    key = (suite.hash, cache_root)
+    key = (suite.hash, cache_root, device)
     if key not in _CONTEXTS:
         _CONTEXTS.clear()
-        _CONTEXTS[key] = RunContext(suite, Cache(root), progress=False)
+        _CONTEXTS[key] = RunContext(suite, Cache(root), progress=False, device=torch.device(device))
     return execute(unit, _CONTEXTS[key])
 
 
@@ -127,10 +128,10 @@ class RayExecutor:
 
     def __init__(self, suite: Suite, cache: Cache, address: str | None = None,
                  resources: UnitResources | None = None, threads: int | None = None,
-                 max_in_flight: int | None = None, max_retries: int = MAX_RETRIES):
+                 max_in_flight: int | None = None, max_retries: int = MAX_RETRIES, device: str = "cpu"):
         import torch
 
-        self.suite, self.cache, self.address = suite, cache, address
+        self.suite, self.cache, self.address, self.device = suite, cache, address, device
         self.resources = resources or UnitResources.of(suite)
         self.threads = threads or torch.get_num_threads()
         self.max_in_flight, self.max_retries = max_in_flight, max_retries
@@ -167,7 +168,7 @@ class RayExecutor:
             try:
                 while True:
                     while len(running) < window and (unit := next(pending, None)) is not None:
-                        running[task.remote(raw, root, token, self.threads, unit)] = unit
+                        running[task.remote(raw, root, token, self.threads, unit, self.device)] = unit
                     if not running:
                         return
                     ready, _ = ray.wait(list(running), num_returns=1)

@@ -53,7 +53,8 @@ def register_suite(store: Store, ctx: RunContext) -> None:
     for name, key in ctx.zoo.keys.items():
         role, _, task = name.partition("/")
         store.upsert("models", ["model_key"], {"model_key": key, "suite_hash": suite.hash, "role": role,
-                                               "task": task or None, "spec": {"name": name}})
+                                               "task": task or None,
+                                               "spec": {"name": name, **ctx.zoo.sources.get(name, {})}})
 
 
 def register_methods(store: Store, methods: list[str]) -> None:

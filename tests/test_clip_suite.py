@@ -2,6 +2,7 @@
 random weights saved as a local .safetensors checkpoint, tiny local `datasets` copies, the same code path
 (hf_task -> zero-shot heads -> build_zoo) the real suite runs."""
 
+import hashlib
 import json
 
 import datasets
@@ -13,12 +14,12 @@ import torch
 import torch.nn.functional as F
 import yaml
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from benchmark.cache import Cache
 from benchmark.data import load_task
 from benchmark.data.hf import DATA_DIR_ENV
-from benchmark.errors import CheckpointError, MissingResourceError
+from benchmark.errors import CheckpointError, MergesecError, MissingResourceError
 from benchmark.suites import SUITE_DIR, load_suite
 from benchmark.zoo import build_zoo
 from benchmark.zoo.backbone import build_encoder
@@ -95,6 +96,7 @@ def tiny_clip_raw(checkpoint) -> dict:
     ]
     raw["backbone"].update(model_name=TINY_MODEL, pretrained=str(checkpoint))
     raw["recipe"]["finetune"].update(epochs={t: 1 for t in TASKS}, batch_size=64, warmup_steps=0)
+    del raw["recipe"]["finetuned"]  # fine-tune here; the published-checkpoint path has tests of its own
     return raw
 
 
@@ -111,7 +113,7 @@ def test_shipped_suite_parses_with_eight_tasks():
     assert s.data["source"] == "huggingface" and s.data["image_size"] == 224
     assert s.data["dev"] == {"fraction": 0.1, "max_size": 5000, "seed": 0}
     assert s.backbone.kind == "open_clip" and s.backbone.model_name == "ViT-B-32"
-    assert s.backbone.pretrained == "openai"
+    assert s.backbone.pretrained == "openai" and s.recipe["finetuned"] == {"source": "fusionbench"}
     assert s.backbone.mean == open_clip.OPENAI_DATASET_MEAN and s.backbone.std == open_clip.OPENAI_DATASET_STD
     assert set(s.recipe["finetune"]["epochs"]) == set(s.task_names)
     assert set(s.merge_methods) == set(load_suite("digits").merge_methods)
@@ -300,3 +302,173 @@ def test_pickled_checkpoint_is_refused(tiny_suite, tmp_path, monkeypatch):
     monkeypatch.setenv(CHECKPOINT_ENV, str(path))
     with pytest.raises(CheckpointError, match=r"only \.safetensors.*model\.safetensors"):
         load_clip(tiny_suite.backbone)
+
+
+# -- published checkpoints (recipe.finetuned) ------------------------------------------------------------------
+def _hf_tiny(seed: int):
+    """A transformers CLIP vision model (+ projection) of TINY_CONFIG's image tower, seeded."""
+    transformers = pytest.importorskip("transformers")
+    v = TINY_CONFIG["vision_cfg"]
+    cfg = transformers.CLIPVisionConfig(
+        hidden_size=v["width"], intermediate_size=4 * v["width"], num_hidden_layers=v["layers"],
+        num_attention_heads=v["width"] // v["head_width"], image_size=v["image_size"], patch_size=v["patch_size"],
+        projection_dim=TINY_CONFIG["embed_dim"], hidden_act="quick_gelu")
+    torch.manual_seed(seed)
+    return transformers.CLIPVisionModelWithProjection(cfg).eval()
+
+
+def _write_hub_files(folder, model, base: bool) -> None:
+    """As on the hub: a task model is a CLIPVisionModel (transformers 4.x keys, no projection); the base file
+    (openai/clip-vit-base-patch32) has the projection (and a text tower, ignored)."""
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if base or k.startswith("vision_model.")}
+    if base:
+        state["text_projection.weight"] = torch.zeros(2, 2)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(folder / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """A local folder and a Hugging Face hub cache holding the same tiny published checkpoints."""
+    root = tmp_path_factory.mktemp("published")
+    models = {"_pretrained_": _hf_tiny(0), "alpha": _hf_tiny(1), "beta": _hf_tiny(2)}
+    for name, model in models.items():
+        _write_hub_files(root / "local" / name, model, base=name == "_pretrained_")
+        repo = root / "hub" / f"models--org--{name.strip('_')}"
+        _write_hub_files(repo / "snapshots" / f"{name.strip('_')}c0ffee", model, base=name == "_pretrained_")
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text(f"{name.strip('_')}c0ffee")
+    return root, models
+
+
+def _published_suite(tmp_path, tiny_checkpoint, source):
+    raw = tiny_clip_raw(tiny_checkpoint)
+    raw["recipe"]["finetuned"] = source
+    return write_suite(tmp_path / "clip-published.yaml", raw)
+
+
+@pytest.mark.parametrize("where", ["local", "hub"])
+def test_published_checkpoints_are_the_zoo_with_pins_recorded(where, published, tiny_suite, tiny_checkpoint,
+                                                              tmp_path, monkeypatch):
+    from benchmark.context import RunContext
+    from benchmark.runner import register_suite
+    from benchmark.store import Store
+
+    root, models = published
+    if where == "local":
+        source = {"source": str(root / "local")}
+    else:
+        monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(root / "hub"))
+        source = {"source": "fusionbench", "repos": {n: f"org/{n.strip('_')}" for n in models}}
+    suite = _published_suite(tmp_path, tiny_checkpoint, source)
+    zoo = build_zoo(suite, Cache(tmp_path / "cache"), progress=False)
+    x = torch.rand(2, 3, 32, 32)
+    for name, model in models.items():
+        state = zoo.pretrained if name == "_pretrained_" else zoo.finetuned[name]
+        with torch.no_grad():  # the zoo's encoder is the published model, projection from the base file
+            projection = models["_pretrained_"].visual_projection.weight
+            expected = model.vision_model(pixel_values=x).pooler_output @ projection.T
+            torch.testing.assert_close(zoo.encoder(state)(x), expected, atol=2e-5, rtol=1e-4)
+    pin = zoo.sources["finetuned/alpha"]
+    if where == "hub":
+        assert pin == {"repo": "org/alpha", "revision": "alphac0ffee"}
+    else:
+        digest = hashlib.sha256((root / "local" / "alpha" / "model.safetensors").read_bytes()).hexdigest()
+        assert pin == {"file": "alpha/model.safetensors", "sha256": digest}
+    store = Store(tmp_path / "r.duckdb")
+    store.migrate()
+    register_suite(store, RunContext(suite, Cache(tmp_path / "cache"), progress=False))
+    rows = store.read("SELECT spec FROM models WHERE task = 'alpha' AND role = 'finetuned'")
+    specs = [json.loads(s) for s in rows.spec]
+    assert specs == [{"name": "finetuned/alpha", **pin}]
+
+
+def test_published_checkpoint_of_another_backbone_names_the_key(published, tiny_checkpoint, data_dir, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.setenv(DATA_DIR_ENV, str(data_dir))
+    root, _models = published
+    folder = tmp_path / "wrong"
+    for name in ("_pretrained_", "alpha", "beta"):
+        (folder / name).mkdir(parents=True)
+        state = load_file(str(root / "local" / name / "model.safetensors"))
+        if name == "beta":  # one layer short
+            state = {k: v for k, v in state.items() if ".layers.1." not in k}
+        save_file(state, str(folder / name / "model.safetensors"))
+    suite = _published_suite(tmp_path, tiny_checkpoint, {"source": str(folder)})
+    with pytest.raises(CheckpointError, match=r"\(beta\): key 'transformer\.resblocks\.1\.[a-z_.0-9]+' of the "
+                                              "suite's backbone is missing"):
+        build_zoo(suite, Cache(tmp_path / "cache"), progress=False)
+
+
+def test_published_checkpoints_not_cached_offline_say_how_to_get_them(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    raw = tiny_clip_raw(tiny_checkpoint)
+    raw["tasks"][0]["name"] = "sun397"
+    raw["recipe"]["finetune"]["epochs"] = {"sun397": 1, "beta": 1}
+    raw["recipe"]["finetuned"] = {"source": "fusionbench", "repos": {"beta": "org/beta"}}
+    with pytest.raises(MissingResourceError, match=r"openai/clip-vit-base-patch32 is not in the Hugging Face "
+                                                   r"hub cache.*hf download openai/clip-vit-base-patch32.*"
+                                                   r"HF_HUB_OFFLINE=1"):
+        build_zoo(write_suite(tmp_path / "s.yaml", raw), Cache(tmp_path / "cache"), progress=False)
+    raw["tasks"][1]["name"] = "flowers"
+    with pytest.raises(MergesecError, match=r"no CLIP ViT-B/32 model for task\(s\) \['flowers'\]"):
+        build_zoo(write_suite(tmp_path / "s.yaml", raw), Cache(tmp_path / "cache"), progress=False)
+
+
+# -- the smoke suite: random ViT-B-32 weights, synthetic data in the tasks' shapes --------------------------------
+def test_smoke_suite_is_the_paper_protocol_on_synthetic_data():
+    smoke, paper = load_suite("clip-vit-b32-smoke"), load_suite("clip-vit-b32")
+    assert smoke.data["source"] == "synthetic" and smoke.data["image_size"] == 224
+    assert smoke.backbone.pretrained == "random" and smoke.backbone.model_name == "ViT-B-32"
+    assert [(t.name, t.n_classes) for t in smoke.tasks] == [(t.name, t.n_classes) for t in paper.tasks]
+    assert smoke.merge_methods == paper.merge_methods and smoke.backdoor == paper.backdoor
+    assert smoke.transfer.attacks == paper.transfer.attacks and smoke.transfer.eps == paper.transfer.eps
+    assert smoke.recipe["finetune"] == paper.recipe["finetune"] and not smoke.recipe["finetuned"]
+    data = load_task(smoke, "sun397")
+    x, y = data.test[400 % len(data.test)]
+    assert x.shape == (3, 224, 224) and x.min() >= 0 and x.max() <= 1 and int(y) == (400 % len(data.test)) % 397
+    assert torch.equal(data.test[3][0], load_task(smoke, "sun397").test[3][0])  # generated, deterministically
+    assert torch.equal(data.test.targets, torch.arange(len(data.test)) % 397)
+
+
+def test_smoke_suite_runs_all_three_tracks_on_cpu(tiny_checkpoint, tmp_path):
+    """The clip-vit-b32 smoke path end to end (tiny sizes): random weights, synthetic data, all three tracks."""
+    from benchmark import runner
+    from benchmark.store import Store
+
+    raw = load_suite("clip-vit-b32-smoke").raw  # `extends` resolved: the whole protocol
+    raw["backbone"]["model_name"] = TINY_MODEL
+    raw["data"].update(image_size=32, synthetic={"train": 16, "test": 6, "seed": 0})
+    raw["tasks"] = [t for t in raw["tasks"] if t["name"] in ("gtsrb", "cars")]  # the adversary and off-task target
+    raw["recipe"]["finetune"].update(epochs=1, batch_size=16, warmup_steps=0)
+    raw["transfer"].update(attacks=["pgd"], subset_size=3)
+    bd = raw["backdoor"]
+    bd.update(methods=["task_arithmetic"], defenses={"ibvs": bd["defenses"]["ibvs"]}, adversary_task="gtsrb",
+              attacks=[{**bd["attacks"][0], "patch_size": 4}])
+    suite = write_suite(tmp_path / "smoke-tiny.yaml", raw)
+    assert suite.backbone.pretrained == "random" and suite.data["source"] == "synthetic"
+    store = Store(tmp_path / "r.duckdb")
+    summary = runner.run(suite, ["merge", "transfer", "backdoor"], store, Cache(tmp_path / "cache"),
+                         ["task_arithmetic"], progress=False)
+    assert summary.units_run == summary.units_total > 0
+    merge = store.read("SELECT task, n, clean_acc FROM merge_eval")
+    assert sorted(merge.task) == ["cars", "gtsrb"] and set(merge.n) == {6}
+    assert len(store.read("SELECT DISTINCT task, surrogate FROM transfer_metrics")) == 2 * 2
+    assert store.read("SELECT backdoor_asr FROM backdoor_metrics").backdoor_asr.between(0, 1).all()
+
+
+def test_docs_paper_scale_numbers_match_the_throughput_benchmark():
+    """docs/suites.md quotes the work and disk of one seed that `benchmarks/throughput.py` prints."""
+    import importlib.util
+
+    path = SUITE_DIR.parents[1] / "benchmarks" / "throughput.py"
+    spec = importlib.util.spec_from_file_location("throughput", path)
+    throughput = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(throughput)
+    work = throughput.workload(load_suite("clip-vit-b32"))
+    docs = " ".join((SUITE_DIR.parents[1] / "docs" / "suites.md").read_text().split())
+    assert f"{work['crafting_grads']:,} input gradients to craft" in docs
+    assert f"{work['eval_forwards']:,} forwards and {work['eval_grads']:,} input gradients" in docs
+    assert work["disk"].replace(" x ", " × ") in docs
+    assert "VMI 60" in docs and "{'fgsm': 1, 'pgd': 10, 'mifgsm': 10, 'difgsm': 10, 'tifgsm': 10, 'vmifgsm': 60}" in \
+        work["summary"]

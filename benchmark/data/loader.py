@@ -1,5 +1,6 @@
 """Dispatch from a suite's data source to its loader."""
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -22,8 +23,15 @@ class TaskData:
     classnames: list[str]
 
 
-SOURCES = ("sklearn_digits", "huggingface")
+SOURCES = ("sklearn_digits", "huggingface", "synthetic")
 BATCH_SIZE = 512  # as `predict`: the same batches, so the same floats, as evaluating the tensors
+WORKERS_ENV = "MERGESEC_DATA_WORKERS"
+
+
+def loader_workers() -> int:
+    """Worker processes that decode images for a DataLoader: `$MERGESEC_DATA_WORKERS` (default 0, in this
+    process). Item order never depends on it (the sampler runs here), so neither do results."""
+    return int(os.environ.get(WORKERS_ENV, "0") or 0)
 
 
 def batches(ds: Dataset, batch_size: int = BATCH_SIZE) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -34,7 +42,9 @@ def batches(ds: Dataset, batch_size: int = BATCH_SIZE) -> Iterator[tuple[torch.T
         for i in range(0, len(y), batch_size):
             yield x[i : i + batch_size], y[i : i + batch_size]
     else:
-        yield from DataLoader(ds, batch_size=batch_size, shuffle=False)
+        workers = loader_workers()
+        yield from DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
+                              persistent_workers=False, prefetch_factor=2 if workers else None)
 
 
 def tensors(ds: Dataset, indices: Sequence[int] | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,6 +70,10 @@ def load_task(suite: Suite, task: str) -> TaskData:
         from benchmark.data.hf import hf_task
 
         return hf_task(suite, suite.task(task))
+    if source == "synthetic":
+        from benchmark.data.synthetic import synthetic_task
+
+        return synthetic_task(suite, suite.task(task))
     raise UnknownNameError("data source", source, list(SOURCES))
 
 

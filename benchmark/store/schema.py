@@ -79,6 +79,11 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE runs ADD COLUMN driver_host VARCHAR",
         "ALTER TABLE runs ADD COLUMN driver_pid INTEGER",
     ],
+    # issue 15 (paper scale): a fine-tuned model with 0% accuracy (the smoke suite's random weights) has no
+    # normalised accuracy; it is stored as NULL instead of failing the run.
+    [
+        """ALTER TABLE merge_eval ALTER COLUMN normalized_acc DROP NOT NULL""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -148,6 +148,14 @@ class Suite:
         return self.raw.get("backdoor", {})
 
 
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `override` merged in: mappings recursively, anything else (lists included) replaced."""
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
 def list_suites() -> list[str]:
     """Names of the suites shipped with mergesec."""
     return sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
@@ -162,6 +170,8 @@ def load_suite(name_or_path: str | Path | None = None) -> Suite:
         if not path.exists():
             raise UnknownNameError("suite", str(name_or_path), list_suites())
     raw = yaml.safe_load(path.read_text())
+    if isinstance(raw, dict) and "extends" in raw:  # a variant: the named suite with these sections merged in
+        raw = _merge(load_suite(raw.pop("extends")).raw, raw)
     required = ("name", "version", "data", "tasks", "backbone", "recipe", "merging", "transfer")
     missing = [k for k in required if k not in (raw or {})]
     if missing:

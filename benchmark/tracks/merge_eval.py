@@ -61,7 +61,7 @@ class MergeEvalTrack(Track):
                 "suite": ctx.suite.name, "suite_hash": ctx.suite.hash, "method": d["method"],
                 "hparams": d["hparams"], "seed": d["seed"], "task": task, "n": len(test), "clean_acc": clean,
                 "finetuned_acc": ft, "pretrained_acc": reference_accuracy(ctx, "pretrained", task),
-                "normalized_acc": clean / ft, "merge_seconds": merged.seconds,
+                "normalized_acc": clean / ft if ft else None, "merge_seconds": merged.seconds,
             })
         df = pd.DataFrame(rows)
         df["hparams"] = df["hparams"].map(lambda h: json.dumps(h, sort_keys=True))

@@ -8,8 +8,8 @@ to L2-normalised image features with a zero bias, which is exactly CLIP's zero-s
 
 Weights: `$MERGESEC_CLIP_CHECKPOINT` if set (a local `.safetensors` file with the full CLIP state dict), else
 the suite's `backbone.pretrained`: an open_clip pretrained tag (e.g. `openai`, read from the Hugging Face hub
-cache or downloaded) or a path to a `.safetensors` file. Missing weights raise `MissingResourceError` with
-the fix.
+cache or downloaded), a path to a `.safetensors` file, or `random` (seeded initialisation; smoke suites).
+Missing weights raise `MissingResourceError` with the fix.
 """
 
 import os
@@ -74,9 +74,17 @@ def _missing_weights(spec: BackboneSpec, weights: str, tried: str) -> MissingRes
     )
 
 
+RANDOM = "random"  # backbone.pretrained: seeded random weights (the smoke suite: the code path, no download)
+
+
 def load_clip(spec: BackboneSpec) -> nn.Module:
-    """The full open_clip CLIP model (image and text towers) with the suite's pretrained weights, eval mode."""
+    """The full open_clip CLIP model (image and text towers) with the suite's pretrained weights, eval mode.
+    `pretrained: random` gives open_clip's initialisation under torch seed 0 (the same weights every time)."""
     weights = resolve_weights(spec)
+    if weights == RANDOM:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return open_clip.create_model(spec.model_name, **spec.config).eval().requires_grad_(False)
     is_tag = weights in open_clip.list_pretrained_tags_by_model(spec.model_name)
     if not is_tag:
         path = Path(weights).expanduser()

@@ -16,7 +16,10 @@ class ClassificationHead(nn.Linear):
 class ImageClassifier(nn.Module):
     """encoder -> (optional per-task adapter) -> head, on inputs in [0, 1].
 
-    Attacks work in [0, 1] pixel space and never see the normalisation, as the protocol fixes.
+    Attacks work in [0, 1] pixel space and never see the normalisation, as the protocol fixes. The head and
+    adapter are moved (in place) to the encoder's device; inputs may live on any device: they are moved to the
+    model's (differentiably, so input gradients still reach them) and the logits come back on the input's
+    device, so CPU-side code (labels, losses, `.numpy()`) works unchanged when the model is on an accelerator.
     """
 
     def __init__(
@@ -28,17 +31,22 @@ class ImageClassifier(nn.Module):
         adapter: nn.Module | None = None,
     ):
         super().__init__()
-        self.encoder, self.head, self.adapter = encoder, head, adapter
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        device = next(encoder.parameters()).device
+        self.encoder, self.head = encoder, head.to(device)
+        self.adapter = adapter.to(device) if adapter is not None else None
+        self.register_buffer("mean", torch.tensor(mean, device=device).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, device=device).view(1, -1, 1, 1), persistent=False)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The features the head sees (after the adapter, before normalisation by the head)."""
-        f = self.encoder((x - self.mean) / self.std)
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.encoder((x.to(self.mean.device) - self.mean) / self.std)
         return self.adapter(f) if self.adapter is not None else f
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The features the head sees (after the adapter, before normalisation by the head), on x's device."""
+        return self._features(x).to(x.device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.head(self._features(x)).to(x.device)
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from benchmark.data import tensors
+from benchmark.data.loader import loader_workers
 from benchmark.zoo.model import ClassificationHead, ImageClassifier
 
 
@@ -39,7 +40,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     sim = z @ z.T / temperature
     sim.fill_diagonal_(float("-inf"))
     n = len(z1)
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return F.cross_entropy(sim, target)
 
 
@@ -58,9 +59,9 @@ def pretrain_simclr(
     """Self-supervised SimCLR pretraining of `encoder` on unlabelled `images` (in place; returned)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    dim = encoder.output_dim
-    proj = nn.Sequential(nn.Linear(dim, 4 * dim), nn.ReLU(), nn.Linear(4 * dim, dim))
-    mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    dim, device = encoder.output_dim, next(encoder.parameters()).device
+    proj = nn.Sequential(nn.Linear(dim, 4 * dim), nn.ReLU(), nn.Linear(4 * dim, dim)).to(device)
+    mean_t, std_t = _normalisation(mean, std, device)
     params = list(encoder.parameters()) + list(proj.parameters())
     opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     bs, epochs = cfg["batch_size"], cfg["epochs"]
@@ -71,7 +72,7 @@ def pretrain_simclr(
         perm = torch.randperm(len(images), generator=gen)
         for i in range(0, len(images), bs):
             x = images[perm[i : i + bs]]
-            v1, v2 = random_affine(x, gen), random_affine(x, gen)
+            v1, v2 = random_affine(x, gen).to(device), random_affine(x, gen).to(device)
             z1 = proj(encoder((v1 - mean_t) / std_t))
             z2 = proj(encoder((v2 - mean_t) / std_t))
             loss = nt_xent(z1, z2, cfg["temperature"])
@@ -82,11 +83,16 @@ def pretrain_simclr(
     return encoder.eval()
 
 
+def _normalisation(mean, std, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1)
+
+
 @torch.no_grad()
 def _features(encoder: nn.Module, x: torch.Tensor, mean, std) -> torch.Tensor:
+    """Normalised features of `x` (on the CPU) by `encoder` (on any device)."""
     encoder.eval()
-    mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
-    return F.normalize(encoder((x - mean_t) / std_t), dim=-1)
+    mean_t, std_t = _normalisation(mean, std, next(encoder.parameters()).device)
+    return F.normalize(encoder((x.to(mean_t.device) - mean_t) / std_t), dim=-1).cpu()
 
 
 def fit_probe(
@@ -134,7 +140,8 @@ def finetune(
     model.head.requires_grad_(False)
     params = [p for p in model.encoder.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    loader = DataLoader(train, batch_size=cfg["batch_size"], shuffle=True, generator=gen, drop_last=False)
+    loader = DataLoader(train, batch_size=cfg["batch_size"], shuffle=True, generator=gen, drop_last=False,
+                        num_workers=loader_workers())
     total = cfg["epochs"] * len(loader)
     sched = _cosine_lr(opt, total, cfg.get("warmup_steps", 0))
     model.train()

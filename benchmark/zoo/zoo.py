@@ -19,6 +19,7 @@ from benchmark.suites import Suite, TaskSpec
 from benchmark.types import StateDict
 from benchmark.zoo.backbone import build_encoder
 from benchmark.zoo.model import ClassificationHead, ImageClassifier, dataset_accuracy
+from benchmark.zoo.public import PRETRAINED, PublicCheckpoints
 from benchmark.zoo.train import finetune, fit_probe, pretrain_simclr
 
 
@@ -31,14 +32,18 @@ class Zoo:
     finetuned: dict[str, StateDict]
     heads: dict[str, ClassificationHead]
     keys: dict[str, str] = field(default_factory=dict)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)  # published weights: name -> repo+commit/sha
 
     def encoder(self, state: StateDict) -> nn.Module:
+        """An eval-mode encoder with weights `state` on the zoo's device (the state dicts stay on the CPU)."""
         enc = build_encoder(self.suite.backbone)
         enc.load_state_dict(state)
-        return enc.eval()
+        return enc.to(self.device).eval()
 
     def classifier(self, state: StateDict, task: str, adapter: nn.Module | None = None) -> ImageClassifier:
-        """An eval-mode classifier for `task` with encoder weights `state`; parameters do not require grad."""
+        """An eval-mode classifier for `task` with encoder weights `state` on the zoo's device; parameters do not
+        require grad. It takes inputs on any device and returns logits on the input's device."""
         b = self.suite.backbone
         model = ImageClassifier(self.encoder(state), self.heads[task], b.mean, b.std, adapter)
         return model.eval().requires_grad_(False)
@@ -95,10 +100,10 @@ def finetune_recipe(suite: Suite, task: str) -> dict[str, Any]:
     return task_recipe(suite.recipe["finetune"], task)
 
 
-def _specs(suite: Suite, stages: Stages) -> dict[str, Any]:
-    """What each zoo artefact depends on (the cache keys' contents)."""
+def _specs(suite: Suite, stages: Stages, public: PublicCheckpoints | None) -> dict[str, Any]:
+    """What each zoo artefact depends on (the cache keys' contents); published encoders are keyed by their pin."""
     base = {"data": suite.data, "backbone": suite.raw["backbone"], "seed": suite.recipe["seed"]}
-    pre = {"stage": "pretrain", **base, "recipe": stages.pretrain_recipe}
+    pre = public.spec(PRETRAINED) if public else {"stage": "pretrain", **base, "recipe": stages.pretrain_recipe}
     pre_key = content_hash(pre)
     out: dict[str, Any] = {"pretrained": pre}
     for t in suite.tasks:
@@ -106,19 +111,23 @@ def _specs(suite: Suite, stages: Stages) -> dict[str, Any]:
         head = {"stage": stages.head_stage, "pretrained": pre_key, "task": task, "recipe": stages.head_recipe,
                 **base}
         out[f"head/{t.name}"] = head
-        out[f"finetuned/{t.name}"] = {
+        out[f"finetuned/{t.name}"] = public.spec(t.name) if public else {
             "stage": "finetune", "head": content_hash(head), "task": task,
             "recipe": finetune_recipe(suite, t.name), **base
         }
     return out
 
 
-def build_zoo(suite: Suite, cache: Cache, progress: bool = True) -> Zoo:
-    """Build (or load from `cache`) the suite's zoo. Deterministic for a given suite and seed."""
+def build_zoo(suite: Suite, cache: Cache, progress: bool = True, device: torch.device | None = None) -> Zoo:
+    """Build (or load from `cache`) the suite's zoo, training on `device` (default CPU). Deterministic for a
+    given suite, seed and device; the cached state dicts are CPU tensors."""
     b, seed = suite.backbone, suite.recipe["seed"]
+    device = device or torch.device("cpu")
     stages = _stages(suite, progress)
-    specs = _specs(suite, stages)
-    pretrained = cache.get_or_build("pretrained", specs["pretrained"], stages.build_pretrained)
+    public = PublicCheckpoints(suite) if suite.recipe.get("finetuned") else None
+    specs = _specs(suite, stages, public)
+    pretrained = cache.get_or_build("pretrained", specs["pretrained"], (lambda: public.encoder_state(PRETRAINED))
+                                    if public else stages.build_pretrained)
     heads: dict[str, ClassificationHead] = {}
     finetuned: dict[str, StateDict] = {}
     for t in tqdm(suite.tasks, desc="zoo: heads + fine-tuning", disable=not progress):
@@ -131,19 +140,24 @@ def build_zoo(suite: Suite, cache: Cache, progress: bool = True) -> Zoo:
         n_classes, dim = head_state["weight"].shape
         head = ClassificationHead(dim, n_classes)
         head.load_state_dict(head_state)
-        heads[t.name] = head.requires_grad_(False)
+        heads[t.name] = head.to(device).requires_grad_(False)
 
-        def build_ft(data=data, t=t, head=head) -> StateDict:
+        def build_ft(data=data, t=t, head=heads[t.name]) -> StateDict:
+            if public:  # a published checkpoint: converted and checked, never trained
+                return public.encoder_state(t.name)
             enc = build_encoder(b)
             enc.load_state_dict(pretrained)
-            model = ImageClassifier(enc, head, b.mean, b.std)
+            model = ImageClassifier(enc.to(device), head, b.mean, b.std)
             finetune(model, data.train, finetune_recipe(suite, t.name), seed, desc=f"fine-tune {t.name}",
                      progress=progress)
-            return model.encoder.state_dict()
+            return {k: v.cpu() for k, v in model.encoder.state_dict().items()}
 
         finetuned[t.name] = cache.get_or_build("finetuned", specs[f"finetuned/{t.name}"], build_ft)
     keys = {name: content_hash(spec) for name, spec in specs.items()}
-    return Zoo(suite, pretrained, finetuned, heads, keys)
+    sources = {} if public is None else {
+        name: public.checkpoints[PRETRAINED if name == "pretrained" else name.removeprefix("finetuned/")].identity
+        for name in specs if not name.startswith("head/")}
+    return Zoo(suite, pretrained, finetuned, heads, keys, device, sources)
 
 
 def zoo_report(zoo: Zoo) -> list[dict[str, Any]]:
