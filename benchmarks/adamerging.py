@@ -5,8 +5,8 @@
 Runs the official loop (`benchmark.merging.methods.adamerging.learn_coefficients`, the method's defaults
 otherwise) for each of `--variants` (task-wise, layer-wise) on the suite's zoo and dev data, seed 0, and
 prints the summed entropy (mean over the last `--every` steps) every `--every` steps, the relative change
-of that mean between consecutive windows, the final λ spread (min, mean, max, and the per-task mean) and
-the seconds taken, with the machine's load. Nothing is written to a results database.
+of that mean between consecutive windows and the λ spread (min, mean, max) at that step, then the final
+per-task mean λ and the seconds taken, with the machine's load. Nothing is written to a results database.
 """
 
 import argparse
@@ -29,17 +29,19 @@ from benchmark.suites import load_suite
 from benchmark.zoo import build_zoo
 
 
-def entropy_printer(every: int) -> Callable[[int, float], None]:
-    """An `on_step` callback printing the mean entropy of each window of `every` steps and its relative change."""
+def entropy_printer(every: int) -> Callable[[int, float, torch.Tensor], None]:
+    """An `on_step` callback printing, every `every` steps, the window's mean entropy, its relative change and
+    the λ spread (min, mean, max)."""
     losses: list[float] = []
     means: list[float] = []
 
-    def report(step: int, loss: float) -> None:
+    def report(step: int, loss: float, lam: torch.Tensor) -> None:
         losses.append(loss)
         if step % every == 0:
             means.append(statistics.mean(losses[-every:]))
             change = f"{(means[-1] - means[-2]) / means[-2]:+8.2%}" if len(means) > 1 else ""
-            print(f"{step:>6} {means[-1]:>8.4f} {change}", flush=True)
+            spread = f"{float(lam.min()):.3f} {float(lam.mean()):.3f} {float(lam.max()):.3f}"
+            print(f"{step:>6} {means[-1]:>8.4f} {change:>8} {spread}", flush=True)
 
     return report
 
@@ -63,7 +65,7 @@ def main() -> int:
     print(f"suite {suite.name}, {args.steps} steps, load average {os.getloadavg()}")
     for name in args.variants.split(","):
         hparams = {**get_method(name).hparams, "steps": args.steps}
-        print(f"\n== {name}\n{'steps':>6} {'entropy':>8} {'change':>8}", flush=True)
+        print(f"\n== {name}\n{'steps':>6} {'entropy':>8} {'change':>8} λ min mean max", flush=True)
         t0 = time.perf_counter()
         learned = learn_coefficients(ctx, layerwise=name == "adamerging_layer", on_step=entropy_printer(args.every),
                                      **hparams)

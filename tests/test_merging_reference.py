@@ -15,17 +15,9 @@ from torch import nn
 from torch.func import functional_call
 
 from benchmark.merging import MergeContext, MergeOutput, merge
-from tests.test_merging_data import N_DEV, make_setup
+from tests.test_merging_data import N_DEV, make_setup, one_thread  # noqa: F401  (autouse: one torch thread)
 
 K_TASKS = 3
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def models(seed: int = 0) -> tuple[dict, list[dict]]:

@@ -103,7 +103,7 @@ PUBLISHED["adamerging_layer"] = dict(PUBLISHED["adamerging_task"])
 
 SUITE_DEVIATIONS: dict[str, dict[str, dict[str, Source]]] = {
     "digits": {
-        name: {"steps": Source(1500, "entropy converged on digits: `python benchmarks/adamerging.py --suite digits` "
+        name: {"steps": Source(1000, "entropy converged on digits: `python benchmarks/adamerging.py --suite digits` "
                                "(docs/merging.md)")}
         for name in ("adamerging_task", "adamerging_layer")
     },

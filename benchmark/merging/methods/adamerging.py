@@ -44,14 +44,14 @@ def merged_state(pretrained: StateDict, stacked: StateDict, lambdas: torch.Tenso
 
 def learn_coefficients(
     ctx: MergeContext, *, layerwise: bool, init_coef: float, lr: float, steps: int, batch_size: int,
-    batches_per_step: int, on_step: Callable[[int, float], None] | None = None,
+    batches_per_step: int, on_step: Callable[[int, float, torch.Tensor], None] | None = None,
 ) -> Coefficients:
     """The official AdaMerging loop (EnnengYang/AdaMerging `main_*_adamerging.py`): per Adam step, the loss
     is Σ_k Σ_b mean entropy of task k's predictions (its own head) on `batches_per_step` shuffled batches of
     `batch_size` of its unlabelled dev data (the official loop breaks after batch index 1: 2 batches);
     λ starts at `init_coef` and is projected onto [0, 1] after every step. Batches are shuffled
-    reproducibly from `ctx.seed`; the fine-tuned models' λ are all that is trained. `on_step(i, loss)`, if
-    given, is called after every step (progress reporting)."""
+    reproducibly from `ctx.seed`; the fine-tuned models' λ are all that is trained. `on_step(i, loss, λ)`,
+    if given, is called after every step (progress reporting; λ must not be modified)."""
     stacked = stacked_task_vectors(ctx.pretrained, ctx.finetuned)
     n_tasks = len(ctx.finetuned)
     groups = len(ctx.pretrained) if layerwise else 1
@@ -73,7 +73,7 @@ def learn_coefficients(
                 lambdas.clamp_(0.0, 1.0)
             losses.append(float(loss.detach()))
             if on_step is not None:
-                on_step(len(losses), losses[-1])
+                on_step(len(losses), losses[-1], lambdas.detach())
     return Coefficients(lambdas.detach(), losses)
 
 
