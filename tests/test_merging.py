@@ -22,20 +22,7 @@ from benchmark.merging import (
 
 T = torch.tensor
 
-BUILTINS = {
-    "weight_averaging": {},
-    "task_arithmetic": {"scaling_coef": 0.3},
-    "ties": {"scaling_coef": 0.3, "keep_ratio": 0.2, "merge_func": "mean"},
-    "dare_task_arithmetic": {"scaling_coef": 0.3, "drop_rate": 0.5, "seed": 0},
-    "dare_ties": {"scaling_coef": 0.3, "keep_ratio": 0.2, "merge_func": "mean", "drop_rate": 0.5, "seed": 0},
-    "fisher": {"n_examples": 256, "fisher_floor": 1e-6, "batch_size": 8},
-    "regmean": {"alpha": 0.1, "n_examples": 256, "batch_size": 32},
-    "adamerging_task": {"init_coef": 0.3, "lr": 1e-3, "steps": 500, "batch_size": 16},
-    "adamerging_layer": {"init_coef": 0.3, "lr": 1e-3, "steps": 500, "batch_size": 16},
-    "surgery_task_arithmetic": {"scaling_coef": 0.3, "rank": 16, "steps": 1000, "lr": 1e-3, "batch_size": 16},
-    "consensus_ta": {"scaling_coef": 0.3, "tall_mask_lambda": 0.4, "min_agreement": 2},
-}
-DATA_FREE = [name for name in BUILTINS if not get_method(name).needs]
+DATA_FREE = [name for name in list_methods() if get_method(name).source == "builtin" and get_method(name).data_free]
 
 
 @pytest.fixture
@@ -60,13 +47,21 @@ def assert_close(actual: dict, expected: dict) -> None:
 # ---------------------------------------------------------------- registry
 
 
-def test_builtins_registered_with_published_defaults():
-    assert set(BUILTINS) <= set(list_methods())
-    for name, defaults in BUILTINS.items():
+def test_builtins_registered_with_paper_and_citation():
+    for name in list_methods():
         method = get_method(name)
-        assert dict(method.hparams) == defaults, name
-        assert method.source == "builtin" and method.paper and method.citation
+        if method.source == "builtin":
+            assert method.paper and method.citation, name
     assert get_method("fisher").needs == {"unlabelled_dev", "classifier_factory"}
+    assert get_method("dare_ties").needs == {"seed"} and get_method("dare_ties").data_free
+
+
+def test_seeded_data_free_method_signature_checked(scratch_registry):
+    with pytest.raises(MergeRegistrationError, match=r"fn\(pretrained, finetuned, seed, \*\*hparams\)"):
+        register_merge("bad_seeded", needs=("seed",))(lambda pretrained, finetuned: pretrained)
+    register_merge("good_seeded", needs=("seed",))(
+        lambda pretrained, finetuned, seed: {k: v + seed for k, v in pretrained.items()})
+    assert float(merge("good_seeded", {"w": T([0.0])}, [{"w": T([0.0])}], context=MergeContext(seed=3))["w"]) == 3.0
 
 
 def test_unknown_method_lists_valid_names():
@@ -267,12 +262,13 @@ def test_weight_averaging_and_task_arithmetic_by_hand():
     assert_close(merge("task_arithmetic", pre, fts, scaling_coef=1), {"w": [4.0, 1.0]})
 
 
-# Three task vectors over two tensors (6 entries), keep_ratio 0.5 -> top 3 magnitudes of each model:
-#   τ1 = a[4, -1, 0.5, 2]   b[-3, 0.1]  -> trimmed a[4, 0, 0, 2]   b[-3, 0]
-#   τ2 = a[-2, 3, 0.2, 1]   b[5, -0.3]  -> trimmed a[-2, 3, 0, 0]  b[5, 0]
-#   τ3 = a[1, 0.4, -6, 0.3] b[-1.5, 0.5] -> trimmed a[1, 0, -6, 0] b[-1.5, 0]
-# elected sign of the sums a[3, 3, -6, 2] b[0.5, 0] -> a[+, +, -, +] b[+, (0 -> majority +)]
-# agreeing entries: a0 {4, 1}, a1 {3}, a2 {-6}, a3 {2}, b0 {5}, b1 {}
+# Three task vectors over two tensors (6 entries), keep_ratio 0.5 -> the reference trim keeps magnitudes
+# >= the (6 - int(3))-th smallest, i.e. the top 4 of each model:
+#   τ1 = a[4, -1, 0.5, 2]   b[-3, 0.1]  -> trimmed a[4, -1, 0, 2] b[-3, 0]
+#   τ2 = a[-2, 3, 0.2, 1]   b[5, -0.3]  -> trimmed a[-2, 3, 0, 1] b[5, 0]
+#   τ3 = a[1, 0.4, -6, 0.3] b[-1.5, 0.5] -> trimmed a[1, 0, -6, 0] b[-1.5, 0.5]
+# elected sign of the sums a[3, 2, -6, 3] b[0.5, 0.5] -> a[+, +, -, +] b[+, +]
+# agreeing entries: a0 {4, 1}, a1 {3}, a2 {-6}, a3 {2, 1}, b0 {5}, b1 {0.5}
 TIES_PRE = {"a": torch.zeros(4), "b": torch.zeros(2)}
 TIES_FT = [
     {"a": T([4.0, -1.0, 0.5, 2.0]), "b": T([-3.0, 0.1])},
@@ -282,37 +278,35 @@ TIES_FT = [
 
 
 def test_ties_trim_elect_disjoint_mean_by_hand():
-    out = merge("ties", TIES_PRE, TIES_FT, keep_ratio=0.5, scaling_coef=1.0)
-    assert_close(out, {"a": [2.5, 3.0, -6.0, 2.0], "b": [5.0, 0.0]})
-    scaled = merge("ties", TIES_PRE, TIES_FT, keep_ratio=0.5)
-    assert_close(scaled, {"a": [0.75, 0.9, -1.8, 0.6], "b": [1.5, 0.0]})
+    out = merge("ties", TIES_PRE, TIES_FT, keep_ratio=0.5, scaling_coef=1.0, merge_func="mean")
+    assert_close(out, {"a": [2.5, 3.0, -6.0, 1.5], "b": [5.0, 0.5]})
 
 
 def test_ties_disjoint_sum_by_hand():
-    out = merge("ties", TIES_PRE, TIES_FT, keep_ratio=0.5, scaling_coef=1.0, merge_func="sum")
-    assert_close(out, {"a": [5.0, 3.0, -6.0, 2.0], "b": [5.0, 0.0]})
+    out = merge("ties", TIES_PRE, TIES_FT, keep_ratio=0.5, scaling_coef=1.0)
+    assert_close(out, {"a": [5.0, 3.0, -6.0, 3.0], "b": [5.0, 0.5]})
+    scaled = merge("ties", TIES_PRE, TIES_FT, keep_ratio=0.5)
+    assert_close(scaled, {"a": [1.5, 0.9, -1.8, 0.9], "b": [1.5, 0.15]})
 
 
 def test_ties_trims_globally_not_per_tensor():
-    # one model: global top-3 of 6 keeps a's 10, 9, 8 and nothing of b; per-tensor top-50% would keep b's 0.2
+    # one model: global top of 6 keeps a's 10, 9, 8, 7 and nothing of b; per-tensor top-50% would keep b's 0.2
     pre = {"a": torch.zeros(4), "b": torch.zeros(2)}
     ft = [{"a": T([10.0, -9.0, 8.0, 7.0]), "b": T([0.1, 0.2])}]
     out = merge("ties", pre, ft, keep_ratio=0.5, scaling_coef=1.0)
-    assert_close(out, {"a": [10.0, -9.0, 8.0, 0.0], "b": [0.0, 0.0]})
+    assert_close(out, {"a": [10.0, -9.0, 8.0, 7.0], "b": [0.0, 0.0]})
 
 
 def test_ties_zero_elected_sign_takes_the_majority_sign():
     pre = {"a": torch.zeros(3)}
     fts = [{"a": T([1.0, 2.0, 3.0])}, {"a": T([-1.0, 1.0, 1.0])}]
-    out = merge("ties", pre, fts, keep_ratio=1.0, scaling_coef=1.0)
+    out = merge("ties", pre, fts, keep_ratio=1.0, scaling_coef=1.0, merge_func="mean")
     assert_close(out, {"a": [1.0, 1.5, 2.0]})  # entry 0 sums to 0 -> majority sign + -> mean of {1}
 
 
 def test_dare_same_seed_reproducible_different_seeds_differ():
     pre, fts = random_models()
-    a = merge("dare_task_arithmetic", pre, fts, seed=1)
-    b = merge("dare_task_arithmetic", pre, fts, seed=1)
-    c = merge("dare_task_arithmetic", pre, fts, seed=2)
+    a, b, c = (merge("dare_task_arithmetic", pre, fts, context=MergeContext(seed=s)) for s in (1, 1, 2))
     assert_close(a, b)
     assert not torch.equal(a["w"], c["w"])
 
@@ -328,14 +322,14 @@ def test_dare_drops_fraction_p_and_rescales():
 
 def test_dare_is_unbiased_expectation_equals_task_arithmetic():
     pre, fts = random_models()
-    runs = [merge("dare_task_arithmetic", pre, fts, seed=s)["w"] for s in range(400)]
+    runs = [merge("dare_task_arithmetic", pre, fts, context=MergeContext(seed=s))["w"] for s in range(400)]
     expected = merge("task_arithmetic", pre, fts)["w"]
     torch.testing.assert_close(torch.stack(runs).mean(0), expected, atol=0.06, rtol=0)
 
 
 def test_dare_ties_without_dropping_is_ties():
     pre, fts = random_models()
-    assert_close(merge("dare_ties", pre, fts, drop_rate=0.0), merge("ties", pre, fts))
+    assert_close(merge("dare_ties", pre, fts, drop_rate=0.0, scaling_coef=0.3), merge("ties", pre, fts))
     assert_close(merge("dare_task_arithmetic", pre, fts, drop_rate=0.0), merge("task_arithmetic", pre, fts))
 
 

@@ -27,7 +27,8 @@ def merge(
     checks that a data-dependent method gets the context it `needs`, and validates the result. Guarantees:
     the inputs are not modified; the result has the inputs' keys (in the pretrained order), shapes and dtypes,
     holds finite values, shares no storage with the inputs and does not require grad; non-floating tensors are
-    copied unchanged from `pretrained`.
+    copied unchanged from `pretrained`. A random method (need "seed") gets `context.seed` (0 without a
+    context): the same seed gives the same merge.
     """
     spec = get_method(method) if isinstance(method, str) else method
     params = check_hparams(spec, hparams)
@@ -40,8 +41,9 @@ def merge(
     passthrough = check_inputs(pretrained, finetuned, [f"finetuned[{i}] (task {t!r})" for i, t in enumerate(tasks)])
     floats = [{k: v for k, v in sd.items() if k not in passthrough} for sd in (pretrained, *finetuned)]
     if spec.data_free:
+        seed = [(context or MergeContext()).seed] if spec.seeded else []
         with torch.no_grad():
-            result = spec.fn(floats[0], floats[1:], **params)
+            result = spec.fn(floats[0], floats[1:], *seed, **params)
     else:
         ctx = _method_context(spec, context, floats[0], floats[1:], tasks, passthrough)
         result = spec.fn(ctx, **params)

@@ -15,14 +15,19 @@ from benchmark.registry import Registry, check_name, check_signature
 
 ENTRY_POINT_GROUP = "mergesec.merge_methods"
 NEEDS = frozenset({"unlabelled_dev", "labelled_dev", "classifier_factory"})
+"""The data a data-dependent method may need (shared with the defense registry)."""
+SEED = "seed"
+"""A need any method may declare: it draws random numbers, so it receives the unit's merge seed."""
 
 
 @dataclass(frozen=True)
 class MergeMethod:
     """A registered merge method.
 
-    Data-free (`needs` empty): `fn(pretrained, finetuned, **hparams) -> StateDict`.
-    Data-dependent: `fn(ctx: MergeContext, **hparams) -> StateDict | MergeOutput`.
+    Data-free (`needs` ⊆ {"seed"}): `fn(pretrained, finetuned, **hparams) -> StateDict`, or
+    `fn(pretrained, finetuned, seed, **hparams)` when it declares the need `"seed"` (a random method: the
+    unit's merge seed, `MergeContext.seed`, reaches it, so two seeds give two merges).
+    Data-dependent: `fn(ctx: MergeContext, **hparams) -> StateDict | MergeOutput` (the seed is `ctx.seed`).
     """
 
     name: str
@@ -39,7 +44,12 @@ class MergeMethod:
 
     @property
     def data_free(self) -> bool:
-        return not self.needs
+        return not self.needs - {SEED}
+
+    @property
+    def seeded(self) -> bool:
+        """Whether the method is random (declares the need "seed")."""
+        return SEED in self.needs
 
 
 def _check_method(method: MergeMethod) -> None:
@@ -47,9 +57,10 @@ def _check_method(method: MergeMethod) -> None:
         raise MergeRegistrationError(f"cannot register merge method {method.name!r}: {problem}")
 
     check_name(method.name, fail)
-    expected = "fn(pretrained, finetuned, **hparams)" if method.data_free else "fn(ctx, **hparams)"
-    check_signature(method.fn, needs=method.needs, valid_needs=NEEDS, hparams=method.hparams,
-                    n_positional=2 if method.data_free else 1, rule=f"its signature must be {expected}", fail=fail)
+    positional = ["pretrained", "finetuned", *([SEED] if method.seeded else [])] if method.data_free else ["ctx"]
+    expected = f"fn({', '.join(positional)}, **hparams)"
+    check_signature(method.fn, needs=method.needs, valid_needs=NEEDS | {SEED}, hparams=method.hparams,
+                    n_positional=len(positional), rule=f"its signature must be {expected}", fail=fail)
 
 
 METHODS: Registry[MergeMethod] = Registry(

@@ -7,6 +7,8 @@ from benchmark.merging.methods import (  # noqa: F401
     dare,
     fisher,
     regmean,
+    subspace,
     surgery,
     ties,
+    wudi,
 )

@@ -13,7 +13,7 @@ from benchmark.merging.methods._models import WithEncoder, endless_dev_images
 from benchmark.merging.registry import register_merge
 from benchmark.types import StateDict
 
-_HPARAMS = {"init_coef": 0.3, "lr": 1e-3, "steps": 500, "batch_size": 16}
+_HPARAMS = {"init_coef": 0.3, "lr": 1e-3, "steps": 500, "batch_size": 16, "batches_per_step": 2}
 _PAPER = "AdaMerging (Yang et al., ICLR 2024)"
 _CITATION = "Yang et al. AdaMerging: Adaptive model merging for multi-task learning. ICLR 2024. arXiv:2310.02575"
 
@@ -43,11 +43,15 @@ def merged_state(pretrained: StateDict, stacked: StateDict, lambdas: torch.Tenso
 
 
 def learn_coefficients(
-    ctx: MergeContext, *, layerwise: bool, init_coef: float, lr: float, steps: int, batch_size: int
+    ctx: MergeContext, *, layerwise: bool, init_coef: float, lr: float, steps: int, batch_size: int,
+    batches_per_step: int, on_step: Callable[[int, float, torch.Tensor], None] | None = None,
 ) -> Coefficients:
-    """Minimise Σ_k mean entropy of task k's predictions (its own head) on a batch of its unlabelled dev data
-    over λ, with Adam; λ starts at `init_coef` and is projected onto [0, 1] after every step. Batches are
-    shuffled reproducibly from `ctx.seed`; the fine-tuned models' λ are all that is trained."""
+    """The official AdaMerging loop (EnnengYang/AdaMerging `main_*_adamerging.py`): per Adam step, the loss
+    is Σ_k Σ_b mean entropy of task k's predictions (its own head) on `batches_per_step` shuffled batches of
+    `batch_size` of its unlabelled dev data (the official loop breaks after batch index 1: 2 batches);
+    λ starts at `init_coef` and is projected onto [0, 1] after every step. Batches are shuffled
+    reproducibly from `ctx.seed`; the fine-tuned models' λ are all that is trained. `on_step(i, loss, λ)`,
+    if given, is called after every step (progress reporting; λ must not be modified)."""
     stacked = stacked_task_vectors(ctx.pretrained, ctx.finetuned)
     n_tasks = len(ctx.finetuned)
     groups = len(ctx.pretrained) if layerwise else 1
@@ -60,13 +64,16 @@ def learn_coefficients(
     with torch.enable_grad():
         for _ in range(steps):
             params = merged_state(ctx.pretrained, stacked, lambdas)
-            loss = sum(_entropy(model(params, next(data))) for model, data in zip(models, batches, strict=True))
+            loss = sum(_entropy(model(params, next(data)))
+                       for model, data in zip(models, batches, strict=True) for _ in range(batches_per_step))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             with torch.no_grad():
                 lambdas.clamp_(0.0, 1.0)
             losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(len(losses), losses[-1], lambdas.detach())
     return Coefficients(lambdas.detach(), losses)
 
 
@@ -88,17 +95,23 @@ def _register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 @_register("adamerging_task")
-def adamerging_task(ctx: MergeContext, init_coef: float, lr: float, steps: int, batch_size: int) -> StateDict:
+def adamerging_task(
+    ctx: MergeContext, init_coef: float, lr: float, steps: int, batch_size: int, batches_per_step: int
+) -> StateDict:
     """Task-wise AdaMerging: one λ_k per task, θ = θ_0 + Σ_k λ_k τ_k (`learn_coefficients`). Published
-    setting: λ init 0.3, Adam lr 1e-3, 500 steps, batch 16 per task (all defaults here)."""
-    return _adamerging(ctx, False, init_coef=init_coef, lr=lr, steps=steps, batch_size=batch_size)
+    setting: λ init 0.3, Adam lr 1e-3, 500 steps, 2 batches of 16 per task per step (all defaults here)."""
+    return _adamerging(ctx, False, init_coef=init_coef, lr=lr, steps=steps, batch_size=batch_size,
+                       batches_per_step=batches_per_step)
 
 
 @_register("adamerging_layer")
-def adamerging_layer(ctx: MergeContext, init_coef: float, lr: float, steps: int, batch_size: int) -> StateDict:
+def adamerging_layer(
+    ctx: MergeContext, init_coef: float, lr: float, steps: int, batch_size: int, batches_per_step: int
+) -> StateDict:
     """Layer-wise AdaMerging: one λ_k^(l) per task per floating tensor of the state dict (as the official
     code, which has one coefficient per parameter tensor), θ^(l) = θ_0^(l) + Σ_k λ_k^(l) τ_k^(l). Same
     defaults as task-wise. λ is projected onto [0, 1] after each step (the official code clamps λ where it
     is used).
     """
-    return _adamerging(ctx, True, init_coef=init_coef, lr=lr, steps=steps, batch_size=batch_size)
+    return _adamerging(ctx, True, init_coef=init_coef, lr=lr, steps=steps, batch_size=batch_size,
+                       batches_per_step=batches_per_step)

@@ -13,14 +13,11 @@ from benchmark.merging.registry import register_merge
 from benchmark.types import StateDict
 
 
-def diagonal_fisher(
-    ctx: MergeContext, task: int, n_examples: int, batch_size: int, generator: torch.Generator
-) -> StateDict:
-    """Diagonal Fisher of fine-tuned model `task` (with its own head) over its first `n_examples` dev images:
-    F = (1/N) Σ_i (∇_θ log p_θ(y_i | x_i))², one label y_i ~ p_θ(· | x_i) sampled per image from the model's
-    own predictive distribution (a one-sample Monte-Carlo estimate of the expectation over y that the paper
-    takes exactly). Per-example gradients come from `torch.func.vmap(grad(...))` over `batch_size` images at
-    a time. Dev labels are not used."""
+def diagonal_fisher(ctx: MergeContext, task: int, n_examples: int, batch_size: int) -> StateDict:
+    """Diagonal Fisher of fine-tuned model `task` (with its own head) over its first `n_examples` dev images,
+    the exact expectation over the model's predictive distribution (Matena & Raffel, eq. 3):
+    F = (1/N) Σ_i Σ_y p_θ(y | x_i) (∇_θ log p_θ(y | x_i))². Per-example gradients come from
+    `torch.func.vmap(grad(...))`, one class at a time over `batch_size` images. Dev labels are not used."""
     params = {k: v.detach() for k, v in ctx.finetuned[task].items()}
     model = WithEncoder(ctx.classifier_factory(ctx.finetuned[task], task), params)
 
@@ -35,19 +32,31 @@ def diagonal_fisher(
         for x in dev_images(ctx, task, batch_size=batch_size, n_examples=n_examples):
             with torch.no_grad():
                 probs = torch.softmax(model(params, x).float(), dim=-1)
-            labels = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(x.device)
-            for key, g in per_example(params, x, labels).items():
-                fisher[key] += g.float().pow(2).sum(0)
+            for label in range(probs.shape[1]):
+                labels = torch.full((len(x),), label, dtype=torch.long, device=x.device)
+                weight = probs[:, label]
+                for key, g in per_example(params, x, labels).items():
+                    fisher[key] += torch.tensordot(weight, g.float().pow(2), dims=1)
             count += len(x)
     return {k: f / max(count, 1) for k, f in fisher.items()}
 
 
-def fisher_weighted_average(models: list[StateDict], fishers: list[StateDict], fisher_floor: float) -> StateDict:
-    """θ = Σ_k F̃_k θ_k / Σ_k F̃_k entry by entry, F̃_k = max(F_k, fisher_floor): where every Fisher is
-    below the floor (e.g. tensors the head does not depend on) this is the simple average."""
+def fisher_weighted_average(
+    models: list[StateDict], fishers: list[StateDict], fisher_floor: float, normalize: bool
+) -> StateDict:
+    """θ = Σ_k c_k (F_k + ε) θ_k / Σ_k c_k (F_k + ε) entry by entry, ε = `fisher_floor`, as FusionBench's
+    `merging_with_fisher_weights`: with `normalize`, c_k ∝ 1 / (‖F_k‖ + ε) (‖·‖ the L2 norm of model k's
+    whole Fisher, c summing to 1), so no model dominates by the scale of its Fisher; else c_k = 1. Where
+    every Fisher is ≈ 0 (tensors the head does not depend on) this is the c-weighted average."""
+    if normalize:
+        norms = torch.stack([torch.linalg.vector_norm(torch.stack([v.norm() for v in f.values()])) for f in fishers])
+        inverse = 1.0 / (norms + fisher_floor)
+        coefs = (inverse / inverse.sum()).tolist()
+    else:
+        coefs = [1.0] * len(fishers)
     merged = {}
     for key, ref in models[0].items():
-        weights = [f[key].clamp(min=fisher_floor) for f in fishers]
+        weights = [c * (f[key] + fisher_floor) for c, f in zip(coefs, fishers, strict=True)]
         numerator = sum(w * m[key].float() for w, m in zip(weights, models, strict=True))
         merged[key] = (numerator / sum(weights)).to(ref.dtype)
     return merged
@@ -56,15 +65,14 @@ def fisher_weighted_average(models: list[StateDict], fishers: list[StateDict], f
 @register_merge(
     "fisher",
     needs=("unlabelled_dev", "classifier_factory"),
-    hparams={"n_examples": 256, "fisher_floor": 1e-6, "batch_size": 8},
+    hparams={"n_examples": 256, "fisher_floor": 1e-6, "normalize": True, "batch_size": 8},
     paper="Fisher merging (Matena & Raffel, NeurIPS 2022)",
     citation="Matena & Raffel. Merging models with Fisher-weighted averaging. NeurIPS 2022. arXiv:2111.09832",
 )
-def fisher(ctx: MergeContext, n_examples: int, fisher_floor: float, batch_size: int) -> StateDict:
-    """Fisher-weighted average of the fine-tuned encoders, each Fisher estimated with its own task head on
-    `n_examples` (256, FusionBench's default) unlabelled dev images, labels sampled from the model;
-    sampling is seeded by `ctx.seed`. `fisher_floor` = 1e-6 as in the reference code. Fishers are not
-    normalised. `batch_size` (8) bounds memory: that many per-example gradients are held at once."""
-    generator = torch.Generator().manual_seed(ctx.seed)
-    fishers = [diagonal_fisher(ctx, k, n_examples, batch_size, generator) for k in range(len(ctx.finetuned))]
-    return fisher_weighted_average(ctx.finetuned, fishers, fisher_floor)
+def fisher(ctx: MergeContext, n_examples: int, fisher_floor: float, normalize: bool, batch_size: int) -> StateDict:
+    """Fisher-weighted average (`fisher_weighted_average`) of the fine-tuned encoders, each model's exact
+    diagonal Fisher (`diagonal_fisher`) computed with its own task head on its first `n_examples` unlabelled
+    dev images. Defaults (FusionBench's clip_fisher_merging.yaml): 256 examples, floor 1e-6, Fishers
+    normalised. `batch_size` bounds memory (that many per-example gradients are held at once). Deterministic."""
+    fishers = [diagonal_fisher(ctx, k, n_examples, batch_size) for k in range(len(ctx.finetuned))]
+    return fisher_weighted_average(ctx.finetuned, fishers, fisher_floor, normalize)
