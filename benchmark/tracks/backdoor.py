@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 ATTACK_ORDER = ("clean_fixed_trigger", "clean_inherent", "naive", "badmerging", "bv", "sbv")
 TRIGGER_ONLY_KEYS = ("scale", "seeds", "keep_ratio", "sign_consistent", "source")
-MERGE_MEMO = 3  # merges kept in memory (units run model-set-major, then method, then defense)
+MERGE_MEMO = 2  # merges kept in memory (units run model-set-major, then method and seed, then defense)
 
 
 class BackdoorTrackError(MergesecError):
@@ -283,11 +283,11 @@ class BackdoorTrack(Track):
         for s in settings(ctx.suite):  # rows that merge the same models run together (shared merges)
             groups.setdefault(s.models_key, []).append(s)
         units = []
-        for group in groups.values():
-            for method in methods:
+        for group in groups.values():  # seed outside defense: every defense of a merge runs while it is memoised
+            for method, seed in ((m, seed) for m in methods for seed in cfg["seeds"]):
                 mh = ctx.method_hparams(method)
                 for defense, dh in defenses.items():
-                    for s, seed in ((s, seed) for seed in cfg["seeds"] for s in group):
+                    for s in group:
                         units.append(Unit(self.name, {
                             "suite_hash": ctx.suite.hash, "attack": s.attack, "variant": s.variant,
                             "method": method, "defense": defense, "seed": seed,
