@@ -178,6 +178,7 @@ class _State:
     defended: OrderedDict = field(default_factory=OrderedDict)
     preds: OrderedDict = field(default_factory=OrderedDict)
     defense_memo: dict[str, Any] = field(default_factory=dict)
+    classifiers: Any = None
 
 
 _STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -229,25 +230,48 @@ def defended_model(ctx: RunContext, s: Setting, bd: Backdoor, method: str, mh: d
     dkey = content_hash([mkey, defense, dh])
     if dkey in st.defended:
         return dkey, st.defended[dkey]
+    pre, memo = zoo.pretrained, st.merges  # the closure below holds only these, never the zoo or the attack
     mctx = MergeContext(
-        pretrained=zoo.pretrained, finetuned=models, tasks=tasks,
-        classifier_factory=lambda sd, i, adapter=None: zoo.classifier(sd, tasks[i], adapter),
+        pretrained=pre, finetuned=models, tasks=tasks, classifier_factory=_classifiers(ctx),
         dev_data=[ctx.data(t).dev for t in tasks], seed=seed)
 
     def merge_fn(pretrained, finetuned):
-        same = pretrained is zoo.pretrained and len(finetuned) == len(models) and all(
+        same = pretrained is pre and len(finetuned) == len(models) and all(
             a is b for a, b in zip(finetuned, models, strict=True))
-        if same and mkey in st.merges:
-            return st.merges[mkey]
+        if same and mkey in memo:
+            return memo[mkey]
         out = as_output(merge(method, pretrained, finetuned, context=mctx, **mh), len(tasks))
         if same:
-            _remember(st.merges, mkey, out, MERGE_MEMO)
+            _remember(memo, mkey, out, MERGE_MEMO)
         return out
 
     out = defended_merge(defense, method, zoo.pretrained, models, mctx, mh, dh, ctx.suite.recipe["finetune"],
                          ctx.cache, merge_fn=merge_fn, memo=st.defense_memo)
     _remember(st.defended, dkey, out, MERGE_MEMO)
     return dkey, out
+
+
+def _check_inject_tasks(suite, defenses: dict[str, dict], rows: list[Setting]) -> None:
+    """A defense that injects its own backdoor (`inject_task`, IBVS) must not inject into an off-task
+    attack's target task: the defender's backdoor would then share the head the attack's ASR is read with."""
+    targets = {s.params["target_task"] for s in rows if s.params["target_task"] != s.params["adversary_task"]}
+    names = suite.task_names
+    for name, hp in defenses.items():
+        i = hp.get("inject_task")
+        if isinstance(i, int) and 0 <= i < len(names) and names[i] in targets:
+            raise BackdoorTrackError(
+                f"defense {name!r} injects into task {names[i]!r}, the target task of an off-task attack; set "
+                f"backdoor.defenses.{name}.inject_task to another task index")
+
+
+def _classifiers(ctx: RunContext):
+    """The run's `TaskClassifiers` (backbone + the merged tasks' heads: what the victim and a defender hold)."""
+    from benchmark.defenses.api import TaskClassifiers
+
+    st = _state(ctx)
+    if st.classifiers is None:
+        st.classifiers = TaskClassifiers(ctx.suite.backbone, tuple(ctx.zoo.heads[t] for t in ctx.suite.task_names))
+    return st.classifiers
 
 
 def _defense_code(name: str) -> str:
@@ -279,8 +303,10 @@ class BackdoorTrack(Track):
             d = get_defense(name)
             if d.source != "builtin" and name not in defenses:
                 defenses[name] = dict(d.hparams)
+        rows = settings(ctx.suite)
+        _check_inject_tasks(ctx.suite, defenses, rows)
         groups: dict[str, list[Setting]] = {}
-        for s in settings(ctx.suite):  # rows that merge the same models run together (shared merges)
+        for s in rows:  # rows that merge the same models run together (shared merges)
             groups.setdefault(s.models_key, []).append(s)
         units = []
         for group in groups.values():  # seed outside defense: every defense of a merge runs while it is memoised
