@@ -1,6 +1,7 @@
 """The backdoor track end to end on a tiny suite: units, stored rows, the views, the summary table, resume."""
 
 import pytest
+import torch
 
 from benchmark import runner
 from benchmark.cache import Cache
@@ -106,3 +107,63 @@ def test_compact_backdoor_section_implies_the_attack_list(tmp_path):
     assert rows[("badmerging", "off_task")]["target_task"] == "parity"
     assert rows[("badmerging", "off_task")]["patch_size"] == 4 and rows[("naive", "badnets")]["patch_size"] == 3
     assert {"bv", "sbv", "clean_fixed_trigger", "clean_inherent"} <= {a for a, _ in rows}
+
+
+def _reachable(root, limit: int = 50_000):
+    """Objects reachable from `root` through fields, containers, closures and bound methods (not module
+    globals): what a plugin defense can get at from what it is given."""
+    import dataclasses
+    import types
+
+    import torch
+
+    seen, todo, out = set(), [root], []
+    while todo and len(seen) < limit:
+        o = todo.pop()
+        if id(o) in seen or isinstance(o, type | types.ModuleType | torch.Tensor | str | bytes | int | float):
+            continue
+        seen.add(id(o))
+        out.append(o)
+        if isinstance(o, dict):
+            todo += list(o.values())
+        elif isinstance(o, list | tuple | set | frozenset):
+            todo += list(o)
+        elif isinstance(o, types.FunctionType):
+            todo += [c.cell_contents for c in (o.__closure__ or ()) if c.cell_contents is not None]
+            todo += list(o.__defaults__ or ())
+        elif isinstance(o, types.MethodType):
+            todo += [o.__self__, o.__func__]
+        elif dataclasses.is_dataclass(o):
+            todo += [getattr(o, f.name) for f in dataclasses.fields(o)]
+        elif hasattr(o, "__dict__"):
+            todo += list(vars(o).values())
+    return out
+
+
+def test_a_plugin_defense_sees_only_what_a_defender_has(run, monkeypatch):
+    from benchmark.attacks.backdoor import Backdoor, BackdoorEnv, Trigger
+    from benchmark.defenses import register_defense
+    from benchmark.defenses import registry as defense_registry
+    from benchmark.tracks.backdoor import Setting, backdoor_for, defended_model
+    from benchmark.zoo import Zoo
+
+    suite, _, _, d = run
+    monkeypatch.setattr(defense_registry.DEFENSES, "_items", dict(defense_registry.DEFENSES._items))
+    got = {}
+
+    @register_defense("peek", stage="merge", needs=("labelled_dev", "classifier_factory", "finetune_recipe"))
+    def peek(inputs):
+        got["inputs"] = inputs
+        return inputs.merge(inputs.pretrained, inputs.finetuned)
+
+    ctx = RunContext(suite, Cache(d / "cache"), progress=False)
+    s = Setting("naive", "badnets", {"adversary_task": "digit", "target_task": "digit", "target_class": 1})
+    bd = backdoor_for(ctx, s, 0)
+    defended_model(ctx, s, bd, "task_arithmetic", ctx.method_hparams("task_arithmetic"), "peek", {}, 0)
+    inputs = got["inputs"]
+    assert inputs.cache.root == (d / "cache" / "defender")  # its own folder: no attack artefact in it
+    leaked = [type(o).__name__ for o in _reachable(inputs) if isinstance(o, Zoo | BackdoorEnv | Backdoor | Trigger
+                                                                           | RunContext | Cache)
+              and not (isinstance(o, Cache) and o.root == inputs.cache.root)]
+    assert leaked == []
+    assert inputs.context.classifier_factory(inputs.pretrained, 0)(torch.zeros(1, 3, 16, 16)).shape[-1] == 10
