@@ -117,10 +117,12 @@ def merge_accuracy(store: Store, suite_hash: str) -> pd.DataFrame:
     return df
 
 
-def backdoor_rows(store: Store, suite_hash: str) -> pd.DataFrame:
-    """Rows of ``backdoor_metrics`` for the suite (seeds kept: defenses are paired on the exact setting)."""
+def backdoor_rows(store: Store, suite_hash: str, baselines: bool = False) -> pd.DataFrame:
+    """Rows of ``backdoor_metrics`` for the suite (seeds kept: defenses are paired on the exact setting);
+    only attacks (``role = 'attack'``) unless ``baselines``."""
+    role = "" if baselines else "AND role = 'attack'"
     return store.read(
-        f"""SELECT {", ".join(BACKDOOR_PAIR_KEYS)}, defense, clean_acc, backdoor_asr, n_asr
-        FROM backdoor_metrics WHERE suite_hash = ? ORDER BY ALL""",
+        f"""SELECT {", ".join(BACKDOOR_PAIR_KEYS)}, defense, role, clean_acc, backdoor_asr, asr_floor,
+        asr_minus_floor, n_asr FROM backdoor_metrics WHERE suite_hash = ? {role} ORDER BY ALL""",
         [suite_hash],
     )

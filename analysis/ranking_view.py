@@ -64,6 +64,9 @@ METRICS: dict[str, dict[str, Metric]] = {
         for m in (
             Metric("backdoor_asr", "backdoor ASR", "backdoor_metrics", "backdoor_asr", False, _BACKDOOR_SETTINGS,
                    help="share of triggered non-target-class test images classified as the target class"),
+            Metric("asr_minus_floor", "ASR − floor", "backdoor_metrics", "asr_minus_floor", False,
+                   _BACKDOOR_SETTINGS, help="backdoor ASR minus the target-class rate on the same images without "
+                                            "the trigger (what the trigger adds)"),
             Metric("clean_acc", "clean accuracy", "backdoor_metrics", "clean_acc", True, _BACKDOOR_SETTINGS,
                    help="merged (backdoored) model's mean clean accuracy over the merged tasks"),
         )
@@ -103,6 +106,8 @@ def metric_spec(track: str, metric: str | None = None) -> Metric:
 def _where(spec: Metric, track: str, suite_hash: str, filters: Filters | None) -> tuple[str, list, list[str]]:
     """WHERE clause and parameters: column names come from the FILTERS whitelist, values only as parameters."""
     clauses, params, ignored = ["suite_hash = ?"], [suite_hash], []
+    if spec.source == "backdoor_metrics":
+        clauses.append("role = 'attack'")  # the clean baselines are not attacks: never ranked (docs/schema.md)
     columns = set(spec.settings) | set(spec.averaged) | {"seed", "method"}
     for col, value in (filters or {}).items():
         if col not in FILTERS[track] and col != "method":

@@ -186,6 +186,22 @@ def backdoor_bar_table(rows: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFra
     return pd.DataFrame(out)
 
 
+def backdoor_floor_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Backdoor ASR, its untriggered floor and ASR − floor per (role, attack, variant, target, defense),
+    means over merge methods and seeds; baselines (``role = 'baseline'``) first. ``rows``:
+    :func:`analysis.queries.backdoor_rows` with ``baselines=True``."""
+    if rows.empty:
+        return rows
+    df = rows.assign(target=rows.target_task + ":" + rows.target_class.astype(str))
+    keys = ["role", "attack", "variant", "target", "defense"]
+    out = df.groupby(keys, as_index=False).agg(
+        methods=("method", "nunique"), seeds=("seed", "nunique"), backdoor_asr=("backdoor_asr", "mean"),
+        asr_floor=("asr_floor", "mean"), asr_minus_floor=("asr_minus_floor", "mean"))
+    out["_d"] = out.defense != "none"
+    out = out.sort_values(["role", "attack", "variant", "_d", "defense"], ascending=[False, True, True, True, True])
+    return out.drop(columns="_d").reset_index(drop=True)
+
+
 def _safe(spec: tuple[str, str, str], fn, *args) -> F.Finding:
     """Run one finding; data it cannot handle gives an "inconclusive (analysis error)" section, no crash."""
     try:
@@ -349,8 +365,13 @@ def build_report(
         )
         by_key[F.F6[0]].figures.append(FIGURES["backdoor"])
 
+    floor = backdoor_floor_table(Q.backdoor_rows(store, ref.hash, baselines=True))
+    if not floor.empty:
+        floor.to_csv(csv_dir / "backdoor_floor.csv", index=False)
+    backdoor_md = _fmt_table(floor, pct_cols=["backdoor_asr", "asr_floor"], pp_cols=["asr_minus_floor"],
+                             max_rows=None)
     settings = _Settings(metric, label, sur_text, alpha, n_boot, seed, tol)
-    md = _markdown(ref, store, fs, ranking_md, rows, notes, settings, csv_dir, "heatmap" in figures)
+    md = _markdown(ref, store, fs, ranking_md, rows, notes, settings, csv_dir, "heatmap" in figures, backdoor_md)
     (out / "report.md").write_text(md)
     (out / "findings.json").write_text(
         json.dumps(
@@ -431,7 +452,8 @@ class _Settings:
     tol: float
 
 
-def _markdown(ref, store, fs, ranking_md, rows, notes, s: _Settings, csv_dir: Path, has_heatmap: bool) -> str:
+def _markdown(ref, store, fs, ranking_md, rows, notes, s: _Settings, csv_dir: Path, has_heatmap: bool,
+              backdoor_md: str = "") -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     summary = pd.DataFrame(
         [{"#": NUMBERS.get(f.key, "?"), "claim": f.title, "verdict": f"**{f.verdict}**"} for f in fs]
@@ -471,6 +493,17 @@ def _markdown(ref, store, fs, ranking_md, rows, notes, s: _Settings, csv_dir: Pa
             f"![{s.label} heatmap]({FIGURES['heatmap']})",
             "",
             f"{s.label} per merging method and task (mean over attacks), most vulnerable method on top.",
+            "",
+        ]
+    if backdoor_md != "_(empty)_":
+        head += [
+            "## Backdoor ASR against its floor",
+            "",
+            "`asr_floor`: the target-class rate on the same images without the trigger; `asr_minus_floor` is "
+            "what the trigger adds. Means over merge methods and seeds; `baseline` rows (every contributor "
+            "benign) are no attack and enter no claim (docs/backdoor.md). CSV: `tables/backdoor_floor.csv`.",
+            "",
+            backdoor_md,
             "",
         ]
     body = [_section(f, NUMBERS.get(f.key, "?"), _views(f, s.metric), csv_dir) for f in fs]

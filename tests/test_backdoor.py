@@ -94,20 +94,53 @@ def test_bv_arithmetic_is_exact():
     assert torch.allclose(scaled["b"], clean["b"] + 3 * (bd["b"] - clean["b"]), atol=1e-4)
 
 
+def _sign_violations(sbv, bvs, keep_ratio: float) -> float:
+    """Share of the SBV's surviving coordinates whose sign disagrees with some BV that survived trimming
+    there (0 for a correct sign-consistent SBV), computed independently of the implementation."""
+    keys = sorted(sbv)
+    out = torch.cat([sbv[k].flatten() for k in keys])
+    bad = torch.zeros_like(out, dtype=torch.bool)
+    for b in bvs:
+        flat = torch.cat([b[k].flatten() for k in keys])
+        k = round(keep_ratio * flat.numel())
+        kept = flat.abs() >= flat.abs().sort(descending=True).values[k - 1]
+        bad |= kept & (out != 0) & (torch.sign(flat) != torch.sign(out))
+    return float(bad.sum()) / max(1, int((out != 0).sum()))
+
+
 def test_sbv_is_sparse_and_sign_consistent():
     bvs = [backdoor_vector(_random_sd(s), _random_sd(10)) for s in range(3)]
     sbv = sparse_backdoor_vector(bvs, keep_ratio=0.3, sign_consistent=True)
     flat = torch.cat([v.flatten() for v in sbv.values()])
     assert 0 < int((flat != 0).sum()) <= round(0.3 * flat.numel())
-    for k, v in sbv.items():
-        nz = v != 0
-        for b in bvs:  # every surviving coordinate agrees in sign with every BV (untrimmed) that is large there
-            trimmed_agree = (torch.sign(b[k]) == torch.sign(v)) | ~nz
-            assert trimmed_agree.float().mean() > 0.5
+    assert _sign_violations(sbv, bvs, 0.3) == 0.0  # every surviving sign agrees with every surviving BV
+    g = torch.Generator().manual_seed(0)
+    flipped = {k: torch.where((v != 0) & (torch.rand(v.shape, generator=g) < 0.2), -v, v) for k, v in sbv.items()}
+    assert _sign_violations(flipped, bvs, 0.3) > 0.1  # the check fails once a fifth of the signs are flipped
     plain = sparse_backdoor_vector(bvs, keep_ratio=0.3, sign_consistent=False)
     assert sum(int((p != 0).sum()) for p in plain.values()) >= int((flat != 0).sum())
+    assert _sign_violations(plain, bvs, 0.3) > 0  # plain SBV keeps contested coordinates
     single = sparse_backdoor_vector(bvs[:1], keep_ratio=1.0)
     assert all(torch.allclose(single[k], bvs[0][k]) for k in single)
+
+
+def test_sbv_aligns_by_key_and_refuses_mismatched_keys():
+    bvs = [backdoor_vector(_random_sd(s), _random_sd(10)) for s in range(3)]
+    reordered = [bvs[0], *({k: b[k] for k in reversed(list(b))} for b in bvs[1:])]
+    ref, got = sparse_backdoor_vector(bvs), sparse_backdoor_vector(reordered)
+    assert set(ref) == set(got) and all(torch.equal(ref[k], got[k]) for k in ref)
+    with pytest.raises(BackdoorConfigError, match="other keys or shapes"):
+        sparse_backdoor_vector([bvs[0], {k: v for k, v in bvs[1].items() if k != "b"}])
+    with pytest.raises(BackdoorConfigError, match="other keys or shapes"):
+        sparse_backdoor_vector([bvs[0], {**bvs[1], "b": bvs[1]["b"].flatten()}])
+
+
+def test_sbv_source_seeds_are_disjoint_per_unit_seed():
+    from benchmark.attacks.backdoor.backdoor_vectors import sbv_seeds
+
+    assert [sbv_seeds("0,1,2", s) for s in range(3)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    with pytest.raises(BackdoorConfigError, match="offsets"):
+        sbv_seeds("", 0)
 
 
 def test_sbv_sign_consistent_drops_conflicts():
@@ -295,11 +328,17 @@ def test_backdoor_asr_and_clean_accuracy_span_batches_of_any_dataset():
 
 
 def test_suite_backdoor_section_loads():
-    from benchmark.tracks.backdoor import settings
+    from benchmark.tracks.backdoor import role, settings
 
     rows = settings(load_suite("digits"))
     attacks = {(s.attack, s.variant) for s in rows}
     assert {("naive", "badnets"), ("badmerging", "on_task"), ("badmerging", "off_task")} <= attacks
     assert {"bv", "sbv"} <= {a for a, _ in attacks}
-    clean = [s for s in rows if s.attack == "clean"]
-    assert len(clean) == 3  # one clean baseline per distinct trigger (BV/SBV reuse the BadNets trigger)
+    base = {(s.attack, s.variant) for s in rows if role(s.attack) == "baseline"}
+    # one fixed-trigger row per (target, patch size); one inherent row per optimised trigger (BV/SBV reuse
+    # the BadNets checkerboard, the fixed pattern itself)
+    assert base == {("clean_fixed_trigger", "digit_1_3px"), ("clean_fixed_trigger", "rotated_1_4px"),
+                    ("clean_inherent", "badmerging_on_task"), ("clean_inherent", "badmerging_off_task")}
+    assert [role(s.attack) for s in rows] == sorted(role(s.attack) for s in rows)[::-1]  # baselines first
+    off = [s for s in rows if s.variant == "off_task"]
+    assert all(load_suite("digits").task(s.params["target_task"]).n_classes >= 10 for s in off)  # chance <= 10%

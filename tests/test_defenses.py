@@ -167,6 +167,8 @@ def test_ibvs_subtracts_exactly_its_own_scaled_backdoor_vector(setting):
         m.encoder.requires_grad_(True)
         return finetune(m, TensorDataset(xs, ys), recipe, 0, progress=False).encoder.state_dict()
 
+    # the defender's warm-up is capped at 25% of its own steps (1 epoch x 1 batch of 64 here: no warm-up)
+    recipe = {**recipe, "warmup_steps": min(recipe["warmup_steps"], int(0.25 * 1 * -(-len(y) // recipe["batch_size"])))}
     bv = backdoor_vector(ft(xp, yp), ft(x, y))
     assert sum(float(v.abs().sum()) for v in bv.values()) > 0
     for k in merged:
@@ -185,8 +187,24 @@ def test_fine_pruning_zeroes_dormant_units(setting):
     out = defended_merge("fine_pruning", "task_arithmetic", zoo.pretrained, _models(zoo, tasks), ctx,
                          defense_hparams={"prune_ratio": 0.25, "epochs": 1})
     assert isinstance(out, MergeOutput)
-    name, fc, _ = last_mlp(zoo.encoder(zoo.pretrained))
+    name, fc, _, _ = last_mlp(zoo.encoder(zoo.pretrained))
     w = out.state_dict[f"{name}.c_fc.weight"]
     dead = (w.abs().sum(1) == 0) & (out.state_dict[f"{name}.c_fc.bias"] == 0)
     assert int(dead.sum()) == round(0.25 * fc.out_features)
     assert (out.state_dict[f"{name}.c_proj.weight"][:, dead] == 0).all()
+
+
+def test_ibvs_defender_trains_beyond_the_warm_up_on_the_clip_suite():
+    from benchmark.defenses.ibvs import defender_recipe
+    from benchmark.suites import load_suite
+    from benchmark.zoo.zoo import task_recipe
+
+    clip = load_suite("clip-vit-b32")
+    task = clip.task_names[clip.backdoor["defenses"]["ibvs"]["inject_task"]]
+    recipe = task_recipe(clip.recipe["finetune"], task)
+    n_dev = 1890  # 10% of RESISC45's 18,900 training images (the suite's dev split)
+    steps = recipe["epochs"] * -(-n_dev // recipe["batch_size"])
+    assert recipe["warmup_steps"] >= steps  # the contributors' warm-up alone would cover every defender step
+    cfg = defender_recipe(recipe, n_dev, 0.25)
+    assert 0 < cfg["warmup_steps"] <= 0.25 * steps and cfg["epochs"] == recipe["epochs"]
+    assert defender_recipe({**recipe, "warmup_steps": 3}, n_dev, 0.25)["warmup_steps"] == 3  # short ones kept

@@ -13,7 +13,12 @@ from benchmark.cache import Cache
 from benchmark.defenses.registry import Defense, DefenseError, check_defense_hparams, get_defense
 from benchmark.merging import MergeContext, MergeOutput, merge
 from benchmark.merging.validate import _check_finite, _check_same_keys, _check_state_dict
+from benchmark.suites.spec import BackboneSpec
 from benchmark.types import StateDict
+from benchmark.zoo.backbone import build_encoder
+from benchmark.zoo.model import ImageClassifier
+
+DEFENDER_CACHE = "defender"
 
 MergeFn = Callable[[StateDict, list[StateDict]], MergeOutput]
 
@@ -33,10 +38,11 @@ class DefenseInputs:
 
     `context` carries `tasks`, `seed` and, only where the defense `needs` them, `dev_data` (one dataset per
     task), `classifier_factory(state_dict, task_index, adapter=None)`; `finetune_recipe` (the suite's
-    fine-tuning recipe; `benchmark.zoo.zoo.task_recipe` resolves per-task epochs) and `cache` (for
-    artefacts a defense trains) likewise. `merge(pretrained, finetuned)` merges with the victim's method and
-    hyperparameters and returns a `MergeOutput` (possibly memoised and shared: read it, never modify its
-    tensors in place). A defense must not modify its inputs in place either.
+    fine-tuning recipe; `benchmark.zoo.zoo.task_recipe` resolves per-task epochs) likewise; `cache` is the
+    defender's own artefact cache (`defender_cache`: none of the attack's artefacts are in it).
+    `merge(pretrained, finetuned)` merges with the victim's method and hyperparameters and returns a
+    `MergeOutput` (possibly memoised and shared: read it, never modify its tensors in place).
+    A defense must not modify its inputs in place either.
     """
 
     pretrained: StateDict
@@ -48,6 +54,28 @@ class DefenseInputs:
     finetune_recipe: dict[str, Any] | None = None
     cache: Cache | None = None
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class TaskClassifiers:
+    """The `classifier_factory` a defender (and a merge method) is given: the public backbone architecture
+    and the merged tasks' frozen heads, nothing else (no zoo, no other contributor's or attacker's model).
+    `TaskClassifiers(backbone, heads)(state_dict, task_index, adapter=None)` is an eval-mode classifier."""
+
+    backbone: BackboneSpec
+    heads: tuple[nn.Module, ...]
+
+    def __call__(self, state: StateDict, i: int, adapter: nn.Module | None = None) -> ImageClassifier:
+        enc = build_encoder(self.backbone)
+        enc.load_state_dict(state)
+        b = self.backbone
+        return ImageClassifier(enc.eval(), self.heads[i], b.mean, b.std, adapter).eval().requires_grad_(False)
+
+
+def defender_cache(cache: Cache | None) -> Cache | None:
+    """The defender's own artefact cache: a subfolder of `cache` that holds only what defenses build, so a
+    defense cannot read the attack's cached triggers or backdoored models through it."""
+    return Cache(cache.root / DEFENDER_CACHE) if cache is not None else None
 
 
 def as_output(result: StateDict | MergeOutput, n_tasks: int) -> MergeOutput:
@@ -103,7 +131,7 @@ def defended_merge(
         classifier_factory=context.classifier_factory if "classifier_factory" in d.needs else None,
     )
     inputs = DefenseInputs(pretrained, list(finetuned), method, method_hparams, view, merge_fn,
-                           finetune_recipe if "finetune_recipe" in d.needs else None, cache,
+                           finetune_recipe if "finetune_recipe" in d.needs else None, defender_cache(cache),
                            memo if memo is not None else {})
     if d.stage == "merge":
         out = d.fn(inputs, **hp)

@@ -30,20 +30,28 @@ from benchmark.merging import MergeOutput
 FP_HPARAMS = {"prune_ratio": 0.3, "epochs": 2, "lr": 1e-4, "batch_size": 64, "seed": 0}
 
 
-def last_mlp(encoder: nn.Module) -> tuple[str, nn.Linear, nn.Linear]:
-    """(name, fc-in, fc-out) of the last transformer MLP: open_clip's `...mlp.c_fc` / `...mlp.c_proj`."""
+def last_mlp(encoder: nn.Module) -> tuple[str, nn.Linear, nn.Linear, nn.Module]:
+    """(name, fc-in, activation, fc-out) of the last transformer MLP: open_clip's `...mlp.c_fc`,
+    `...mlp.gelu` (GELU, or QuickGELU on the OpenAI CLIP weights) and `...mlp.c_proj`."""
     found = [(n[: -len(".c_fc")], m) for n, m in encoder.named_modules() if n.endswith("mlp.c_fc")]
     if not found:
         raise DefenseError("fine_pruning needs an encoder with transformer MLP blocks (`mlp.c_fc`/`mlp.c_proj`)")
     name, fc = found[-1]
-    return name, fc, encoder.get_submodule(name + ".c_proj")
+    try:
+        act = encoder.get_submodule(name + ".gelu")
+    except AttributeError:
+        act = nn.GELU()
+    return name, fc, act, encoder.get_submodule(name + ".c_proj")
 
 
 @torch.no_grad()
-def dormant_units(model: nn.Module, fc: nn.Linear, images: list[torch.Tensor], ratio: float) -> torch.Tensor:
-    """Indices of the `ratio` fraction of `fc`'s output units with the lowest mean post-GELU activation."""
+def dormant_units(model: nn.Module, fc: nn.Linear, images: list[torch.Tensor], ratio: float,
+                  activation: nn.Module | None = None) -> torch.Tensor:
+    """Indices of the `ratio` fraction of `fc`'s output units with the lowest mean activation after
+    `activation` (the MLP's own: the units are ranked on what the next layer sees; default GELU)."""
+    act = activation if activation is not None else nn.GELU()
     acts: list[torch.Tensor] = []
-    hook = fc.register_forward_hook(lambda _m, _i, out: acts.append(F.gelu(out).reshape(-1, out.shape[-1]).mean(0)))
+    hook = fc.register_forward_hook(lambda _m, _i, out: acts.append(act(out).reshape(-1, out.shape[-1]).mean(0)))
     try:
         model.eval()
         for x in images:
@@ -70,11 +78,11 @@ def fine_pruning(merged: MergeOutput, inputs: DefenseInputs, prune_ratio: float,
     enc = models[0].encoder
     for m in models[1:]:
         m.encoder = enc  # one shared encoder, per-task heads and adapters
-    _, fc, proj = last_mlp(enc)
+    _, fc, act, proj = last_mlp(enc)
     gen = torch.Generator().manual_seed(seed)
     loaders = [DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen) for ds in ctx.dev_data]
     clean_images = [x for loader in loaders for x, _ in itertools.islice(iter(loader), 4)]
-    pruned = dormant_units(models[0], fc, clean_images, prune_ratio)
+    pruned = dormant_units(models[0], fc, clean_images, prune_ratio, act)
     keep = torch.ones(fc.out_features)
     keep[pruned] = 0.0
 

@@ -16,6 +16,7 @@ the suite's fine-tuning recipe; the clean and backdoored fine-tunes and their BV
 from __future__ import annotations
 
 import hashlib
+import math
 
 import torch
 from torch.utils.data import TensorDataset
@@ -40,6 +41,7 @@ IBVS_HPARAMS = {
     "position": "top_left",
     "poison_rate": 0.2,
     "seed": 0,
+    "max_warmup_fraction": 0.25,
 }
 
 
@@ -55,15 +57,29 @@ def defender_trigger(patch_size: int, position: str) -> Trigger:
     return Trigger(white_square(patch_size), position)
 
 
+def defender_recipe(recipe: dict, n_images: int, max_warmup_fraction: float) -> dict:
+    """A task's fine-tuning `recipe` as the defender runs it on its `n_images` dev images: the
+    same epochs, with the warm-up capped at `max_warmup_fraction` of the defender's steps. The dev split is
+    ~10% of the training split, so the contributors' warm-up (task vectors: 500 of ~2,000 steps, 25%) would
+    otherwise cover the defender's whole fine-tune on CLIP suites (160-245 steps) and it would never reach
+    the full learning rate."""
+    cfg = dict(recipe)
+    steps = int(cfg["epochs"]) * math.ceil(n_images / int(cfg["batch_size"]))
+    cfg["warmup_steps"] = min(int(cfg.get("warmup_steps", 0)), math.floor(max_warmup_fraction * steps))
+    return cfg
+
+
 def injected_backdoor_vector(inputs: DefenseInputs, inject_task: int, target_class: int, patch_size: int,
-                             position: str, poison_rate: float, seed: int) -> StateDict:
+                             position: str, poison_rate: float, seed: int,
+                             max_warmup_fraction: float = 0.25) -> StateDict:
     """BV_inj = θ_bd − θ_clean of the defender's own injection (float64), built from `inputs` only."""
     if not 0 <= inject_task < len(inputs.finetuned):
         raise DefenseError(f"ibvs: inject_task {inject_task} is not a task index (0..{len(inputs.finetuned) - 1})")
     x, y = tensors(inputs.context.dev_data[inject_task])
     if not 0 <= target_class < int(y.max()) + 1:
         raise DefenseError(f"ibvs: target_class {target_class} is not a class of task index {inject_task}")
-    recipe = task_recipe(inputs.finetune_recipe, inputs.context.tasks[inject_task])
+    recipe = defender_recipe(task_recipe(inputs.finetune_recipe, inputs.context.tasks[inject_task]),
+                             len(y), max_warmup_fraction)
     spec = {"defense": "ibvs", "pretrained": _digest(*[inputs.pretrained[k] for k in sorted(inputs.pretrained)]),
             "data": _digest(x, y), "recipe": recipe, "target_class": target_class, "patch_size": patch_size,
             "position": position, "poison_rate": poison_rate, "seed": seed, "task_index": inject_task,
@@ -94,11 +110,12 @@ def injected_backdoor_vector(inputs: DefenseInputs, inject_task: int, target_cla
           "arXiv 2510.08016 (IBVS)",
 )
 def ibvs(inputs: DefenseInputs, scale: float, inject_task: int, target_class: int, patch_size: int, position: str,
-         poison_rate: float, seed: int) -> MergeOutput:
+         poison_rate: float, seed: int, max_warmup_fraction: float) -> MergeOutput:
     """Injection Backdoor Vector Subtraction: merge with the victim's method, then subtract `scale` times the
     defender's own injected Backdoor Vector (white-square trigger, class `target_class` of task index
     `inject_task`, trained on that task's labelled dev data). Uses nothing about the attack."""
-    bv = injected_backdoor_vector(inputs, inject_task, target_class, patch_size, position, poison_rate, seed)
+    bv = injected_backdoor_vector(inputs, inject_task, target_class, patch_size, position, poison_rate, seed,
+                                  max_warmup_fraction)
     merged = inputs.merge(inputs.pretrained, inputs.finetuned)
     out = {k: (v.double() - scale * bv[k]).to(v.dtype) if k in bv else v.clone()
            for k, v in merged.state_dict.items()}

@@ -84,6 +84,19 @@ MIGRATIONS: list[list[str]] = [
     [
         """ALTER TABLE merge_eval ALTER COLUMN normalized_acc DROP NOT NULL""",
     ],
+    [  # backdoor 2.0 (issue 14): the untriggered floor of every ASR, and attack vs baseline rows
+        "ALTER TABLE backdoor_settings ADD COLUMN asr_floor DOUBLE",
+        "ALTER TABLE backdoor_settings ADD COLUMN role VARCHAR",
+        "ALTER TABLE backdoor_outcomes ADD COLUMN clean_pred INTEGER",
+        "DROP VIEW backdoor_metrics",
+        """CREATE VIEW backdoor_metrics AS SELECT suite, suite_hash, attack, variant, method, defense,
+            adversary_task, target_task, target_class, seed, clean_acc, backdoor_asr, n_asr, asr_floor,
+            backdoor_asr - asr_floor AS asr_minus_floor,
+            coalesce(role, CASE WHEN attack LIKE 'clean%' THEN 'baseline' ELSE 'attack' END) AS role
+            FROM backdoor_settings""",
+        "DROP VIEW backdoor_examples",
+        """CREATE VIEW backdoor_examples AS SELECT * EXCLUDE (unit_key) FROM backdoor_outcomes""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -251,7 +251,7 @@ def method_rows(store: Store, suite: Suite, name: str, kind: str = "merge",
         elif track == "backdoor" and "backdoor_settings" in tables:
             col = "method" if kind == "merge" else "defense"
             df = store.read(f"SELECT {col}, avg(backdoor_asr) AS backdoor_asr, avg(clean_acc) AS clean_acc, "
-                            f"count(*) AS settings FROM backdoor_settings WHERE suite_hash = ? AND attack <> 'clean' "
+                            f"count(*) AS settings FROM backdoor_metrics WHERE suite_hash = ? AND role = 'attack' "
                             f"GROUP BY {col}", [suite.hash])
             if not df.empty:
                 df.insert(0, "rank", df.backdoor_asr.rank(ascending=True, method="min").astype(int))

@@ -35,9 +35,9 @@ if TYPE_CHECKING:
     from benchmark.context import RunContext
     from benchmark.merging import MergeOutput
 
-ATTACK_ORDER = ("clean", "naive", "badmerging", "bv", "sbv")
+ATTACK_ORDER = ("clean_fixed_trigger", "clean_inherent", "naive", "badmerging", "bv", "sbv")
 TRIGGER_ONLY_KEYS = ("scale", "seeds", "keep_ratio", "sign_consistent", "source")
-MERGE_MEMO = 3  # merges kept in memory (units run model-set-major, then method, then defense)
+MERGE_MEMO = 2  # merges kept in memory (units run model-set-major, then method and seed, then defense)
 
 
 class BackdoorTrackError(MergesecError):
@@ -56,7 +56,7 @@ class Setting:
     @property
     def models_key(self) -> str:
         """Identity of the set of models merged (all clean rows share one)."""
-        return "clean" if self.attack == "clean" else content_hash([self.attack, self.variant, self.params])
+        return "clean" if self.attack in BASELINES else content_hash([self.attack, self.variant, self.params])
 
 
 def legacy_attacks(raw: dict[str, Any]) -> list[dict[str, Any]]:
@@ -105,13 +105,40 @@ def backdoor_config(suite) -> dict[str, Any]:
     }
 
 
+BASELINES = ("clean_fixed_trigger", "clean_inherent")
+"""Baseline rows (role 'baseline'): every contributor benign, a trigger pasted on the benign merge.
+`clean_fixed_trigger`: BadMerging's official clean rows, a fixed pattern (the BadNets checkerboard here, the
+official code's `fixed_trigger.png` resized) at the attacks' patch size; `clean_inherent`: the Backdoor
+Vectors paper's inherent-trigger measurement, each optimised patch of an attack on the benign merge."""
+FIXED_TRIGGER_SOURCES = ("naive",)  # attacks whose trigger is the fixed pattern: no inherent row of their own
+
+
+def role(attack: str) -> str:
+    """'baseline' for the clean rows, 'attack' otherwise (no ranking or attack mean includes baselines)."""
+    return "baseline" if attack in BASELINES else "attack"
+
+
+def _baselines(name: str, variant: str, params: dict[str, Any], src: str) -> list[Setting]:
+    """The baseline rows an attack entry implies: its fixed-trigger row (same target and patch size) and,
+    for an optimised trigger, its inherent-trigger row."""
+    trig_params = {k: v for k, v in params.items() if k not in TRIGGER_ONLY_KEYS}
+    fixed = {k: trig_params[k] for k in ("adversary_task", "target_task", "target_class") if k in trig_params}
+    fixed.update(patch_size=params.get("patch_size", 3), position=params.get("position", "bottom_right"))
+    label = f"{fixed['target_task']}_{fixed['target_class']}_{fixed['patch_size']}px"
+    out = [Setting("clean_fixed_trigger", label, fixed, ("naive", "badnets", json.dumps(fixed, sort_keys=True)))]
+    if src not in FIXED_TRIGGER_SOURCES:
+        label = f"{name}_{variant}" if src == name else f"{src}_{variant}"
+        out.append(Setting("clean_inherent", label, trig_params, (src, variant, json.dumps(trig_params))))
+    return out
+
+
 def settings(suite) -> list[Setting]:
-    """The attack rows: the suite's attacks (validated against the registry) and the clean baselines."""
+    """The attack rows (the suite's attacks, validated against the registry) after the baseline rows."""
     from benchmark.attacks.backdoor import get_backdoor_attack, resolve_params
 
     cfg = backdoor_config(suite)
     out: list[Setting] = []
-    clean: dict[str, Setting] = {}
+    clean: dict[tuple, Setting] = {}
     for entry in cfg["attacks"]:
         entry = dict(entry)
         name = entry.pop("attack", None)
@@ -130,15 +157,13 @@ def settings(suite) -> list[Setting]:
                 raise BackdoorTrackError(
                     f"badmerging entry with target_task {params['target_task']!r} (adversary task "
                     f"{params['adversary_task']!r}) is the {mode} variant; set variant: {mode}")
-        s = Setting(name, variant, params)
-        out.append(s)
+        out.append(Setting(name, variant, params))
         src = params.get("source", name) if attack.passthrough else name
-        trig_params = {k: v for k, v in params.items() if k not in TRIGGER_ONLY_KEYS}
-        tkey = content_hash([src, resolve_params(get_backdoor_attack(src), {**trig_params, "seed": 0})])
-        if tkey not in clean:
-            label = f"{name}_{variant}" if src == name else f"{src}_{variant}"
-            clean[tkey] = Setting("clean", f"{label}_trigger", trig_params, (src, variant, json.dumps(trig_params)))
-    rows = list(clean.values()) if cfg["clean_baseline"] else []
+        for b in _baselines(name, variant, params, src):
+            tkey = (b.attack, b.trigger_of[0], content_hash(
+                resolve_params(get_backdoor_attack(b.trigger_of[0]), {**json.loads(b.trigger_of[2]), "seed": 0})))
+            clean.setdefault(tkey, b)
+    rows = sorted(clean.values(), key=lambda b: (BASELINES.index(b.attack), b.variant)) if cfg["clean_baseline"] else []
     return rows + out
 
 
@@ -151,8 +176,9 @@ class _State:
     backdoors: dict[tuple, Backdoor] = field(default_factory=dict)
     merges: OrderedDict = field(default_factory=OrderedDict)
     defended: OrderedDict = field(default_factory=OrderedDict)
-    accs: dict[str, dict[str, float]] = field(default_factory=dict)
+    preds: OrderedDict = field(default_factory=OrderedDict)
     defense_memo: dict[str, Any] = field(default_factory=dict)
+    classifiers: Any = None
 
 
 _STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -173,7 +199,7 @@ def backdoor_for(ctx: RunContext, s: Setting, seed: int) -> Backdoor:
     st = _state(ctx)
     key = (s.attack, s.variant, json.dumps(s.params, sort_keys=True), seed)
     if key not in st.backdoors:
-        if s.attack == "clean":
+        if s.attack in BASELINES:
             src, variant, params = s.trigger_of
             bd = make_backdoor(st.env, src, variant, {**json.loads(params), "seed": seed}, clean=True)
             bd.attack, bd.variant = s.attack, s.variant
@@ -204,25 +230,48 @@ def defended_model(ctx: RunContext, s: Setting, bd: Backdoor, method: str, mh: d
     dkey = content_hash([mkey, defense, dh])
     if dkey in st.defended:
         return dkey, st.defended[dkey]
+    pre, memo = zoo.pretrained, st.merges  # the closure below holds only these, never the zoo or the attack
     mctx = MergeContext(
-        pretrained=zoo.pretrained, finetuned=models, tasks=tasks,
-        classifier_factory=lambda sd, i, adapter=None: zoo.classifier(sd, tasks[i], adapter),
+        pretrained=pre, finetuned=models, tasks=tasks, classifier_factory=_classifiers(ctx),
         dev_data=[ctx.data(t).dev for t in tasks], seed=seed)
 
     def merge_fn(pretrained, finetuned):
-        same = pretrained is zoo.pretrained and len(finetuned) == len(models) and all(
+        same = pretrained is pre and len(finetuned) == len(models) and all(
             a is b for a, b in zip(finetuned, models, strict=True))
-        if same and mkey in st.merges:
-            return st.merges[mkey]
+        if same and mkey in memo:
+            return memo[mkey]
         out = as_output(merge(method, pretrained, finetuned, context=mctx, **mh), len(tasks))
         if same:
-            _remember(st.merges, mkey, out, MERGE_MEMO)
+            _remember(memo, mkey, out, MERGE_MEMO)
         return out
 
     out = defended_merge(defense, method, zoo.pretrained, models, mctx, mh, dh, ctx.suite.recipe["finetune"],
                          ctx.cache, merge_fn=merge_fn, memo=st.defense_memo)
     _remember(st.defended, dkey, out, MERGE_MEMO)
     return dkey, out
+
+
+def _check_inject_tasks(suite, defenses: dict[str, dict], rows: list[Setting]) -> None:
+    """A defense that injects its own backdoor (`inject_task`, IBVS) must not inject into an off-task
+    attack's target task: the defender's backdoor would then share the head the attack's ASR is read with."""
+    targets = {s.params["target_task"] for s in rows if s.params["target_task"] != s.params["adversary_task"]}
+    names = suite.task_names
+    for name, hp in defenses.items():
+        i = hp.get("inject_task")
+        if isinstance(i, int) and 0 <= i < len(names) and names[i] in targets:
+            raise BackdoorTrackError(
+                f"defense {name!r} injects into task {names[i]!r}, the target task of an off-task attack; set "
+                f"backdoor.defenses.{name}.inject_task to another task index")
+
+
+def _classifiers(ctx: RunContext):
+    """The run's `TaskClassifiers` (backbone + the merged tasks' heads: what the victim and a defender hold)."""
+    from benchmark.defenses.api import TaskClassifiers
+
+    st = _state(ctx)
+    if st.classifiers is None:
+        st.classifiers = TaskClassifiers(ctx.suite.backbone, tuple(ctx.zoo.heads[t] for t in ctx.suite.task_names))
+    return st.classifiers
 
 
 def _defense_code(name: str) -> str:
@@ -254,15 +303,17 @@ class BackdoorTrack(Track):
             d = get_defense(name)
             if d.source != "builtin" and name not in defenses:
                 defenses[name] = dict(d.hparams)
+        rows = settings(ctx.suite)
+        _check_inject_tasks(ctx.suite, defenses, rows)
         groups: dict[str, list[Setting]] = {}
-        for s in settings(ctx.suite):  # rows that merge the same models run together (shared merges)
+        for s in rows:  # rows that merge the same models run together (shared merges)
             groups.setdefault(s.models_key, []).append(s)
         units = []
-        for group in groups.values():
-            for method in methods:
+        for group in groups.values():  # seed outside defense: every defense of a merge runs while it is memoised
+            for method, seed in ((m, seed) for m in methods for seed in cfg["seeds"]):
                 mh = ctx.method_hparams(method)
                 for defense, dh in defenses.items():
-                    for s, seed in ((s, seed) for seed in cfg["seeds"] for s in group):
+                    for s in group:
                         units.append(Unit(self.name, {
                             "suite_hash": ctx.suite.hash, "attack": s.attack, "variant": s.variant,
                             "method": method, "defense": defense, "seed": seed,
@@ -279,7 +330,7 @@ class BackdoorTrack(Track):
         return {**super().setting(description), "attack_params": description.get("hparams", {}).get("attack")}
 
     def run_unit(self, unit, ctx):
-        from benchmark.metrics.backdoor import backdoor_asr, clean_accuracy, mean_clean_accuracy
+        from benchmark.metrics.backdoor import backdoor_asr, clean_predictions, mean_clean_accuracy
 
         d = unit.description
         hp = d["hparams"]
@@ -290,53 +341,67 @@ class BackdoorTrack(Track):
         key, merged = defended_model(ctx, s, bd, d["method"], hp["method"], d["defense"], hp["defense"], seed)
         tasks = ctx.suite.task_names
         st = _state(ctx)
-        if key not in st.accs:
-            st.accs[key] = {
-                t: clean_accuracy(ctx.zoo.classifier(merged.state_dict, t, merged.adapters[i]), ctx.data(t).test)
+        if key not in st.preds:  # one clean pass per merged model: clean accuracy and every row's ASR floor
+            st.preds[key] = {
+                t: clean_predictions(ctx.zoo.classifier(merged.state_dict, t, merged.adapters[i]), ctx.data(t).test)
                 for i, t in enumerate(tasks)}
-        accs = st.accs[key]
+        preds = st.preds[key]
+        accs = {t: int((p == y).sum()) / len(y) for t, (p, y) in preds.items()}
         i = tasks.index(bd.target_task)
         target_model = ctx.zoo.classifier(merged.state_dict, bd.target_task, merged.adapters[i])
-        r = backdoor_asr(target_model, ctx.data(bd.target_task).test, bd.target_class, bd.trigger.apply)
+        r = backdoor_asr(target_model, ctx.data(bd.target_task).test, bd.target_class, bd.trigger.apply,
+                         clean_pred=preds[bd.target_task][0])
         ident = {"suite_hash": ctx.suite.hash, "attack": d["attack"], "variant": d["variant"],
                  "method": d["method"], "defense": d["defense"], "seed": seed}
         settings_df = pd.DataFrame([{
             "suite": ctx.suite.name, **ident, "adversary_task": bd.adversary_task, "target_task": bd.target_task,
             "target_class": bd.target_class, "clean_acc": mean_clean_accuracy(accs), "backdoor_asr": r.asr,
-            "n_asr": r.n}])
-        settings_df = settings_df[["suite", "suite_hash", "attack", "variant", "method", "defense",
-                                   "adversary_task", "target_task", "target_class", "seed", "clean_acc",
-                                   "backdoor_asr", "n_asr"]]
+            "n_asr": r.n, "asr_floor": r.floor, "role": role(d["attack"])}])
         task_df = pd.DataFrame([{**ident, "task": t, "clean_acc": a} for t, a in accs.items()])
         outcomes = pd.DataFrame({
             **{k: [v] * r.n for k, v in ident.items()},
             "example_id": r.example_id.tolist(), "label": r.label.tolist(),
-            "triggered_pred": r.triggered_pred.tolist(), "hit": r.hit.tolist()})
+            "triggered_pred": r.triggered_pred.tolist(), "hit": r.hit.tolist(),
+            "clean_pred": r.clean_pred.tolist()})
         return {"backdoor_settings": settings_df, "backdoor_task_acc": task_df, "backdoor_outcomes": outcomes}
 
 
 # -- the summary table -----------------------------------------------------------------------------------
 
 
+SUMMARY_VALUES = {"acc": "clean_acc", "asr": "backdoor_asr", "floor": "asr_floor", "asr-floor": "asr_minus_floor"}
+"""Column prefix of the summary table -> `backdoor_metrics` column (means over seeds)."""
+
+
 def summary_table(df: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:
-    """One row per (attack, variant, target, method); per defense the clean accuracy `acc[<defense>]` and
-    backdoor ASR `asr[<defense>]` (means over seeds), `none` first. Input: rows of `backdoor_metrics`."""
+    """One row per (role, attack, variant, target, method), baselines first; per defense the clean accuracy
+    `acc[<defense>]`, backdoor ASR `asr[<defense>]`, its untriggered floor `floor[<defense>]` and
+    `asr-floor[<defense>]` (means over seeds; `none` first), and `seeds` (how many were averaged). Input:
+    rows of `backdoor_metrics`."""
     if df.empty:
         return df
-    keys = ["attack", "variant", "target_task", "target_class", "method"]
-    g = df.groupby([*keys, "defense"], as_index=False)[["clean_acc", "backdoor_asr"]].mean()
+    df = df.copy()
+    if "role" not in df:
+        df["role"] = df.attack.map(role)
+    keys = ["role", "attack", "variant", "target_task", "target_class", "method"]
+    values = list(SUMMARY_VALUES.values())
+    g = df.groupby([*keys, "defense"], as_index=False).agg(
+        **{v: (v, "mean") for v in values}, seeds=("seed", "nunique"))
     defenses = ["none", *sorted(set(g.defense) - {"none"})]
-    wide = g.pivot_table(index=keys, columns="defense", values=["clean_acc", "backdoor_asr"])
+    wide = g.pivot_table(index=keys, columns="defense", values=[*values, "seeds"])
     cols = {}
     for dname in defenses:
         if ("clean_acc", dname) in wide.columns:
-            cols[f"acc[{dname}]"] = wide[("clean_acc", dname)]
-            cols[f"asr[{dname}]"] = wide[("backdoor_asr", dname)]
-    out = pd.DataFrame(cols).reset_index()
+            for prefix, v in SUMMARY_VALUES.items():
+                cols[f"{prefix}[{dname}]"] = wide[(v, dname)]
+    out = pd.DataFrame(cols)
+    out["seeds"] = wide["seeds"].min(axis=1).astype(int)
+    out = out.reset_index()
     out["target"] = out.target_task + ":" + out.target_class.astype(str)
     order = {a: i for i, a in enumerate(ATTACK_ORDER)}
     morder = {m: i for i, m in enumerate(methods or sorted(set(out.method)))}
+    out["_r"] = out.role.map(lambda r: 0 if r == "baseline" else 1)
     out["_a"] = out.attack.map(lambda a: order.get(a, len(order)))
     out["_m"] = out.method.map(lambda m: morder.get(m, len(morder)))
-    out = out.sort_values(["_a", "variant", "_m"]).drop(columns=["_a", "_m", "target_task", "target_class"])
-    return out[["attack", "variant", "target", "method", *cols]].reset_index(drop=True)
+    out = out.sort_values(["_r", "_a", "variant", "_m"]).drop(columns=["_r", "_a", "_m", "target_task", "target_class"])
+    return out[["role", "attack", "variant", "target", "method", *cols, "seeds"]].reset_index(drop=True)

@@ -28,6 +28,7 @@ from benchmark.attacks.backdoor.base import (
 )
 from benchmark.attacks.backdoor.triggers import Trigger
 from benchmark.types import StateDict
+from benchmark.zoo.train import finetune
 
 
 def backdoor_vector(backdoored: StateDict, clean: StateDict) -> StateDict:
@@ -45,13 +46,14 @@ def inject(clean: StateDict, vector: StateDict, scale: float = 1.0) -> StateDict
     return out
 
 
-def _flat(v: StateDict) -> torch.Tensor:
-    return torch.cat([t.flatten() for t in v.values()])
+def _flat(v: StateDict, keys: list[str]) -> torch.Tensor:
+    return torch.cat([v[k].flatten() for k in keys])
 
 
-def _unflat(flat: torch.Tensor, like: StateDict) -> StateDict:
+def _unflat(flat: torch.Tensor, like: StateDict, keys: list[str]) -> StateDict:
     out, i = {}, 0
-    for k, t in like.items():
+    for k in keys:
+        t = like[k]
         out[k] = flat[i : i + t.numel()].view_as(t).clone()
         i += t.numel()
     return out
@@ -67,7 +69,8 @@ def trim(flat: torch.Tensor, keep_ratio: float) -> torch.Tensor:
 
 
 def sparse_backdoor_vector(bvs: list[StateDict], keep_ratio: float = 0.2, sign_consistent: bool = True) -> StateDict:
-    """Merge several BVs into one sparse BV.
+    """Merge several BVs into one sparse BV, aligned key by key (the BVs may list their keys in any order;
+    different key sets or shapes are refused).
 
     1. trim each BV to its top `keep_ratio` magnitudes; 2. elect the sign γ = sign(Σ trimmed BVs);
     3. sign-consistent (SBV_SC): keep only coordinates where every BV that survived trimming there has sign
@@ -76,7 +79,15 @@ def sparse_backdoor_vector(bvs: list[StateDict], keep_ratio: float = 0.2, sign_c
     """
     if not bvs:
         raise BackdoorConfigError("an SBV needs at least one backdoor vector")
-    flats = torch.stack([trim(_flat(v), keep_ratio) for v in bvs])
+    keys = sorted(bvs[0])
+    for i, v in enumerate(bvs[1:], 1):
+        shapes = {k: tuple(t.shape) for k, t in v.items()}
+        if set(v) != set(keys) or any(shapes[k] != tuple(bvs[0][k].shape) for k in keys):
+            raise BackdoorConfigError(
+                f"backdoor vector {i} has other keys or shapes than backdoor vector 0 (missing "
+                f"{sorted(set(keys) - set(v))[:3]}, extra {sorted(set(v) - set(keys))[:3]}); an SBV merges BVs of "
+                "the same model: compute every BV from the same architecture")
+    flats = torch.stack([trim(_flat(v, keys), keep_ratio) for v in bvs])
     gamma = torch.sign(flats.sum(0))
     agree = (torch.sign(flats) == gamma) & (flats != 0)
     if sign_consistent:
@@ -84,7 +95,7 @@ def sparse_backdoor_vector(bvs: list[StateDict], keep_ratio: float = 0.2, sign_c
         agree = agree & ~conflict
     total = (flats * agree).sum(0)
     count = agree.sum(0).clamp(min=1)
-    return _unflat(total / count, bvs[0])
+    return _unflat(total / count, bvs[0], keys)
 
 
 def _source_params(params: dict[str, Any], drop: tuple[str, ...]) -> dict[str, Any]:
@@ -98,11 +109,29 @@ def bv_trigger(env: BackdoorEnv, *, source: str, **params: Any) -> Trigger:
     return src.trigger(env, **p)
 
 
-def _source_bv(env: BackdoorEnv, source: str, params: dict[str, Any]) -> StateDict:
+def clean_finetune(env: BackdoorEnv, task: str, seed: int) -> StateDict:
+    """θ_clean of a BV: the adversary's clean fine-tune of `task` with the same recipe and `seed` as its
+    backdoored one (Pawlak et al.: both from the same start, on the same task, differing only in the
+    poison). The zoo's model where `seed` is the zoo's seed; otherwise fine-tuned and cached."""
+    if seed == env.zoo.suite.recipe["seed"]:
+        return env.zoo.finetuned[task]
+    spec = {"what": "clean_finetune", **env.upstream(task, finetune=True), "seed": seed}
+
+    def build() -> StateDict:
+        model = env.trainable(task)
+        finetune(model, env.data(task).train, env.recipe(task), seed, desc=f"clean fine-tune {task}",
+                 progress=env.progress)
+        return model.encoder.state_dict()
+
+    return env.cached("clean_finetuned", spec, build)
+
+
+def _source_bv(env: BackdoorEnv, source: str, params: dict[str, Any]) -> tuple[StateDict, StateDict]:
+    """(BV, θ_clean) of the `source` attack run with `params`, against the clean model of the same seed."""
     src = get_backdoor_attack(source)
     p = resolve_params(src, params)
-    clean = env.zoo.finetuned[p["adversary_task"]]
-    return backdoor_vector(src.build(env, **p), clean)
+    clean = clean_finetune(env, p["adversary_task"], int(p["seed"]))
+    return backdoor_vector(src.build(env, **p), clean), clean
 
 
 @register_backdoor_attack(
@@ -112,10 +141,20 @@ def _source_bv(env: BackdoorEnv, source: str, params: dict[str, Any]) -> StateDi
 )
 def bv_injection(env: BackdoorEnv, *, source: str, scale: float, **params: Any) -> StateDict:
     """Backdoor Vector injection: BV = θ_bd − θ_clean where θ_bd is the `source` attack's backdoored model and
-    θ_clean the adversary's clean fine-tuned model (the zoo's: same pretrained start, task, recipe and
-    seed); the adversary uploads θ_clean + scale·BV. Extra parameters go to the source attack."""
-    bv = _source_bv(env, source, params)
-    return inject(env.zoo.finetuned[params["adversary_task"]], bv, scale)
+    θ_clean the adversary's clean fine-tuned model of the same seed (`clean_finetune`: same pretrained start,
+    task and recipe); the adversary uploads θ_clean + scale·BV. Extra parameters go to the source attack."""
+    bv, clean = _source_bv(env, source, params)
+    return inject(clean, bv, scale)
+
+
+def sbv_seeds(offsets: str, seed: int) -> list[int]:
+    """The source seeds of an SBV at unit seed `seed`: `seed · stride + o` for each offset `o` of `offsets`
+    (comma-separated, stride = max offset + 1), so every unit seed draws its own, disjoint set of BVs."""
+    offs = [int(s) for s in str(offsets).split(",") if s.strip()]
+    if not offs or min(offs) < 0:
+        raise BackdoorConfigError(f"sbv seeds {offsets!r}: give comma-separated offsets >= 0, e.g. \"0,1,2\"")
+    stride = max(offs) + 1
+    return [seed * stride + o for o in offs]
 
 
 @register_backdoor_attack(
@@ -127,10 +166,10 @@ def bv_injection(env: BackdoorEnv, *, source: str, scale: float, **params: Any) 
 )
 def sbv_injection(env: BackdoorEnv, *, source: str, scale: float, seeds: str, keep_ratio: float,
                   sign_consistent: bool, **params: Any) -> StateDict:
-    """Sparse Backdoor Vector injection: BVs of the `source` attack fine-tuned with each of `seeds`
-    (comma-separated; the same trigger, so the BVs differ only by training randomness), merged and
-    sparsified by `sparse_backdoor_vector`; the adversary uploads θ_clean + scale·SBV."""
-    seed_list = [int(s) for s in str(seeds).split(",") if s.strip()]
-    bvs = [_source_bv(env, source, {**params, "seed": s}) for s in seed_list]
-    sbv = sparse_backdoor_vector(bvs, keep_ratio, sign_consistent)
-    return inject(env.zoo.finetuned[params["adversary_task"]], sbv, scale)
+    """Sparse Backdoor Vector injection: BVs of the `source` attack fine-tuned with each seed of
+    `sbv_seeds(seeds, seed)` (the same trigger, so the BVs differ only by training randomness; each against
+    the clean model of its own seed), merged and sparsified by `sparse_backdoor_vector`; the adversary
+    uploads θ_clean(first source seed) + scale·SBV."""
+    pairs = [_source_bv(env, source, {**params, "seed": s}) for s in sbv_seeds(seeds, int(params["seed"]))]
+    sbv = sparse_backdoor_vector([bv for bv, _ in pairs], keep_ratio, sign_consistent)
+    return inject(pairs[0][1], sbv, scale)

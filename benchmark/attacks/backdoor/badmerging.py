@@ -215,14 +215,15 @@ def augmented_target_images(env: BackdoorEnv, model: nn.Module, adversary_task: 
                             pgd_steps: int) -> torch.Tensor:
     """BadMerging's off-task data: `n_augmentations` copies of the target-class images, each with
     RandomResizedCrop and targeted PGD on `model` (pretrained encoder + shadow head) towards a random shadow
-    class that is neither the current prediction nor the target (index 0)."""
+    class that is neither the current prediction nor the target (index 0), drawn from every row of the
+    shadow head (1..300 on CLIP suites: the target name and 300 ImageNet names; 1..K on digits)."""
     x = target_images(env, target_task, target_class, n_target_images, seed)
     rounds = max(1, n_augmentations // n_target_images)
     gen = torch.Generator().manual_seed(seed + 1)
     xs = random_resized_crop(x.repeat(rounds, 1, 1, 1), gen, (crop_scale_min, crop_scale_max))
     with torch.no_grad():
-        pred = model(xs).argmax(-1)
-    n_cls = env.zoo.suite.task(adversary_task).n_classes + 1
+        logits = model(xs)
+    pred, n_cls = logits.argmax(-1), logits.shape[-1]  # targets over the whole shadow head, as the official code
     targets = torch.empty_like(pred)
     for i, p in enumerate(pred.tolist()):
         choices = [c for c in range(1, n_cls) if c != p]

@@ -24,7 +24,7 @@ from benchmark.registry import NAME
 from benchmark.types import StateDict
 from benchmark.zoo import ImageClassifier, Zoo
 
-CODE_VERSION = "backdoor-1"
+CODE_VERSION = "backdoor-2"
 """Bumped whenever an attack's algorithm changes, so cached backdoored models are rebuilt."""
 
 COMMON = ("adversary_task", "target_task", "target_class", "seed")

@@ -1,0 +1,87 @@
+"""Backdoor track fidelity on the CLIP code path (issue 14): a tiny random open_clip model and tiny synthetic
+Hugging Face datasets, as tests/test_clip_suite.py builds them, run through the paper-scale code."""
+
+import pytest
+import torch
+
+from benchmark.attacks.backdoor import badmerging as bm
+from benchmark.attacks.backdoor import resolve_params
+from benchmark.attacks.backdoor.base import BackdoorEnv, get_backdoor_attack
+from benchmark.cache import Cache
+from benchmark.data import load_task
+from benchmark.defenses.fine_pruning import dormant_units, last_mlp
+from benchmark.suites import load_suite
+from benchmark.tracks.backdoor import BackdoorTrackError, _check_inject_tasks, settings
+from benchmark.zoo import ImageClassifier, build_zoo
+from tests.test_clip_suite import _offline, data_dir, tiny_checkpoint, tiny_suite  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def env(tiny_suite, tmp_path):  # noqa: F811
+    zoo = build_zoo(tiny_suite, Cache(tmp_path / "cache"), progress=False)
+    return BackdoorEnv(zoo, lambda t: load_task(tiny_suite, t), Cache(tmp_path / "cache"))
+
+
+def _clip_off_task_params() -> dict:
+    """The shipped clip-vit-b32 off-task entry, resolved as the track resolves it."""
+    (s,) = [s for s in settings(load_suite("clip-vit-b32")) if s.attack == "badmerging" and s.variant == "off_task"]
+    return resolve_params(get_backdoor_attack("badmerging"), {**s.params, "seed": 0})
+
+
+def test_off_task_stage1_uses_the_official_crop_and_pgd_targets_over_the_whole_shadow_head(env, monkeypatch):
+    p = _clip_off_task_params()
+    assert (p["crop_scale_min"], p["crop_scale_max"]) == (0.2, 0.5)  # RandomResizedCrop(0.2-0.5)
+    seen = {}
+
+    def crop(x, gen, scale):
+        seen["scale"] = scale
+        return x
+
+    def pgd(model, x, targets, *a):
+        seen["targets"] = targets
+        return x
+
+    monkeypatch.setattr(bm, "random_resized_crop", crop)
+    monkeypatch.setattr(bm, "pgd_targeted", pgd)
+    head = bm.shadow_head(env, "alpha", "beta", 1, 4, seed=0)  # 301 rows: "one" + 300 ImageNet names
+    b = env.zoo.suite.backbone
+    model = ImageClassifier(env.zoo.encoder(env.zoo.pretrained), head, b.mean, b.std).eval()
+    with torch.no_grad():
+        pred = model(bm.target_images(env, "beta", 1, 4, 0).repeat(10, 1, 1, 1)).argmax(-1)
+    bm.augmented_target_images(env, model, "alpha", "beta", 1, 0, 4, 40, p["crop_scale_min"], p["crop_scale_max"],
+                               p["pgd_eps"], p["pgd_step"], p["pgd_steps"])
+    t = seen["targets"]
+    assert seen["scale"] == (0.2, 0.5)
+    assert head.weight.shape[0] == 301 and len(t) == 40
+    assert bool((t >= 1).all()) and bool((t <= 300).all()) and bool((t != pred).all())
+    # the adversary's own task has 3 classes: the official code draws from all 300 shadow classes
+    assert int(t.max()) > 3 and len(set(t.tolist())) > 10
+
+
+def test_fine_pruning_ranks_units_with_the_suites_quick_gelu(env):
+    enc = env.zoo.encoder(env.zoo.pretrained)
+    _, fc, act, _ = last_mlp(enc)
+    assert type(act).__name__ == "QuickGELU"  # the suite's OpenAI weights run QuickGELU, not GELU
+    model = env.zoo.classifier(env.zoo.pretrained, "alpha")
+    x = torch.stack([load_task(env.zoo.suite, "alpha").test[i][0] for i in range(6)])
+    outs = []
+    h = fc.register_forward_hook(lambda _m, _i, o: outs.append(o))
+    with torch.no_grad():
+        model.encoder = enc
+        model(x)
+    h.remove()
+    o = outs[0].reshape(-1, fc.out_features)
+    expected = torch.argsort((o * torch.sigmoid(1.702 * o)).mean(0))[: round(0.3 * fc.out_features)]
+    assert dormant_units(model, fc, [x], 0.3, act).tolist() == expected.tolist()
+
+
+def test_ibvs_never_injects_into_an_off_task_target():
+    clip = load_suite("clip-vit-b32")
+    rows = settings(clip)
+    ibvs = clip.backdoor["defenses"]["ibvs"]
+    _check_inject_tasks(clip, {"ibvs": ibvs}, rows)  # the shipped suite: resisc45, not cars
+    assert clip.task_names[ibvs["inject_task"]] not in {s.params["target_task"] for s in rows}
+    with pytest.raises(BackdoorTrackError, match="target task of an off-task attack"):
+        _check_inject_tasks(clip, {"ibvs": {**ibvs, "inject_task": clip.task_names.index("cars")}}, rows)
