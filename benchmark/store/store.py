@@ -23,6 +23,7 @@ import duckdb
 import pandas as pd
 
 from benchmark.errors import StoreError
+from benchmark.store.digest import unit_digest
 from benchmark.store.schema import MIGRATIONS, RESULT_TABLES, SCHEMA_VERSION
 
 DEFAULT_DB = "results/mergesec.duckdb"
@@ -162,9 +163,11 @@ class Store:
                             frame = df.assign(unit_key=u.unit_key)  # noqa: F841 (referenced by name in SQL)
                             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
                     con.execute(
-                        "INSERT INTO units_done VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO units_done BY NAME SELECT ? AS unit_key, ? AS track, ? AS suite_hash, "
+                        "? AS run_id, ? AS description, ? AS seconds, ? AS finished_at, ? AS rows_digest",
                         [u.unit_key, u.track, u.suite_hash, u.run_id,
-                         json.dumps(u.description, sort_keys=True, default=str), u.seconds, _now()],
+                         json.dumps(u.description, sort_keys=True, default=str), u.seconds, _now(),
+                         unit_digest(con, u.unit_key)],
                     )
                     con.execute("COMMIT")
                 except Exception:
