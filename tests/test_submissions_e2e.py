@@ -109,6 +109,7 @@ def test_reproduce_from_scratch_records_verdict(submitted, tiny_suite_path):
     stored = Store(db).read("SELECT subject, verdict, details FROM reproductions ORDER BY checked_at")
     assert set(stored.subject) == set(folders) and (stored.verdict == "reproduced").all()
     assert all('"fresh_cache": true' in d for d in stored.details)
+    assert (Store(db).read("SELECT rows_digest FROM reproductions").rows_digest.str.len() == 64).all()
     recorded = stored_verdicts(Store(db))
     for slug, folder in folders.items():  # each verdict is for the code it reproduced
         mine = recorded[recorded.subject == slug]
@@ -128,6 +129,9 @@ def test_tampered_row_fails_reproduction_with_diff(submitted, tiny_suite_path, t
                     progress=False, cache=tiny_cache)
     assert v.verdict == "failed" and v.max_abs_diff == pytest.approx(0.01, abs=1e-9)
     assert v.diffs.column.tolist() == ["clean_acc"] and "task=digit" in v.diffs.row[0]
+    [loose] = reproduce([folders["model_breadcrumbs"]], suite=tiny_suite_path, db=copy, tolerance=0.1,
+                        limits=LIMITS, progress=False, cache=tiny_cache)  # values within 0.1, digests not
+    assert loose.verdict == "within tolerance" and "changed after they were stored" in loose.reason
     out = subprocess.run([sys.executable, "-m", "benchmark.cli", "reproduce", str(folders["model_breadcrumbs"]),
                           "--suite", str(tiny_suite_path), "--db", str(copy), "--quiet"],
                          capture_output=True, text=True, cwd=ROOT, timeout=900)
@@ -135,7 +139,7 @@ def test_tampered_row_fails_reproduction_with_diff(submitted, tiny_suite_path, t
     assert "FAILED" in out.stdout and "clean_acc" in out.stdout
     verdicts = store.read("SELECT verdict FROM reproductions WHERE subject = 'model_breadcrumbs' "
                           "ORDER BY checked_at").verdict.tolist()
-    assert verdicts[-2:] == ["failed", "failed"]
+    assert verdicts[-3:] == ["failed", "within tolerance", "failed"]
 
 
 def test_changed_submission_replaces_its_rows(submitted, tiny_suite_path, tiny_cache, tmp_path):
