@@ -325,6 +325,8 @@ def reproduce(
     time_limit: TimeLimitOpt = None,
     memory_limit: MemoryLimitOpt = None,
     no_isolation: NoIsolationOpt = False,
+    skip_builtins: Annotated[bool, typer.Option(
+        "--skip-builtins", help="Do not re-run the stored built-in rows the submission is ranked against.")] = False,
     quiet: QuietOpt = False,
     fmt: FormatOpt = "table",
 ) -> None:
@@ -336,7 +338,8 @@ def reproduce(
 
     tol = DEFAULT_TOLERANCE if tolerance is None else tolerance
     verdicts = run_reproduce("all" if targets == ["all"] else list(targets), suite, db, tol,
-                             Limits.from_env(time_limit, memory_limit, not no_isolation), progress=not quiet)
+                             Limits.from_env(time_limit, memory_limit, not no_isolation), progress=not quiet,
+                             builtins=not skip_builtins)
     failed = 0
     for v in verdicts:
         worst = "n/a" if v.max_abs_diff is None else f"{v.max_abs_diff:.3g}"

@@ -158,3 +158,21 @@ def test_changed_submission_replaces_its_rows(submitted, tiny_suite_path, tiny_c
     assert store.read("SELECT count(*) n FROM transfer_settings WHERE method = 'model_breadcrumbs'").n[0] == 0
     methods = store.read("SELECT code_hash FROM methods WHERE name = 'model_breadcrumbs'")
     assert methods.code_hash.tolist() == [r.submission.code_hash]
+
+
+def test_reproduce_checks_the_builtin_rows_it_is_ranked_against(submitted, tiny_suite, tiny_suite_path, tiny_cache,
+                                                                 tmp_path):
+    """A competitor's (built-in) row forged in the database fails the submission's reproduction: reproduce
+    re-runs every stored row the ranking uses."""
+    from benchmark import runner
+    from benchmark.cache import Cache
+
+    db, folders, _ = submitted
+    store = Store(shutil.copy(db, tmp_path / "with_builtins.duckdb"))
+    runner.run(tiny_suite, ["merge"], store, Cache(tiny_cache), methods=["task_arithmetic"], progress=False)
+    with store.connect() as con:
+        con.execute("UPDATE merge_eval SET clean_acc = 0.0123 WHERE method = 'task_arithmetic'")
+    [v] = reproduce([folders["model_breadcrumbs"]], suite=tiny_suite_path, db=store.path, limits=LIMITS,
+                    progress=False, cache=tiny_cache)
+    assert v.verdict == "failed" and set(v.diffs.column) == {"clean_acc"}
+    assert v.diffs.row.str.contains("method=task_arithmetic").all()

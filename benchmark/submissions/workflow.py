@@ -356,6 +356,25 @@ def compare(stored: Store, fresh: Store, unit_keys: list[str], tolerance: float)
     return n, worst, diffs
 
 
+def _rerun_builtins(main: Store, fresh: Store, sub: Submission, suite: Suite, cache: Cache,
+                    progress: bool) -> list[str]:
+    """Re-run into `fresh` the units of built-in merge methods stored in `main` on the suite for the
+    submission's tracks (the rows its ranking is computed against); returns their keys."""
+    from benchmark import runner
+    from benchmark.context import RunContext
+    from benchmark.merging import get_method, list_methods
+
+    tracks = _tracks(sub)
+    ctx = RunContext(suite, cache, progress)
+    planned = runner.plan(ctx, tracks, [m for m in list_methods() if get_method(m).source == "builtin"])
+    stored = main.done_keys([u.key for u in planned])
+    units = [u for u in planned if u.key in stored and not _evaluates(u, sub)]
+    if units:
+        runner.run_units(ctx, tracks, units, fresh, {"reproduce": "builtins"}, f"mergesec reproduce {sub.slug}",
+                         f"built-in rows ranked with {sub.slug}")
+    return [u.key for u in units]
+
+
 def check_digests(stored: Store, fresh: Store, unit_keys: list[str]) -> tuple[dict[str, str], str]:
     """({unit_key: digest} of the stored rows, problem or ''): the stored rows must still match the digest
     written with them (no edit since), and the re-run's rows must have the same digest (bitwise equal)."""
@@ -417,9 +436,11 @@ def _match_threads(main: Store, unit_keys: list[str]) -> _Threads:
 
 def reproduce(targets: list[str | Path] | str, suite: str | Path | None = None, db: Path | str | None = None,
               tolerance: float = DEFAULT_TOLERANCE, limits: Limits | None = None, progress: bool = True,
-              cache: Path | str | None = None, record: bool = True) -> list[Verdict]:
+              cache: Path | str | None = None, record: bool = True, builtins: bool = True) -> list[Verdict]:
     """Re-run submissions from scratch and compare with the stored rows (module docstring). `targets` is
-    "all", or slugs/folders. `cache` defaults to a fresh temporary folder (the point of reproducing);
+    "all", or slugs/folders. With `builtins`, the stored rows of the built-in methods the submission is
+    ranked against (same suite and tracks) are re-run and checked too. `cache` defaults to a fresh temporary
+    folder (the point of reproducing);
     passing one is for tests. Records one `reproductions` row per submission when `record`."""
     from benchmark.provenance import provenance
 
@@ -455,6 +476,8 @@ def reproduce(targets: list[str | Path] | str, suite: str | Path | None = None, 
                 run_id = getattr(summary, "run_id", None)
                 fresh_units = _units_of(fresh, s.hash, sub)
                 keys = sorted(set(current.unit_key) | set(fresh_units.unit_key))
+                if builtins:
+                    keys = sorted(set(keys) | set(_rerun_builtins(main, fresh, sub, s, shared_cache, progress)))
                 n, worst, diffs = compare(main, fresh, keys, tolerance)
                 digests, digest_problem = check_digests(main, fresh, keys)
                 ok = diffs.empty and n > 0
