@@ -209,3 +209,38 @@ def test_docs_state_the_boundary_limits():
                  f"capped at {MAX_ANSWER_BYTES // 1_000_000} MB", f"time limit + {lim.rlimits()['CPU'] - 600} s",
                  f"default {lim.memory_mb} MiB"):
         assert text in doc, text
+
+
+def test_disk_full_and_read_only_become_one_clear_message():
+    import errno
+
+    from benchmark.submissions.lifecycle import os_error_message
+
+    msg = os_error_message(OSError(errno.ENOSPC, "No space left on device", "/data/results.duckdb"))
+    assert msg.startswith("the disk is full (/data/results.duckdb)") and "run the command again" in msg
+    assert os_error_message(OSError(errno.EROFS, "Read-only file system")).startswith("the folder is on a read-only")
+    duck = RuntimeError('IO Error: Could not write file "x.wal": No space left on device')
+    assert os_error_message(duck).startswith("the disk is full")
+    assert os_error_message(ValueError("something else")) is None
+
+
+def test_a_connection_held_elsewhere_fails_fast_with_its_pid(tmp_path):
+    """A notebook holding the database open read-only: the writer fails in seconds (not after the 60 s lock
+    wait) with a message naming the process."""
+    from benchmark.errors import StoreError
+    from benchmark.store import Store
+
+    store = Store(tmp_path / "r.duckdb")
+    store.migrate()
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], "
+                               "read_only=True); print('open', flush=True); time.sleep(60)", str(store.path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        t0 = time.perf_counter()
+        with pytest.raises(StoreError, match=f"process {holder.pid} has held it open"):
+            store.migrate()
+        assert time.perf_counter() - t0 < 30
+    finally:
+        holder.kill()
+        holder.wait()
