@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from benchmark.store import Store
@@ -176,3 +177,17 @@ def test_reproduce_checks_the_builtin_rows_it_is_ranked_against(submitted, tiny_
                     progress=False, cache=tiny_cache)
     assert v.verdict == "failed" and set(v.diffs.column) == {"clean_acc"}
     assert v.diffs.row.str.contains("method=task_arithmetic").all()
+
+
+def test_results_are_bitwise_identical_without_isolation(submitted, tiny_suite_path, tiny_cache, tmp_path):
+    """The sandbox changes nothing in the numbers: submitting without isolation stores rows with the same
+    digests (bitwise-equal values) for every unit."""
+    db, folders, _ = submitted
+    plain = tmp_path / "plain.duckdb"
+    submit(folders["model_breadcrumbs"], suite=tiny_suite_path, db=plain, cache=tiny_cache,
+           limits=Limits(LIMITS.timeout_s, LIMITS.memory_mb, isolate=False), progress=False)
+    sql = ("SELECT unit_key, rows_digest FROM units_done WHERE json_extract_string(description, '$.method') = "
+           "'model_breadcrumbs' ORDER BY unit_key")
+    isolated, unisolated = Store(db).read(sql), Store(plain).read(sql)
+    assert len(isolated) > 0
+    pd.testing.assert_frame_equal(isolated, unisolated)

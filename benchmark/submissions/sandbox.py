@@ -67,7 +67,7 @@ class Limits:
     def rlimits(self) -> dict[str, int]:
         """The limits the worker sets on itself before importing submitted code."""
         return {"AS": self.memory_mb * 1024**2, "FSIZE": self.file_mb * 1024**2, "CPU": int(self.timeout_s) + 5,
-                "NPROC": 512, "NOFILE": 1024, "CORE": 0}
+                "NPROC": 4096, "NOFILE": 1024, "CORE": 0}
 
 
 @dataclass
