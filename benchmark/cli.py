@@ -293,6 +293,9 @@ TimeLimitOpt = Annotated[float | None, typer.Option(
 MemoryLimitOpt = Annotated[int | None, typer.Option(
     "--memory-limit", help="Address-space limit of the sandbox in MiB, torch's ~3.5 GiB included "
     "[env MERGESEC_SANDBOX_MEMORY_MB, default 8192].")]
+NoIsolationOpt = Annotated[bool, typer.Option(
+    "--no-isolation", help="Run submitted code WITHOUT the bubblewrap sandbox (it can then read and write "
+    "anything you can). Only for code you trust, on a machine without bubblewrap.")]
 
 
 @app.command()
@@ -300,12 +303,13 @@ def validate(
     submission: Annotated[Path, typer.Argument(help="Submission folder, e.g. submissions/model_breadcrumbs.")],
     time_limit: TimeLimitOpt = None,
     memory_limit: MemoryLimitOpt = None,
+    no_isolation: NoIsolationOpt = False,
 ) -> None:
     """Check a submission in seconds: manifest schema, files, import, signature, smoke run on tiny models."""
     from benchmark.submissions.check import validate as check
     from benchmark.submissions.sandbox import Limits
 
-    report = check(submission, Limits.from_env(time_limit, memory_limit))
+    report = check(submission, Limits.from_env(time_limit, memory_limit, not no_isolation))
     for line in report.checks:
         typer.echo(f"ok  {line}")
     typer.echo(f"submission {report.submission.slug!r} is valid ({report.seconds:.1f} s). "
@@ -320,6 +324,7 @@ def submit(
     cache: CacheOpt = None,
     time_limit: TimeLimitOpt = None,
     memory_limit: MemoryLimitOpt = None,
+    no_isolation: NoIsolationOpt = False,
     quiet: QuietOpt = False,
     fmt: FormatOpt = "table",
     device: DeviceOpt = None,
@@ -334,7 +339,7 @@ def submit(
 
     use_device(device)
     t0 = time.perf_counter()
-    r = run_submission(submission, suite, db, cache, Limits.from_env(time_limit, memory_limit),
+    r = run_submission(submission, suite, db, cache, Limits.from_env(time_limit, memory_limit, not no_isolation),
                        progress=not quiet, command=" ".join(["mergesec", *sys.argv[1:]]))
     sub = r.submission
     if r.units_run == 0:
@@ -359,6 +364,9 @@ def reproduce(
     tolerance: Annotated[float | None, typer.Option(help="Absolute tolerance per metric [default 1e-9].")] = None,
     time_limit: TimeLimitOpt = None,
     memory_limit: MemoryLimitOpt = None,
+    no_isolation: NoIsolationOpt = False,
+    skip_builtins: Annotated[bool, typer.Option(
+        "--skip-builtins", help="Do not re-run the stored built-in rows the submission is ranked against.")] = False,
     quiet: QuietOpt = False,
     fmt: FormatOpt = "table",
     device: DeviceOpt = None,
@@ -373,7 +381,8 @@ def reproduce(
     use_device(device)
     tol = DEFAULT_TOLERANCE if tolerance is None else tolerance
     verdicts = run_reproduce("all" if targets == ["all"] else list(targets), suite, db, tol,
-                             Limits.from_env(time_limit, memory_limit), progress=not quiet)
+                             Limits.from_env(time_limit, memory_limit, not no_isolation), progress=not quiet,
+                             builtins=not skip_builtins)
     failed = 0
     for v in verdicts:
         worst = "n/a" if v.max_abs_diff is None else f"{v.max_abs_diff:.3g}"
@@ -395,11 +404,20 @@ def main() -> None:
     """
     import torch
 
+    from benchmark.submissions.lifecycle import on_sigterm, os_error_message
+
     torch.set_num_threads(int(os.environ.get("MERGESEC_THREADS", "1")))
+    on_sigterm()
     try:
         app()
     except MergesecError as e:
         typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except Exception as e:
+        msg = os_error_message(e)
+        if msg is None:
+            raise
+        typer.echo(f"error: {msg}", err=True)
         sys.exit(2)
 
 

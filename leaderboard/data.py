@@ -255,9 +255,11 @@ def method_hparams(db: str, state: tuple, suite_hash: str, method: str) -> list[
 @snapshot
 def reproductions(db: str, state: tuple, suite_hash: str, subject: str) -> pd.DataFrame:
     """The `reproduce` verdicts of a submission on the suite, newest first, with the code hash each is for."""
-    return _read(db, """SELECT verdict, json_extract_string(details, '$.code_hash') AS code_hash, max_abs_diff,
-        n_compared, tolerance, checked_at, suite_hash, run_id
-        FROM reproductions WHERE subject = ? AND suite_hash = ? ORDER BY checked_at DESC""", [subject, suite_hash])
+    from benchmark.submissions.status import CURRENT_DIGEST_SQL
+
+    return _read(db, f"""SELECT verdict, json_extract_string(details, '$.code_hash') AS code_hash, max_abs_diff,
+        n_compared, tolerance, checked_at, suite_hash, run_id, rows_digest, {CURRENT_DIGEST_SQL} AS current_digest
+        FROM reproductions r WHERE subject = ? AND suite_hash = ? ORDER BY checked_at DESC""", [subject, suite_hash])
 
 
 @snapshot

@@ -24,4 +24,10 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
     || echo "setup: could not install chromium; the browser test will be skipped" >&2
 fi
+# bubblewrap: the sandbox that submitted code runs in (benchmark/submissions/isolation.py); without it
+# mergesec refuses to run submissions unless --no-isolation is passed.
+if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+    || echo "setup: could not install bubblewrap; submissions will refuse to run" >&2
+fi
 echo "$want" > "$stamp"

@@ -16,6 +16,7 @@ import pytest
 from analysis.ranking_view import METRICS, filter_values, ranked_table, settings_table, suite_hashes
 from benchmark.errors import MergesecError
 from benchmark.store import Store, open_store
+from benchmark.store.digest import combined
 
 SUITE, SUITE_HASH = "synthetic", "5e5e5e5e5e5e5e5e"
 EPS = 8 / 255
@@ -69,10 +70,6 @@ def build_db(path: Path, *, tasks=("digit", "parity", "inverted", "rotated"), at
                          "updated_at": pd.Timestamp("2025-01-01")})
     with store.connect() as con:
         con.execute("INSERT INTO methods BY NAME SELECT * FROM meta")
-    store.add_reproduction({"subject": TOP, "suite_hash": SUITE_HASH, "verdict": "reproduced",
-                            "max_abs_diff": 0.0, "n_compared": 12, "tolerance": 1e-6,
-                            "details": {"code_hash": _key("code", TOP)[:12]},
-                            "run_id": run_id})
     surrogate_fooled = {(t, a, s): rng.random(n_examples) < 0.9 for t in tasks for a in attacks for s in surrogates}
     tables: dict[str, dict[str, list[pd.DataFrame]]] = {"merge": {}, "transfer": {}, "backdoor": {}}
     for name, (rel, acc, bd) in methods.items():
@@ -121,6 +118,11 @@ def build_db(path: Path, *, tasks=("digit", "parity", "inverted", "rotated"), at
     for track, frames in tables.items():  # one unit per track keeps the fixture fast; real runs write many
         store.write_unit(_key(track), track, SUITE_HASH, run_id, {"track": track},
                          {t: pd.concat(f, ignore_index=True) for t, f in frames.items()}, 1.0)
+    digests = dict(store.read("SELECT unit_key, rows_digest FROM units_done").itertuples(index=False))
+    store.add_reproduction({"subject": TOP, "suite_hash": SUITE_HASH, "verdict": "reproduced",
+                            "max_abs_diff": 0.0, "n_compared": 12, "tolerance": 1e-6,
+                            "details": {"code_hash": _key("code", TOP)[:12], "unit_keys": sorted(digests)},
+                            "run_id": run_id, "rows_digest": combined(digests)})  # what `reproduce` records
     return store
 
 

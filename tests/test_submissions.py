@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from benchmark.store import Store
+from benchmark.store.digest import combined
 from benchmark.submissions import (
     Limits,
     ManifestError,
@@ -103,11 +104,9 @@ def test_json_schema_file_is_current():
     assert set(json_schema()["required"]) >= {"name", "kind", "authors", "entry_point", "tracks", "suites"}
 
 
-def test_content_hash_ignores_caches_and_docs_only(tmp_path):
+def test_content_hash_ignores_docs_only(tmp_path):
     folder = shutil.copytree(EXAMPLES / "model_breadcrumbs", tmp_path / "model_breadcrumbs")
     h = content_hash(folder)
-    (folder / "__pycache__").mkdir(exist_ok=True)
-    (folder / "__pycache__" / "breadcrumbs.cpython-311.pyc").write_bytes(b"\0junk")
     (folder / "README.md").write_text("edited docs")
     assert content_hash(folder) == h
     (folder / "breadcrumbs.py").write_text((folder / "breadcrumbs.py").read_text() + "\n# changed\n")
@@ -149,10 +148,12 @@ def test_examples_exist_and_are_not_builtins():
 
 def test_breadcrumbs_masks_both_tails():
     sys.path.insert(0, str(EXAMPLES / "model_breadcrumbs"))
+    sys.dont_write_bytecode = True  # a __pycache__/ in the folder would be refused by load_submission
     try:
         import breadcrumbs
     finally:
         sys.path.pop(0)
+        sys.dont_write_bytecode = False
     tau = torch.arange(1.0, 101.0)  # magnitudes 1..100
     mask = breadcrumbs.breadcrumbs_mask(tau, top_fraction=0.05, bottom_fraction=0.5)
     assert mask.sum() == 45 and not mask[:50].any() and mask[50:95].all() and not mask[95:].any()
@@ -349,11 +350,14 @@ def test_cli_list_submissions_reads_manifests_and_current_verdicts(tmp_path):
     store = seeded_db(tmp_path / "results.duckdb")
     store.upsert("suites", ["suite_hash"], {"suite_hash": "h", "suite": "digits", "version": "1", "spec": {},
                                             "registered_at": pd.Timestamp("2025-01-01")})
-    hashes = {slug: content_hash(root / slug) for slug in ("model_breadcrumbs", "tv_trim_defense")}
-    for slug, code_hash in (("model_breadcrumbs", hashes["model_breadcrumbs"]), ("tv_trim_defense", "0ld")):
+    hashes = {slug: content_hash(root / slug) for slug in ("model_breadcrumbs", "tv_trim_defense", "touchy")}
+    digests = dict(store.read("SELECT unit_key, rows_digest FROM units_done").itertuples(index=False))
+    for slug, code_hash, digest in (("model_breadcrumbs", hashes["model_breadcrumbs"], combined(digests)),
+                                    ("tv_trim_defense", "0ld", combined(digests)),
+                                    ("touchy", hashes["touchy"], None)):  # a verdict inserted by hand
         store.add_reproduction({"subject": slug, "suite_hash": "h", "verdict": "reproduced", "max_abs_diff": 0.0,
-                                "n_compared": 1, "tolerance": 1e-9, "details": {"code_hash": code_hash},
-                                "run_id": "run1"})
+                                "n_compared": 1, "tolerance": 1e-9, "run_id": "run1", "rows_digest": digest,
+                                "details": {"code_hash": code_hash, "unit_keys": sorted(digests)}})
     out = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "submissions", "--format", "json",
                           "--db", str(store.path)], capture_output=True, text=True, cwd=ROOT, timeout=600,
                          env={**os.environ, "MERGESEC_SUBMISSIONS": str(root)})
@@ -365,5 +369,5 @@ def test_cli_list_submissions_reads_manifests_and_current_verdicts(tmp_path):
         "code_hash": hashes["model_breadcrumbs"], "reproduced": "digits: reproduced"}
     assert rows["tv_trim_defense"]["kind"] == "defense" and rows["tv_trim_defense"]["tracks"] == "backdoor"
     assert rows["tv_trim_defense"]["reproduced"].startswith("no: the code changed")  # verdict on other code
-    assert rows["touchy"]["reproduced"] == "no" and rows["bad_manifest"]["kind"].startswith("invalid")
+    assert rows["touchy"]["reproduced"] == "digits: not verified" and rows["bad_manifest"]["kind"].startswith("invalid")
     assert not (tmp_path / "imported").exists()  # manifests only: no submitted code ran

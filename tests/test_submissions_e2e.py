@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from benchmark.store import Store
@@ -109,6 +110,7 @@ def test_reproduce_from_scratch_records_verdict(submitted, tiny_suite_path):
     stored = Store(db).read("SELECT subject, verdict, details FROM reproductions ORDER BY checked_at")
     assert set(stored.subject) == set(folders) and (stored.verdict == "reproduced").all()
     assert all('"fresh_cache": true' in d for d in stored.details)
+    assert (Store(db).read("SELECT rows_digest FROM reproductions").rows_digest.str.len() == 64).all()
     recorded = stored_verdicts(Store(db))
     for slug, folder in folders.items():  # each verdict is for the code it reproduced
         mine = recorded[recorded.subject == slug]
@@ -128,6 +130,9 @@ def test_tampered_row_fails_reproduction_with_diff(submitted, tiny_suite_path, t
                     progress=False, cache=tiny_cache)
     assert v.verdict == "failed" and v.max_abs_diff == pytest.approx(0.01, abs=1e-9)
     assert v.diffs.column.tolist() == ["clean_acc"] and "task=digit" in v.diffs.row[0]
+    [loose] = reproduce([folders["model_breadcrumbs"]], suite=tiny_suite_path, db=copy, tolerance=0.1,
+                        limits=LIMITS, progress=False, cache=tiny_cache)  # values within 0.1, digests not
+    assert loose.verdict == "within tolerance" and "changed after they were stored" in loose.reason
     out = subprocess.run([sys.executable, "-m", "benchmark.cli", "reproduce", str(folders["model_breadcrumbs"]),
                           "--suite", str(tiny_suite_path), "--db", str(copy), "--quiet"],
                          capture_output=True, text=True, cwd=ROOT, timeout=900)
@@ -135,7 +140,7 @@ def test_tampered_row_fails_reproduction_with_diff(submitted, tiny_suite_path, t
     assert "FAILED" in out.stdout and "clean_acc" in out.stdout
     verdicts = store.read("SELECT verdict FROM reproductions WHERE subject = 'model_breadcrumbs' "
                           "ORDER BY checked_at").verdict.tolist()
-    assert verdicts[-2:] == ["failed", "failed"]
+    assert verdicts[-3:] == ["failed", "within tolerance", "failed"]
 
 
 def test_changed_submission_replaces_its_rows(submitted, tiny_suite_path, tiny_cache, tmp_path):
@@ -154,3 +159,35 @@ def test_changed_submission_replaces_its_rows(submitted, tiny_suite_path, tiny_c
     assert store.read("SELECT count(*) n FROM transfer_settings WHERE method = 'model_breadcrumbs'").n[0] == 0
     methods = store.read("SELECT code_hash FROM methods WHERE name = 'model_breadcrumbs'")
     assert methods.code_hash.tolist() == [r.submission.code_hash]
+
+
+def test_reproduce_checks_the_builtin_rows_it_is_ranked_against(submitted, tiny_suite, tiny_suite_path, tiny_cache,
+                                                                 tmp_path):
+    """A competitor's (built-in) row forged in the database fails the submission's reproduction: reproduce
+    re-runs every stored row the ranking uses."""
+    from benchmark import runner
+    from benchmark.cache import Cache
+
+    db, folders, _ = submitted
+    store = Store(shutil.copy(db, tmp_path / "with_builtins.duckdb"))
+    runner.run(tiny_suite, ["merge"], store, Cache(tiny_cache), methods=["task_arithmetic"], progress=False)
+    with store.connect() as con:
+        con.execute("UPDATE merge_eval SET clean_acc = 0.0123 WHERE method = 'task_arithmetic'")
+    [v] = reproduce([folders["model_breadcrumbs"]], suite=tiny_suite_path, db=store.path, limits=LIMITS,
+                    progress=False, cache=tiny_cache)
+    assert v.verdict == "failed" and set(v.diffs.column) == {"clean_acc"}
+    assert v.diffs.row.str.contains("method=task_arithmetic").all()
+
+
+def test_results_are_bitwise_identical_without_isolation(submitted, tiny_suite_path, tiny_cache, tmp_path):
+    """The sandbox changes nothing in the numbers: submitting without isolation stores rows with the same
+    digests (bitwise-equal values) for every unit."""
+    db, folders, _ = submitted
+    plain = tmp_path / "plain.duckdb"
+    submit(folders["model_breadcrumbs"], suite=tiny_suite_path, db=plain, cache=tiny_cache,
+           limits=Limits(LIMITS.timeout_s, LIMITS.memory_mb, isolate=False), progress=False)
+    sql = ("SELECT unit_key, rows_digest FROM units_done WHERE json_extract_string(description, '$.method') = "
+           "'model_breadcrumbs' ORDER BY unit_key")
+    isolated, unisolated = Store(db).read(sql), Store(plain).read(sql)
+    assert len(isolated) > 0
+    pd.testing.assert_frame_equal(isolated, unisolated)

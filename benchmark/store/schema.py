@@ -97,6 +97,10 @@ MIGRATIONS: list[list[str]] = [
         "DROP VIEW backdoor_examples",
         """CREATE VIEW backdoor_examples AS SELECT * EXCLUDE (unit_key) FROM backdoor_outcomes""",
     ],
+    [  # issue 17: a digest of each unit's rows; a reproduction records the digest of the rows it checked
+        "ALTER TABLE units_done ADD COLUMN rows_digest VARCHAR",
+        "ALTER TABLE reproductions ADD COLUMN rows_digest VARCHAR",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -10,6 +10,7 @@ never appended twice, so re-running a unit cannot duplicate rows.
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,10 +23,14 @@ import duckdb
 import pandas as pd
 
 from benchmark.errors import StoreError
+from benchmark.store.digest import unit_digest
 from benchmark.store.schema import MIGRATIONS, RESULT_TABLES, SCHEMA_VERSION
 
 DEFAULT_DB = "results/mergesec.duckdb"
 _LOCK_WAIT_S = 60.0
+_HELD_S = 5.0
+"""A lock held this long by the same other process is an open connection (a notebook, the DuckDB CLI), not a
+short-lived reader: fail with a message naming it instead of waiting out `_LOCK_WAIT_S`."""
 
 
 def default_db_path() -> Path:
@@ -64,13 +69,20 @@ class Store:
             raise StoreError(f"no results database at {self.path}; run `mergesec run` first (or pass --db)")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + _LOCK_WAIT_S
+        start = time.monotonic()
+        holders: dict[str, float] = {}
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 break
             except duckdb.IOException as e:
-                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                now, holder = time.monotonic(), re.search(r"\(PID (\d+)\)", str(e))
+                if holder and now - holders.setdefault(holder.group(1), now) > _HELD_S:
+                    raise StoreError(
+                        f"cannot open {self.path}: process {holder.group(1)} has held it open for "
+                        f"{_HELD_S:g} s (a notebook or the DuckDB CLI?); close that connection and run the command "
+                        "again") from e
+                if "lock" not in str(e).lower() or now - start > _LOCK_WAIT_S:
                     raise StoreError(f"cannot open {self.path}: {e}") from e
                 time.sleep(0.2)
         try:
@@ -151,9 +163,11 @@ class Store:
                             frame = df.assign(unit_key=u.unit_key)  # noqa: F841 (referenced by name in SQL)
                             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
                     con.execute(
-                        "INSERT INTO units_done VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO units_done BY NAME SELECT ? AS unit_key, ? AS track, ? AS suite_hash, "
+                        "? AS run_id, ? AS description, ? AS seconds, ? AS finished_at, ? AS rows_digest",
                         [u.unit_key, u.track, u.suite_hash, u.run_id,
-                         json.dumps(u.description, sort_keys=True, default=str), u.seconds, _now()],
+                         json.dumps(u.description, sort_keys=True, default=str), u.seconds, _now(),
+                         unit_digest(con, u.unit_key)],
                     )
                     con.execute("COMMIT")
                 except Exception:

@@ -8,13 +8,12 @@ built-in one, through `benchmark.merging.merge`, and every call is isolated.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmark.submissions.files import check_files, content_hash
 from benchmark.submissions.manifest import MANIFEST, SubmissionError, SubmissionManifest, load_manifest
 from benchmark.submissions.sandbox import Call, Limits, failure
 
@@ -22,11 +21,6 @@ if TYPE_CHECKING:
     from benchmark.types import StateDict
 
 SUBMISSIONS_DIR = Path(__file__).resolve().parents[2] / "submissions"
-IGNORED_DIRS = frozenset({"__pycache__", ".git", ".ipynb_checkpoints", ".pytest_cache"})
-IGNORED_SUFFIXES = frozenset({".pyc", ".pyo"})
-DOC_SUFFIXES = frozenset({".md"})  # not hashed: documentation does not change results
-PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill", ".th"})
-MAX_FOLDER_BYTES = 2 * 1024**3
 
 
 def submissions_dir() -> Path:
@@ -51,89 +45,6 @@ class Submission:
     @property
     def kind(self) -> str:
         return self.manifest.kind
-
-
-def _files(folder: Path) -> list[Path]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS)
-        for f in sorted(filenames):
-            p = Path(dirpath) / f
-            if p.suffix in IGNORED_SUFFIXES:
-                continue
-            out.append(p)
-    return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
-
-
-def content_hash(folder: Path | str, length: int = 16) -> str:
-    """sha256 over the folder's files (sorted relative paths and bytes). Ignored: __pycache__ and other tool
-    folders, compiled bytecode, and Markdown documentation (*.md), so editing a README does not invalidate
-    results while any change to code, manifest or data does."""
-    folder = Path(folder)
-    h = hashlib.sha256()
-    for p in _files(folder):
-        if p.suffix in DOC_SUFFIXES:
-            continue
-        rel = p.relative_to(folder).as_posix()
-        h.update(len(rel.encode()).to_bytes(8, "little") + rel.encode())
-        data = p.read_bytes()
-        h.update(len(data).to_bytes(8, "little") + data)
-    return h.hexdigest()[:length]
-
-
-def _is_pickle(path: Path) -> bool:
-    """Pickled data (protocol 2+) or a torch zip checkpoint (which holds a pickle), by content."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError:
-        return False
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return True
-    if head == b"PK\x03\x04":
-        try:
-            with zipfile.ZipFile(path) as z:
-                return any(n.endswith(".pkl") for n in z.namelist())
-        except (zipfile.BadZipFile, OSError):
-            return False
-    return False
-
-
-def check_files(folder: Path) -> list[str]:
-    """Refuse what a submission may not contain: symlinks, pickled checkpoints (by suffix or content),
-    unreadable .safetensors files, more than 2 GiB in total. Returns the relative file names."""
-    problems, names, total = [], [], 0
-    for p in _files(folder):
-        rel = p.relative_to(folder).as_posix()
-        if p.is_symlink():
-            problems.append(f"{rel}: symbolic links are not allowed; copy the file into the folder")
-            continue
-        total += p.stat().st_size
-        if p.suffix.lower() in PICKLE_SUFFIXES or _is_pickle(p):
-            problems.append(
-                f"{rel}: pickled checkpoints are refused (loading them can run arbitrary code); convert it to "
-                "safetensors: python -c \"import torch, safetensors.torch as s; "
-                f"s.save_file(torch.load('{rel}', weights_only=True), '{Path(rel).stem}.safetensors')\""
-            )
-        elif p.suffix == ".safetensors":
-            problems += _check_safetensors(p, rel)
-        names.append(rel)
-    if total > MAX_FOLDER_BYTES:
-        problems.append(f"the folder holds {total / 1024**3:.1f} GiB; the limit is 2 GiB")
-    if problems:
-        raise SubmissionError(f"submission folder {folder}: " + "; ".join(problems))
-    return names
-
-
-def _check_safetensors(path: Path, rel: str) -> list[str]:
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="numpy") as f:
-            list(f.keys())
-    except Exception as e:
-        return [f"{rel}: not a readable safetensors file ({e}); re-export it with safetensors.torch.save_file"]
-    return []
 
 
 def _module_file(folder: Path, module: str) -> Path | None:
@@ -192,25 +103,18 @@ def load_submission(target: str | Path) -> Submission:
 # -- running in the sandbox ------------------------------------------------------------------------------
 
 
-def _write_inputs(workdir: Path, pretrained: StateDict, finetuned: list[StateDict]) -> None:
+def call(sub: Submission, hparams: dict[str, Any], limits: Limits, n_finetuned: int | None = None,
+         repeat: int = 1) -> Call:
+    """A sandboxed `Call` of the submission's entry point (not started yet)."""
+    return Call(sub.slug, sub.folder, sub.code_hash, sub.manifest.entry_point, sub.kind, hparams, limits,
+                n_finetuned=n_finetuned, repeat=repeat)
+
+
+def _write_inputs(c: Call, pretrained: StateDict, finetuned: list[StateDict]) -> None:
     from safetensors.torch import save_file
 
-    paths = Call.input_paths(workdir, len(finetuned))
-    for path, sd in zip(paths, [pretrained, *finetuned], strict=True):
+    for path, sd in zip(c.input_paths(), [pretrained, *finetuned], strict=True):
         save_file({k: v.detach().to("cpu").contiguous() for k, v in sd.items()}, str(path))
-
-
-def _load_outputs(paths: list[Path], device: Any) -> list[StateDict]:
-    from safetensors.torch import load_file
-
-    out = []
-    for p in paths:
-        try:
-            sd = load_file(str(p))
-        except Exception as e:
-            raise SubmissionError(f"the worker's output {p.name} is not readable safetensors ({e})") from None
-        out.append({k: v.to(device) for k, v in sd.items()})
-    return out
 
 
 def _check_state(sub: Submission, result: Any, reference: StateDict, what: str) -> None:
@@ -236,13 +140,14 @@ def sandboxed_call(sub: Submission, pretrained: StateDict, finetuned: list[State
     (`repeat` of them: a state dict each for a merge, a list of state dicts each for a defense). Raises
     `SubmissionError` with the reason on any failure; never returns unvalidated data."""
     device = next(iter(pretrained.values())).device if pretrained else "cpu"
-    with Call(sub.slug, sub.folder, sub.manifest.entry_point, sub.kind, hparams, limits,
-              inputs=[Path()] * (len(finetuned) + 1), repeat=repeat) as call:
-        _write_inputs(call.dir, pretrained, finetuned)
-        res = call.result()
+    from safetensors.torch import load
+
+    with call(sub, hparams, limits, len(finetuned), repeat) as c:
+        _write_inputs(c, pretrained, finetuned)
+        res = c.result()
         if not res.ok:
             raise failure(sub.slug, res)
-        loaded = _load_outputs(res.outputs, device)
+    loaded = [{k: v.to(device) for k, v in load(data).items()} for data in res.outputs]
     return _assemble(sub, loaded, pretrained, finetuned, repeat)
 
 

@@ -1,17 +1,14 @@
-"""Run submitted (untrusted) code in a separate process with a wall-clock and a memory limit.
+"""Run submitted (untrusted) code in a separate, isolated process with time, memory and size limits.
 
-The parent writes the inputs as safetensors into a fresh temporary directory, starts `worker.py` in a new
-session (`python -I -B`: no user site, no PYTHON* variables, no bytecode written into the submission),
-limited by `RLIMIT_AS` (address space) and `RLIMIT_CORE=0`, waits at most `timeout_s` and kills the whole process
-group after that. The worker sets its limits itself before it imports anything else (so no `preexec_fn`
-runs in a multi-threaded parent). The worker's answer is read back only as JSON and safetensors from fixed
-file names, and every tensor is validated by the parent (`benchmark.merging.validate.check_output`):
-nothing the submitted code returns is ever unpickled.
-
-Limits of the isolation, stated plainly: the worker runs as the same user, with the same filesystem and
-network access. The sandbox contains crashes, hangs, memory blow-ups and malformed outputs; it is not a
-security boundary against deliberately malicious code, which is why submissions are reviewed and CI runs
-them on throw-away runners without secrets.
+Each `Call` makes a private temporary directory: `code/` (a read-only copy of exactly the hashed files,
+`files.snapshot`), `in/` (the inputs as safetensors, written by the parent) and `out/` (the worker's only
+writable host folder). The worker (`worker.py`, `python -I -B`) runs inside the bubblewrap sandbox of
+`isolation.py` and gets its request on stdin. The parent keeps the request in memory and trusts nothing the
+worker writes: `out/` must hold exactly the expected files, each opened without following symlinks; the
+JSON answer is size-capped; only the tail of stderr is kept (a pipe drained by a thread); every safetensors
+header is checked (keys, dtypes, shapes, total size) before its data is read (`outputs.py`); nothing is
+ever unpickled. After `timeout_s` the sandbox is killed. Without bubblewrap nothing runs unless
+`Limits.isolate` is False (the CLI's `--no-isolation`).
 """
 
 from __future__ import annotations
@@ -23,29 +20,41 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.submissions import isolation
+from benchmark.submissions.files import snapshot
 from benchmark.submissions.manifest import SubmissionError
+from benchmark.submissions.outputs import read_checked, read_regular, spec_of
 
 WORKER = Path(__file__).with_name("worker.py")
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_MB = 8192
-_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TMPDIR")
+MAX_ANSWER_BYTES = 1_000_000
+STDERR_TAIL_BYTES = 4000
+_LIVE: set[Call] = set()
 
 
 @dataclass(frozen=True)
 class Limits:
     """Resource limits of one sandboxed call. `memory_mb` caps the worker's address space (RLIMIT_AS); it
-    includes the ~3.5 GiB that importing torch maps, so keep it well above that."""
+    includes the ~3.5 GiB that importing torch maps, so keep it well above that. `file_mb` caps every file
+    the worker writes (RLIMIT_FSIZE), `tmp_mb` its private /tmp. `isolate=False` runs the worker without
+    the bubblewrap boundary (trusted code only)."""
 
     timeout_s: float = DEFAULT_TIMEOUT_S
     memory_mb: int = DEFAULT_MEMORY_MB
+    isolate: bool = True
+    file_mb: int = 2048
+    tmp_mb: int = 256
 
     @classmethod
-    def from_env(cls, timeout_s: float | None = None, memory_mb: int | None = None) -> Limits:
+    def from_env(cls, timeout_s: float | None = None, memory_mb: int | None = None,
+                 isolate: bool = True) -> Limits:
         """Explicit values, else $MERGESEC_SANDBOX_TIMEOUT_S / $MERGESEC_SANDBOX_MEMORY_MB, else defaults."""
         t = timeout_s if timeout_s is not None else float(os.environ.get("MERGESEC_SANDBOX_TIMEOUT_S",
                                                                          DEFAULT_TIMEOUT_S))
@@ -53,80 +62,107 @@ class Limits:
                                                                        DEFAULT_MEMORY_MB))
         if t <= 0 or m <= 0:
             raise SubmissionError(f"sandbox limits must be positive; got timeout {t} s, memory {m} MiB")
-        return cls(float(t), int(m))
+        return cls(float(t), int(m), isolate)
+
+    def rlimits(self) -> dict[str, int]:
+        """The limits the worker sets on itself before importing submitted code."""
+        return {"AS": self.memory_mb * 1024**2, "FSIZE": self.file_mb * 1024**2, "CPU": int(self.timeout_s) + 5,
+                "NPROC": 4096, "NOFILE": 1024, "CORE": 0}
 
 
 @dataclass
 class WorkerResult:
-    """What came back from the worker: its JSON answer and the output files' paths (not yet validated)."""
+    """What came back from the worker: its JSON answer and the header-checked safetensors bytes."""
 
     ok: bool
     stage: str
     error: str
     signature: str = ""
     parameters: list[str] = field(default_factory=list)
-    outputs: list[Path] = field(default_factory=list)
+    outputs: list[bytes] = field(default_factory=list)
     seconds: float = 0.0
     stderr_tail: str = ""
     traceback: str = ""
 
 
-def _env(workdir: Path) -> dict[str, str]:
-    """A small, fixed environment: CPU only and one thread, so a submission's result does not depend on the
-    machine's core count (float reductions are only bitwise reproducible at a fixed thread count)."""
-    env = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
-    env.update(HOME=str(workdir), CUDA_VISIBLE_DEVICES="", PYTHONHASHSEED="0", OMP_NUM_THREADS="1",
-               MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    return env
-
-
 class Call:
-    """One running worker process. Start it early (e.g. before importing torch in the parent) and collect
-    the answer with `result()`; use as a context manager so the temporary directory is always removed."""
+    """One worker process on one submission. Use as a context manager (the worker is killed and the
+    temporary directory removed on exit); write the inputs to `input_paths()` (only for a call), then
+    `result()`. `n_finetuned=None` only imports the entry point and checks its signature."""
 
-    def __init__(self, slug: str, folder: Path, entry_point: str, kind: str, hparams: dict[str, Any],
-                 limits: Limits, inputs: list[Path] | None = None, repeat: int = 1, seed: int = 0,
-                 workdir: Path | None = None):
-        self.slug, self.limits, self.kind = slug, limits, kind
-        self._tmp = None if workdir is not None else tempfile.TemporaryDirectory(prefix="mergesec-sandbox-")
-        self.dir = Path(workdir) if workdir is not None else Path(self._tmp.name)
-        (self.dir / "in").mkdir(parents=True, exist_ok=True)
-        self.n_finetuned = 0 if inputs is None else len(inputs) - 1
-        self.repeat = repeat
-        request = {"folder": str(Path(folder).resolve()), "entry_point": entry_point, "kind": kind,
-                   "hparams": hparams, "ops": ["inspect"] if inputs is None else ["inspect", "call"],
-                   "n_finetuned": self.n_finetuned, "repeat": repeat, "seed": seed}
-        (self.dir / "request.json").write_text(json.dumps(request))
+    def __init__(self, slug: str, folder: Path, code_hash: str, entry_point: str, kind: str,
+                 hparams: dict[str, Any], limits: Limits, n_finetuned: int | None = None, repeat: int = 1,
+                 seed: int = 0):
+        isolation.require(limits.isolate)
+        self.slug, self.limits, self.kind, self.repeat = slug, limits, kind, repeat
+        self.n_finetuned = n_finetuned or 0
+        self._tmp = tempfile.TemporaryDirectory(prefix="mergesec-sandbox-")
+        self.dir = Path(self._tmp.name)
+        for d in ("code", "in", "out"):
+            (self.dir / d).mkdir()
+        snapshot(Path(folder), self.dir / "code", code_hash)
+        where = ({"folder": isolation.CODE, "inputs": isolation.IN, "outputs": isolation.OUT} if limits.isolate
+                 else {k: str(self.dir / d) for k, d in (("folder", "code"), ("inputs", "in"), ("outputs", "out"))})
+        self.request = {**where, "entry_point": entry_point, "kind": kind, "hparams": hparams,
+                        "ops": ["inspect"] if n_finetuned is None else ["inspect", "call"],
+                        "n_finetuned": self.n_finetuned, "repeat": repeat, "seed": seed,
+                        "rlimits": limits.rlimits()}
         self._proc: subprocess.Popen | None = None
         self._t0 = 0.0
 
-    @staticmethod
-    def input_paths(workdir: Path, n_finetuned: int) -> list[Path]:
+    def input_paths(self) -> list[Path]:
         """Where the inputs go: pretrained first, then finetuned_0..n-1."""
-        d = Path(workdir) / "in"
-        d.mkdir(parents=True, exist_ok=True)
-        return [d / "pretrained.safetensors"] + [d / f"finetuned_{i}.safetensors" for i in range(n_finetuned)]
+        d = self.dir / "in"
+        return [d / "pretrained.safetensors"] + [d / f"finetuned_{i}.safetensors" for i in range(self.n_finetuned)]
+
+    def expected_outputs(self) -> list[tuple[str, Path]]:
+        """(output file name, the input file whose keys, dtypes and shapes it must have), in order."""
+        if "call" not in self.request["ops"]:
+            return []
+        pre, *fts = self.input_paths()
+        if self.kind == "merge":
+            return [(f"result_{r}.safetensors", pre) for r in range(self.repeat)]
+        return [(f"result_{r}_{i}.safetensors", fts[i]) for r in range(self.repeat) for i in range(len(fts))]
 
     def start(self) -> Call:
-        self._stdout = open(self.dir / "stdout.txt", "wb")  # noqa: SIM115 (closed in result())
-        self._stderr = open(self.dir / "stderr.txt", "wb")  # noqa: SIM115
+        fds: tuple[int, ...] = ()
+        if self.limits.isolate:
+            fd = isolation.seccomp_fd()
+            fds = () if fd is None else (fd,)
+            argv = isolation.bwrap_argv(self.dir / "code", self.dir / "in", self.dir / "out", WORKER,
+                                        self.limits.tmp_mb, fd)
+            env = dict(isolation.ENV)
+        else:
+            argv = [sys.executable, "-I", "-B", str(WORKER)]
+            env = {**isolation.ENV, "HOME": str(self.dir / "out"), "TMPDIR": str(self.dir / "out"),
+                   "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         self._t0 = time.perf_counter()
-        self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", str(WORKER), str(self.dir), str(self.limits.memory_mb * 1024 * 1024)],
-            cwd=self.dir, env=_env(self.dir), stdin=subprocess.DEVNULL, stdout=self._stdout,
-            stderr=self._stderr, start_new_session=True,
-        )
+        try:
+            self._proc = subprocess.Popen(argv, cwd=self.dir / "out", env=env, stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                          start_new_session=True, pass_fds=fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        _LIVE.add(self)
+        self._tail = _Tail(self._proc.stderr)
+        assert self._proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self._proc.stdin.write(json.dumps(self.request).encode())
+        with contextlib.suppress(BrokenPipeError):
+            self._proc.stdin.close()
         return self
 
-    def _kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
+    def kill(self) -> None:
+        """Kill the worker's whole process group (the sandbox dies with it) and reap it."""
+        if self._proc is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.wait()
 
     def result(self) -> WorkerResult:
         """Wait for the worker (at most the time limit) and read its answer; raises nothing for a failed
-        submission: `ok` is False and `error` says why."""
+        submission (`ok` is False and `error` says why) except a malformed output file (SubmissionError)."""
         if self._proc is None:
             self.start()
         assert self._proc is not None
@@ -136,13 +172,9 @@ class Call:
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
-            self._kill()  # also ends any process the submission left behind in its session
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGKILL)
-            self._stdout.close()
-            self._stderr.close()
+            self.kill()  # also ends any process the submission left behind in its session
         seconds = time.perf_counter() - self._t0
-        stderr = (self.dir / "stderr.txt").read_bytes()[-4000:].decode("utf-8", "replace")
+        stderr = self._tail.text()
         tail = "\n".join(stderr.strip().splitlines()[-15:])
         if timed_out:
             return WorkerResult(False, "timeout", f"exceeded the time limit of {self.limits.timeout_s:g} s and "
@@ -151,58 +183,95 @@ class Call:
         answer = self._read_answer()
         rc = self._proc.returncode
         if answer is None:
-            if rc is not None and rc < 0:
-                sig = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
-                why = f"the worker was killed by {sig}"
-            else:
-                why = f"the worker exited with status {rc} without an answer"
-            if _looks_like_memory(stderr) or rc in (-signal.SIGKILL, -signal.SIGSEGV, -signal.SIGABRT):
-                why += f" (likely it exceeded the memory limit of {self.limits.memory_mb} MiB)"
-            return WorkerResult(False, "crash", why, seconds=seconds, stderr_tail=tail)
+            return WorkerResult(False, "crash", self._why_no_answer(rc, stderr), seconds=seconds, stderr_tail=tail)
         ok = answer.get("ok") is True
-        error = str(answer.get("error") or "")
-        stage = str(answer.get("stage") or "?")
+        error = str(answer.get("error") or "")[:2000]
+        stage = str(answer.get("stage") or "?")[:40]
         if not ok and (answer.get("memory") is True or _looks_like_memory(error)):
             stage = "memory"
             error = f"{error} — exceeded the memory limit of {self.limits.memory_mb} MiB"
-        outputs = []
-        if ok and "call" in json.loads((self.dir / "request.json").read_text())["ops"]:
-            for r in range(self.repeat):
-                names = ([f"result_{r}.safetensors"] if self.kind == "merge"
-                         else [f"result_{r}_{i}.safetensors" for i in range(self.n_finetuned)])
-                for name in names:
-                    p = self.dir / "out" / name
-                    if not p.is_file():
-                        return WorkerResult(False, "output", f"the worker reported success but wrote no {name}",
-                                            seconds=seconds, stderr_tail=tail)
-                    outputs.append(p)
+        outputs = self._read_outputs() if ok else []
+        if isinstance(outputs, str):
+            return WorkerResult(False, "output", outputs, seconds=seconds, stderr_tail=tail)
         params = answer.get("parameters")
         return WorkerResult(
-            ok, stage, error, signature=str(answer.get("signature") or ""),
-            parameters=[str(p) for p in params] if isinstance(params, list) else [], outputs=outputs,
-            seconds=seconds, stderr_tail=tail, traceback=str(answer.get("traceback") or ""),
+            ok, stage, error, signature=str(answer.get("signature") or "")[:1000],
+            parameters=[str(p)[:100] for p in params[:100]] if isinstance(params, list) else [], outputs=outputs,
+            seconds=seconds, stderr_tail=tail, traceback=str(answer.get("traceback") or "")[:3000],
         )
 
+    def _why_no_answer(self, rc: int | None, stderr: str) -> str:
+        if rc is not None and rc < 0:
+            sig = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
+            why = f"the worker was killed by {sig}"
+        else:
+            why = f"the worker exited with status {rc} without an answer"
+        if _looks_like_memory(stderr) or rc in (-signal.SIGKILL, -signal.SIGSEGV, -signal.SIGABRT):
+            why += f" (likely it exceeded the memory limit of {self.limits.memory_mb} MiB)"
+        return why
+
+    def _read_outputs(self) -> list[bytes] | str:
+        """The checked bytes of every expected output, or why the output folder is not as expected."""
+        expected = self.expected_outputs()
+        names = {"result.json", *(n for n, _ in expected)}
+        found = set(os.listdir(self.dir / "out"))
+        if found - names:
+            return (f"the worker wrote unexpected files {sorted(found - names)[:5]}; a submission may only return "
+                    "its value (write nothing to the working folder)")
+        if names - found:
+            return f"the worker reported success but wrote no {sorted(names - found)[0]}"
+        out = []
+        for name, ref in expected:
+            what = "the merged state dict" if self.kind == "merge" else "a defended model"
+            out.append(read_checked(self.dir / "out" / name, spec_of(ref),
+                                    f"submission {self.slug!r} failed (checking {what})"))
+        return out
+
     def _read_answer(self) -> dict[str, Any] | None:
-        path = self.dir / "out" / "result.json"
-        if not path.is_file() or path.stat().st_size > 1_000_000:
+        data = read_regular(self.dir / "out" / "result.json", MAX_ANSWER_BYTES)
+        if data is None:
             return None
         try:
-            answer = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+            answer = json.loads(data.decode("utf-8", errors="replace"))
         except ValueError:
             return None
         return answer if isinstance(answer, dict) else None
 
     def close(self) -> None:
-        self._kill()
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        self.kill()
+        _LIVE.discard(self)
+        self._tmp.cleanup()
 
     def __enter__(self) -> Call:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Tail:
+    """Drains a pipe in a thread, keeping only its last `STDERR_TAIL_BYTES` bytes (a worker writing
+    gigabytes to stderr costs the parent neither memory nor disk)."""
+
+    def __init__(self, pipe: Any):
+        self._pipe, self._buf = pipe, b""
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while chunk := self._pipe.read1(65536):
+            self._buf = (self._buf + chunk)[-STDERR_TAIL_BYTES:]
+
+    def text(self) -> str:
+        self._thread.join(timeout=5)
+        self._pipe.close()
+        return self._buf.decode("utf-8", "replace")
+
+
+def close_all() -> None:
+    """Kill every running worker and remove its temporary directory (the CLI's SIGTERM handler)."""
+    for call in list(_LIVE):
+        call.close()
 
 
 def _looks_like_memory(text: str) -> bool:

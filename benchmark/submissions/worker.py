@@ -1,17 +1,16 @@
-"""The sandbox worker: runs one submitted callable in its own process. Launched by `sandbox.run_worker` as
-`python -I -B worker.py <dir> <memory bytes>`; never imported by the parent.
+"""The sandbox worker: runs one submitted callable in its own process. Launched by `sandbox.Call` as
+`python -I -B worker.py` (inside the bubblewrap sandbox, `isolation.py`); never imported by the parent.
 
-Protocol (all files inside <dir>, which the parent created and owns):
-- `request.json`: {"folder", "entry_point", "kind", "hparams", "ops": subset of ["inspect", "call"],
-  "n_finetuned", "repeat", "seed"};
-- `in/pretrained.safetensors`, `in/finetuned_<i>.safetensors`: the inputs (only for "call");
-- the worker writes `out/result_<r>.safetensors` (kind merge) or `out/result_<r>_<i>.safetensors`
-  (kind defense, one per fine-tuned model) for r in range(repeat), then `out/result.json`:
-  {"ok": bool, "stage": ..., "error": ..., "signature": ..., "parameters": [...]}.
+Protocol: the request arrives as JSON on stdin: {"folder", "inputs", "outputs", "entry_point", "kind",
+"hparams", "ops": subset of ["inspect", "call"], "n_finetuned", "repeat", "seed", "rlimits"}. The worker sets
+the rlimits, reads `<inputs>/pretrained.safetensors` and `<inputs>/finetuned_<i>.safetensors` (only for
+"call"), writes `<outputs>/result_<r>.safetensors` (kind merge) or `<outputs>/result_<r>_<i>.safetensors`
+(kind defense, one per fine-tuned model) for r in range(repeat), then `<outputs>/result.json`:
+{"ok": bool, "stage": ..., "error": ..., "signature": ..., "parameters": [...]}.
 
-Everything the worker writes is untrusted (the submitted code runs in this process): the parent reads only
-JSON and safetensors from fixed file names and validates both. The worker uses only the standard library,
-torch and safetensors, so it starts as fast as torch imports.
+Everything the worker writes is untrusted (the submitted code runs in this process): the parent keeps its
+own copy of the request and checks every output file (`sandbox.py`, `outputs.py`). The worker uses only
+the standard library, torch and safetensors, so it starts as fast as torch imports.
 """
 
 from __future__ import annotations
@@ -87,14 +86,11 @@ class _OutputError(Exception):
     pass
 
 
-def main(workdir: str) -> int:
-    root = Path(workdir)
-    out = root / "out"
-    out.mkdir(exist_ok=True)
+def main(request: dict[str, Any]) -> int:
+    out, inputs = Path(request["outputs"]), Path(request["inputs"])
     result: dict[str, Any] = {"ok": False, "stage": "start", "error": "", "signature": "", "parameters": []}
     folder = "\0"  # no frame matches until the folder is known
     try:
-        request = json.loads((root / "request.json").read_text())
         kind, hparams = request["kind"], dict(request["hparams"])
 
         import torch
@@ -140,8 +136,8 @@ def main(workdir: str) -> int:
             return 0
 
         result["stage"] = "inputs"
-        pretrained = load_file(str(root / "in" / "pretrained.safetensors"))
-        finetuned = [load_file(str(root / "in" / f"finetuned_{i}.safetensors"))
+        pretrained = load_file(str(inputs / "pretrained.safetensors"))
+        finetuned = [load_file(str(inputs / f"finetuned_{i}.safetensors"))
                      for i in range(int(request["n_finetuned"]))]
         for r in range(int(request.get("repeat", 1))):
             seed = int(request.get("seed", 0))
@@ -180,7 +176,7 @@ def main(workdir: str) -> int:
     except MemoryError as e:
         result.update(stage=result["stage"], error=f"MemoryError: {e}", memory=True)
     except BaseException as e:  # the submitted code may raise anything, SystemExit included
-        msg = f"{type(e).__name__}: {e}"
+        msg = f"{type(e).__name__}: {e}"[:2000]
         result["error"] = msg
         result["memory"] = "can't allocate memory" in msg or "out of memory" in msg.lower()
         frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.startswith(folder)]
@@ -190,14 +186,15 @@ def main(workdir: str) -> int:
     return 0
 
 
-def limit_resources(memory_bytes: int) -> None:
-    """Cap the address space (RLIMIT_AS) and disable core dumps, before any submitted code is imported."""
+def limit_resources(rlimits: dict[str, int]) -> None:
+    """Set RLIMIT_<name> (soft = hard) for each entry, before any submitted code is imported."""
     import resource
 
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    for name, value in rlimits.items():
+        resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), (value, value))
 
 
 if __name__ == "__main__":
-    limit_resources(int(sys.argv[2]))
-    sys.exit(main(sys.argv[1]))
+    req = json.loads(sys.stdin.read(1_000_000))
+    limit_resources(req["rlimits"])
+    sys.exit(main(req))

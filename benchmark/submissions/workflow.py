@@ -9,8 +9,10 @@ nothing.
 
 reproduce: re-run the same tracks from scratch (a fresh temporary cache, so the zoo is retrained, and a
 fresh temporary database) with the torch thread count the stored rows were computed with, compare every
-stored metric of the submission's rows with the re-run, within an absolute tolerance, and record the
-verdict in the `reproductions` table. `reproduce all` shares one fresh cache across submissions, so the
+stored metric of the submission's rows with the re-run, within an absolute tolerance, check the row
+digests (`benchmark.store.digest`: the stored rows are unedited and the re-run's are bitwise identical),
+and record the verdict in the `reproductions` table with the combined digest of the rows it checked.
+`reproduce all` shares one fresh cache across submissions, so the
 zoo is rebuilt once.
 """
 
@@ -28,6 +30,7 @@ import pandas as pd
 
 from benchmark.cache import Cache
 from benchmark.store import Store
+from benchmark.store.digest import combined, recompute
 from benchmark.store.schema import RESULT_TABLES
 from benchmark.submissions.loader import Submission, list_slugs, load_submission
 from benchmark.submissions.manifest import SubmissionError
@@ -295,7 +298,8 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
-        return self.verdict == "reproduced"
+        """Every value within the tolerance ("within tolerance": not bitwise, so no badge)."""
+        return self.verdict in ("reproduced", "within tolerance")
 
 
 def _split_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -352,6 +356,45 @@ def compare(stored: Store, fresh: Store, unit_keys: list[str], tolerance: float)
     return n, worst, diffs
 
 
+def _rerun_builtins(main: Store, fresh: Store, sub: Submission, suite: Suite, cache: Cache,
+                    progress: bool) -> list[str]:
+    """Re-run into `fresh` the units of built-in merge methods stored in `main` on the suite for the
+    submission's tracks (the rows its ranking is computed against); returns their keys."""
+    from benchmark import runner
+    from benchmark.context import RunContext
+    from benchmark.merging import get_method, list_methods
+
+    tracks = _tracks(sub)
+    ctx = RunContext(suite, cache, progress)
+    planned = runner.plan(ctx, tracks, [m for m in list_methods() if get_method(m).source == "builtin"])
+    stored = main.done_keys([u.key for u in planned])
+    units = [u for u in planned if u.key in stored and not _evaluates(u, sub)]
+    if units:
+        runner.run_units(ctx, tracks, units, fresh, {"reproduce": "builtins"}, f"mergesec reproduce {sub.slug}",
+                         f"built-in rows ranked with {sub.slug}")
+    return [u.key for u in units]
+
+
+def check_digests(stored: Store, fresh: Store, unit_keys: list[str]) -> tuple[dict[str, str], str]:
+    """({unit_key: digest} of the stored rows, problem or ''): the stored rows must still match the digest
+    written with them (no edit since), and the re-run's rows must have the same digest (bitwise equal)."""
+    with stored.connect(read_only=True) as con:
+        now = recompute(con, unit_keys)
+        written = dict(con.execute("SELECT unit_key, rows_digest FROM units_done WHERE list_contains(?, unit_key)",
+                                   [unit_keys]).fetchall())
+    with fresh.connect(read_only=True) as con:
+        rerun = recompute(con, unit_keys)
+    edited = [k for k in unit_keys if written.get(k) != now[k]]
+    if edited:
+        return now, (f"the stored rows of {len(edited)} unit(s) (e.g. {edited[0]}) no longer match the digest "
+                     "written with them: they were changed after they were stored")
+    differ = [k for k in unit_keys if rerun[k] != now[k]]
+    if differ:
+        return now, (f"the re-run's rows of {len(differ)} unit(s) (e.g. {differ[0]}) are within the tolerance but "
+                     "not bitwise identical to the stored ones")
+    return now, ""
+
+
 def _why_missing(main: Store, suite: Suite, sub: Submission, stored: pd.DataFrame) -> str:
     if len(stored):
         return " (the stored rows are of another version of its code)"
@@ -393,9 +436,11 @@ def _match_threads(main: Store, unit_keys: list[str]) -> _Threads:
 
 def reproduce(targets: list[str | Path] | str, suite: str | Path | None = None, db: Path | str | None = None,
               tolerance: float = DEFAULT_TOLERANCE, limits: Limits | None = None, progress: bool = True,
-              cache: Path | str | None = None, record: bool = True) -> list[Verdict]:
+              cache: Path | str | None = None, record: bool = True, builtins: bool = True) -> list[Verdict]:
     """Re-run submissions from scratch and compare with the stored rows (module docstring). `targets` is
-    "all", or slugs/folders. `cache` defaults to a fresh temporary folder (the point of reproducing);
+    "all", or slugs/folders. With `builtins`, the stored rows of the built-in methods the submission is
+    ranked against (same suite and tracks) are re-run and checked too. `cache` defaults to a fresh temporary
+    folder (the point of reproducing);
     passing one is for tests. Records one `reproductions` row per submission when `record`."""
     from benchmark.provenance import provenance
 
@@ -431,17 +476,23 @@ def reproduce(targets: list[str | Path] | str, suite: str | Path | None = None, 
                 run_id = getattr(summary, "run_id", None)
                 fresh_units = _units_of(fresh, s.hash, sub)
                 keys = sorted(set(current.unit_key) | set(fresh_units.unit_key))
+                if builtins:
+                    keys = sorted(set(keys) | set(_rerun_builtins(main, fresh, sub, s, shared_cache, progress)))
                 n, worst, diffs = compare(main, fresh, keys, tolerance)
+                digests, digest_problem = check_digests(main, fresh, keys)
                 ok = diffs.empty and n > 0
                 if n == 0:
                     reason = "nothing to compare"
+                elif digest_problem:
+                    reason = digest_problem
             except SubmissionError as e:
-                n, worst, ok, reason = 0, math.inf, False, str(e)
+                n, worst, ok, reason, digests, digest_problem = 0, math.inf, False, str(e), {}, ""
                 diffs = pd.DataFrame(columns=["table", "row", "column", "stored", "reproduced", "abs_diff"])
             finally:
                 threads.restore()
             prov = provenance()
-            v = Verdict(sub, s, "reproduced" if ok else "failed", n, None if math.isinf(worst) else worst,
+            verdict = ("reproduced" if not digest_problem else "within tolerance") if ok else "failed"
+            v = Verdict(sub, s, verdict, n, None if math.isinf(worst) else worst,
                         tolerance, diffs, time.perf_counter() - t0, reason)
             v.details = {
                 "slug": sub.slug, "name": sub.name, "kind": sub.kind, "code_hash": sub.code_hash,
@@ -450,13 +501,14 @@ def reproduce(targets: list[str | Path] | str, suite: str | Path | None = None, 
                 "seconds": round(v.seconds, 1), "fresh_cache": cache is None, "torch_threads": threads.used,
                 "stored_torch_threads": threads.stored, "git_commit": prov["git_commit"],
                 "mergesec_version": prov["mergesec_version"], "packages": prov["packages"],
-                "hardware": prov["hardware"],
+                "hardware": prov["hardware"], "unit_keys": sorted(digests),
             }
             if record:
                 main.add_reproduction({
                     "subject": sub.slug, "suite_hash": s.hash, "verdict": v.verdict,
                     "max_abs_diff": v.max_abs_diff, "n_compared": n, "tolerance": tolerance,
                     "details": v.details, "run_id": run_id,
+                    "rows_digest": combined(digests) if v.verdict == "reproduced" else None,
                 })
             verdicts.append(v)
     return verdicts

@@ -1,0 +1,57 @@
+"""A digest of each unit's stored rows (`units_done.rows_digest`), so a reproduction can be tied to exactly
+the rows it checked and any later edit of those rows is detected.
+
+The digest is sha256 over the unit's rows in every result table, read back from the database: per table
+(sorted by name) the column names (sorted; `unit_key` and timing columns, whose names contain "seconds",
+left out, since a re-run never times the same) and the rows as canonical text, sorted. Numbers are written
+exactly (`repr` of the float, integers and integral floats as integers), so two bitwise-identical runs
+give the same digest on any machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import duckdb
+
+from benchmark.store.schema import RESULT_TABLES
+
+
+def _value(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        f = float(v)
+        return str(int(f)) if f.is_integer() and abs(f) < 2**53 else repr(f)
+    return repr(str(v))
+
+
+def unit_digest(con: duckdb.DuckDBPyConnection, unit_key: str) -> str:
+    """The digest of one unit's rows as they are stored now (module docstring)."""
+    h = hashlib.sha256()
+    for table in sorted(RESULT_TABLES):
+        cur = con.execute(f"SELECT * FROM {table} WHERE unit_key = ?", [unit_key])
+        names = [d[0] for d in cur.description]
+        keep = sorted(i for i, n in enumerate(names) if n != "unit_key" and "seconds" not in n)
+        keep.sort(key=lambda i: names[i])
+        rows = sorted("\x1f".join(_value(r[i]) for i in keep) for r in cur.fetchall())
+        if rows:
+            h.update(f"{table}\x1e{','.join(names[i] for i in keep)}\x1e{len(rows)}\x1e".encode())
+            h.update("\x1e".join(rows).encode())
+    return h.hexdigest()
+
+
+def recompute(con: duckdb.DuckDBPyConnection, unit_keys: Iterable[str]) -> dict[str, str]:
+    """{unit_key: digest of its rows now} for `unit_keys`."""
+    return {k: unit_digest(con, k) for k in unit_keys}
+
+
+def combined(digests: dict[str, str | None]) -> str:
+    """One digest of several units' digests: sha256 of 'key:digest' joined by ',' in key order (the SQL
+    `sha256(string_agg(unit_key || ':' || rows_digest, ',' ORDER BY unit_key))` gives the same)."""
+    return hashlib.sha256(",".join(f"{k}:{digests[k] or ''}" for k in sorted(digests)).encode()).hexdigest()
