@@ -129,8 +129,8 @@ def common_set(
 
     Units (task × attack × surrogate × eps × seed) lacking any method are dropped; a setting's common set is
     the images present for every method with ``s_ok`` and every method's ``t_ok``; settings holding fewer
-    than ``min_common`` of them are dropped. Raises :class:`CommonSetError` when fewer than 2 methods or 2
-    settings remain, naming the sizes."""
+    than ``min_common`` of them are dropped. Raises :class:`CommonSetError` when fewer than 2 methods or no
+    setting remain, naming the sizes."""
     if metric not in COMMON_METRICS:
         raise MergesecError(f"{metric!r} has no common-set definition; use one of {', '.join(COMMON_METRICS)}")
     counted, denominator, _ = COMMON_METRICS[metric]
@@ -156,7 +156,7 @@ def common_set(
     n_settings_all = frame[settings].drop_duplicates().shape[0]
     frame = frame[frame.n_in_setting >= min_common]
     kept = frame[settings].drop_duplicates()
-    if len(kept) < 2:
+    if len(kept) < 1:
         raise CommonSetError(
             f"the common set is too small to rank: {len(kept)} of {n_settings_all} settings hold at least "
             f"{min_common} images that the surrogate and all {len(methods)} methods classify correctly; "

@@ -214,7 +214,7 @@ def ranking(
         attrs.update(n_common=None, n_common_min=None, definition="per setting")
     table = rank_methods(long, spec.name, settings, hib, n_boot=n_boot, seed=seed, alpha=alpha, boot=boot,
                          resampling=resampling)
-    means = paired_table(long, spec.name, settings).mean()
+    means = paired_table(long, spec.name, settings, min_settings=1).mean()
     task_view, _ = rank_from_boot(means, task_boot, hib, alpha)
     stability = stability_from_boot(means, task_boot, hib).sort_values(["rank", "method"], ignore_index=True)
     if attrs["n_common"] is not None and spec.name != "asr_transfer_all":

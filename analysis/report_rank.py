@@ -45,7 +45,7 @@ class RankResult:
     settings: list[str]
     filters: dict[str, list]
     ranking: pd.DataFrame
-    friedman: pd.DataFrame
+    friedman: pd.DataFrame | None
     pairwise: pd.DataFrame | None
     filters_ignored: list[str]
     task_view: pd.DataFrame | None = None
@@ -92,7 +92,7 @@ def rank_summary(
     filters = dict(filters or {})
     rk = ranking(store, ref.hash, track, spec.name, filters, n_boot=n_boot, seed=seed, alpha=alpha)
     settings = rk.table.attrs["settings"]
-    fr = friedman_test(rk.long, spec.name, settings)
+    fr = friedman_test(rk.long, spec.name, settings) if rk.table.n_settings.iat[0] >= 2 else None
     if rk.table.attrs.get("surrogate"):
         filters["surrogate"] = [rk.table.attrs["surrogate"]]
     task_view = rk.task_view.merge(rk.stability[["method", "p_rank1"]], on="method")
@@ -117,6 +117,8 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def friedman_line(r: RankResult) -> str:
+    if r.friedman is None:
+        return "Friedman test: not computed (it needs 2 or more complete settings; the CIs resample images)."
     fr = r.friedman.iloc[0]
     p = "p < 0.001" if fr.p_unc < 0.001 else f"p = {fr.p_unc:.3f}"
     dropped = f" ({int(fr.n_settings_dropped)} incomplete dropped)" if fr.n_settings_dropped else ""
@@ -174,7 +176,7 @@ def render(r: RankResult, fmt: str) -> tuple[str, str]:
             "filters": r.filters,
             "filters_ignored": r.filters_ignored,
             "ranking": _records(r.ranking),
-            "friedman": _records(r.friedman)[0],
+            "friedman": _records(r.friedman)[0] if r.friedman is not None else None,
             "design": {k: r.ranking.attrs.get(k) for k in DESIGN_ATTRS},
             "task_view": _records(r.task_view) if r.task_view is not None else None,
         }

@@ -513,3 +513,64 @@ def test_correlation_matches_scipy():
         p_tau
     )
     assert (res.n == 30).all()
+
+
+# ---------------------------------------------------------------- common examples (issue 13) from the store
+
+
+def _write_transfer(path, outcomes: dict[str, tuple[np.ndarray, np.ndarray]], tasks=("t0", "t1"), n=100):
+    """A store with one unit per (method, task): ``outcomes[m] = (clean_correct, fooled)`` per image; the
+    surrogate is correct on every clean image and fooled on every adversarial one (white-box ASR 1). The
+    per-target metrics are each model's share fooled among its own counted images."""
+    from benchmark.store import open_store
+
+    store = open_store(path)
+    for m, (clean, fooled) in outcomes.items():
+        for t in tasks:
+            key = f"{m}-{t}"
+            setting = {"method": m, "task": t, "attack": "pgd", "surrogate": "finetuned", "seed": 0}
+            asr = float(fooled[clean].mean())
+            settings = pd.DataFrame([{**setting, "suite": "s", "suite_hash": "h", "eps": 8 / 255,
+                                      "n": int(clean.sum()),
+                                      "n_subset": n, "clean_acc_surrogate": 1.0, "clean_acc_target": clean.mean(),
+                                      "asr_whitebox": 1.0, "asr_transfer": asr, "relative_asr": asr,
+                                      "asr_whitebox_all": 1.0, "asr_transfer_all": float((fooled | ~clean).mean()),
+                                      "grad_cosine": 0.5, "cka": 0.5}])
+            rows = pd.DataFrame({**setting, "suite_hash": "h", "example_id": np.arange(n), "label": 0,
+                                 "surrogate_clean_correct": True, "target_clean_correct": clean,
+                                 "surrogate_adv_correct": False, "target_adv_correct": ~fooled})
+            tables = {"transfer_settings": settings, "transfer_outcomes": rows}
+            store.write_unit(key, "transfer", "h", "r", {}, tables, 1)
+    return store
+
+
+def test_ranking_follows_the_common_examples_not_the_per_target_denominators(tmp_path):
+    """A is right on every clean image and fooled on the 40 images B gets wrong anyway plus 5 more (45/100);
+    B is right on images 40-99 and fooled on 20 of them (20/60). Per target, B looks less vulnerable
+    (0.33 < 0.45); on the 60 common images A is fooled on 5 (0.08) and B on 20 (0.33): A is less vulnerable."""
+    from analysis.ranking_view import ranked_table
+
+    ids = np.arange(100)
+    outcomes = {"A": (np.ones(100, bool), ids < 45), "B": (ids >= 40, (ids >= 40) & (ids < 60))}
+    store = _write_transfer(tmp_path / "c.duckdb", outcomes)
+    res = ranked_table(store, "h", "transfer", "relative_asr", n_boot=300).set_index("method")
+    assert res.index.tolist() == ["A", "B"]
+    assert res.loc["A", "mean"] == pytest.approx(5 / 60) and res.loc["B", "mean"] == pytest.approx(20 / 60)
+    assert res.loc["A", "per_target"] == pytest.approx(0.45) and res.loc["B", "per_target"] == pytest.approx(20 / 60)
+    assert res.loc["A", "rank"] == 1 and res.loc["B", "rank"] == 2  # 15 vs 40 of 120 common images: significant
+    assert res.attrs["n_common"] == 120 and res.attrs["n_common_min"] == 60 and res.attrs["surrogate"] == "finetuned"
+    assert "images within each task" in res.attrs["resampling"]
+    one_task = ranked_table(store, "h", "transfer", "relative_asr", {"task": ["t0"]}, n_boot=50)
+    assert one_task.attrs["n_common"] == 60
+    with pytest.raises(MergesecError, match="never pooled"):
+        ranked_table(store, "h", "transfer", "relative_asr", {"surrogate": ["finetuned", "pretrained"]})
+
+
+def test_too_small_a_common_set_is_reported_instead_of_ranked(tmp_path):
+    from analysis.common_set import CommonSetError
+    from analysis.ranking_view import ranked_table
+
+    ids = np.arange(100)
+    store = _write_transfer(tmp_path / "s.duckdb", {"A": (ids < 50, ids < 10), "B": (ids >= 45, ids > 90)})
+    with pytest.raises(CommonSetError, match="too small to rank: 0 of 2 settings hold at least 10"):
+        ranked_table(store, "h", "transfer", "relative_asr", n_boot=50)

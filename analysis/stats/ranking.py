@@ -82,13 +82,14 @@ def rank_methods(
     :func:`rank_from_boot`), over the complete settings of ``df``.
 
     ``boot`` (n_boot × methods, columns in sorted method order) supplies the resampled means, e.g. the
-    image bootstrap of :mod:`analysis.common_set`, with ``resampling`` saying what it resamples. Without it
+    image bootstrap of :mod:`analysis.common_set`, with ``resampling`` saying what it resamples (then one
+    complete setting suffices: the resampled units are inside it). Without it
     the settings are resampled in clusters of ``cluster_col`` (default ``task`` when it is a setting
     column; ``None`` resamples settings). Returns ``method, mean, ci_low, ci_high, n_settings, rank,
     letters``, best first; ``attrs`` hold ``n_settings, n_settings_dropped, n_boot, seed, ci, alpha, mdd,
     mdd_holm, separable, resampling``.
     """
-    wide = paired_table(df, metric, setting_cols, method_col)
+    wide = paired_table(df, metric, setting_cols, method_col, min_settings=1 if boot is not None else 2)
     if boot is None:
         cluster = cluster_col if cluster_col in wide.index.names else None
         boot, resampling = settings_boot(wide, n_boot, seed, cluster)
