@@ -150,14 +150,15 @@ class Ranking:
     """A ranking and everything computed on the same values: ``table`` (:func:`ranked_table`), ``pairs``
     (:func:`analysis.stats.decisions.pairwise_from_boot`: the decisions behind rank, letters and the CD
     diagram), ``long`` (the per-setting values, for Friedman/Kendall's W and average ranks), ``task_view``
-    (the same table with tasks resampled too: "new tasks") and ``stability`` (rank-by-mean stability over
-    that task-level bootstrap)."""
+    (the same table with tasks resampled too: "new tasks"), ``stability`` (rank-by-mean stability over
+    that task-level bootstrap) and ``task_pairs`` (the task-level view's pairwise decisions)."""
 
     table: pd.DataFrame
     pairs: pd.DataFrame
     long: pd.DataFrame
     task_view: pd.DataFrame
     stability: pd.DataFrame
+    task_pairs: pd.DataFrame
 
 
 def _transfer_filters(spec: Metric, filters: Filters | None) -> tuple[dict, str]:
@@ -215,7 +216,7 @@ def ranking(
     table = rank_methods(long, spec.name, settings, hib, n_boot=n_boot, seed=seed, alpha=alpha, boot=boot,
                          resampling=resampling)
     means = paired_table(long, spec.name, settings, min_settings=1).mean()
-    task_view, _ = rank_from_boot(means, task_boot, hib, alpha)
+    task_view, task_pairs = rank_from_boot(means, task_boot, hib, alpha)
     stability = stability_from_boot(means, task_boot, hib).sort_values(["rank", "method"], ignore_index=True)
     if attrs["n_common"] is not None and spec.name != "asr_transfer_all":
         kept = long[["method", *settings]]
@@ -223,7 +224,7 @@ def ranking(
         table["per_target"] = table.method.map(pt).to_numpy()
     _, pairs = rank_from_boot(means, boot, hib, alpha)
     table.attrs = {**attrs, **table.attrs, "surrogate": surrogate}
-    return Ranking(table, pairs, long, task_view, stability)
+    return Ranking(table, pairs, long, task_view, stability, task_pairs)
 
 
 def ranked_table(
