@@ -57,14 +57,40 @@ def plan(store: Store, suite: str, difference: float = 0.05, alpha: float = 0.05
     return rows
 
 
+COLUMNS = {
+    "surrogate": "surrogate", "methods": "methods", "settings": "settings", "n_common": "common images",
+    "se_one_seed": "SE of a difference, 1 seed", "se_task_level": "SE, task-level view",
+    "mdd_one_seed": "MDD, 1 seed", "mdd_one_seed_holm": "MDD at Holm's first step",
+    "mdd_floor": "MDD floor (any number of seeds)", "seeds_needed": "seeds to separate the difference",
+    "seeds_needed_holm": "seeds, Holm's first step",
+}
+
+
+def render_markdown(rows: list[dict]) -> str:
+    """The rows as the markdown table docs/statistics.md shows (pp for differences; "—" = not reachable)."""
+    def cell(key: str, value) -> str:
+        if value is None:
+            return "— (not by seeds)"
+        return f"{100 * value:.1f} pp" if key.startswith(("se_", "mdd_")) else str(value)
+
+    lines = ["| " + " | ".join(COLUMNS.values()) + " |", "|" + " --- |" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cell(k, r[k]) for k in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m analysis.power_plan", description=__doc__.splitlines()[0])
     parser.add_argument("--db", default="results/mergesec.duckdb")
     parser.add_argument("--suite", default="digits")
     parser.add_argument("--difference", type=float, default=0.05, help="difference to separate (0.05 = 5 pp)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per surrogate instead of markdown")
     args = parser.parse_args(argv)
-    for row in plan(Store(args.db), args.suite, args.difference):
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
+    rows = plan(Store(args.db), args.suite, args.difference)
+    if args.json:
+        for row in rows:
+            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
+    else:
+        print(render_markdown(rows), end="")
 
 
 if __name__ == "__main__":

@@ -574,3 +574,33 @@ def test_too_small_a_common_set_is_reported_instead_of_ranked(tmp_path):
     store = _write_transfer(tmp_path / "s.duckdb", {"A": (ids < 50, ids < 10), "B": (ids >= 45, ids > 90)})
     with pytest.raises(CommonSetError, match="too small to rank: 0 of 2 settings hold at least 10"):
         ranked_table(store, "h", "transfer", "relative_asr", n_boot=50)
+
+
+def test_power_plan_seed_formula_matches_simulated_subset_counts():
+    """se with k seeds = se1 √((1 − f)/k + f): the variance of a mean over k random n-of-N subsets
+    (Σ w², w = image counts / (k n)), relative to one subset, checked by simulation."""
+    from analysis.power_plan import se_after
+
+    rng = np.random.default_rng(0)
+    n_test, n_sub = 297, 200
+    for k in (1, 3, 10):
+        sums = [np.bincount(np.concatenate([rng.choice(n_test, n_sub, replace=False) for _ in range(k)]),
+                            minlength=n_test) for _ in range(400)]
+        var_ratio = np.mean([(c / (k * n_sub)) @ (c / (k * n_sub)) for c in sums]) * n_sub
+        assert se_after(1.0, k, n_sub / n_test) ** 2 == pytest.approx(var_ratio, rel=0.02)
+    assert se_after(1.0, 1, 0.5) == 1.0 and se_after(1.0, 10**9, 0.25) == pytest.approx(0.5)
+
+
+@pytest.mark.skipif("MERGESEC_TEST_DB" not in __import__("os").environ,
+                    reason="needs a digits results database: MERGESEC_TEST_DB=results/mergesec.duckdb")
+def test_statistics_doc_seed_numbers_have_not_drifted():
+    """The numbers between the power_plan markers of docs/statistics.md are what the command prints."""
+    import os
+    from pathlib import Path
+
+    from analysis.power_plan import plan, render_markdown
+    from benchmark.store import Store
+
+    doc = (Path(__file__).parents[1] / "docs" / "statistics.md").read_text()
+    block = doc.split("<!-- power_plan:begin -->\n")[1].split("<!-- power_plan:end -->")[0]
+    assert block == render_markdown(plan(Store(os.environ["MERGESEC_TEST_DB"]), "digits"))
