@@ -44,12 +44,15 @@ class CommonSetError(MergesecError):
 
 
 def read_examples(store: Store, where: str, params: list) -> pd.DataFrame:
-    """Per-example transfer rows matching ``where`` (a WHERE clause over `transfer_examples` columns):
-    ``method``, the :data:`UNIT` columns, ``example_id, s_ok, t_ok, s_fooled, t_fooled``."""
+    """Per-example transfer rows matching ``where`` (a WHERE clause over the columns of `transfer_examples`,
+    eps included): ``method``, the :data:`UNIT` columns, ``example_id, s_ok, t_ok, s_fooled, t_fooled``.
+    Joins the tables itself, so a database written before `transfer_examples` carried eps reads too."""
     return store.read(
         f"""SELECT method, {", ".join(UNIT)}, example_id, surrogate_clean_correct AS s_ok,
         target_clean_correct AS t_ok, NOT surrogate_adv_correct AS s_fooled, NOT target_adv_correct AS t_fooled
-        FROM transfer_examples WHERE {where}""",
+        FROM (SELECT o.*, s.eps FROM transfer_outcomes o JOIN transfer_settings s
+              USING (unit_key, suite_hash, method, task, attack, surrogate, seed))
+        WHERE {where}""",
         params,
     )
 
