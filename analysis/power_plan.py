@@ -8,7 +8,8 @@ methods' mean relative ASR under the image bootstrap (tasks fixed). Each seed dr
 σ²((1 − f)/(k n) + 1/N) with f = n/N (subset counts of k independent draws), i.e. the standard error falls
 as ``se₁ √((1 − f)/k + f)`` and never below ``se₁ √f``: seeds cannot make the test split bigger. What one
 seed cannot show (seed-to-seed variation of fine-tuning, merging and attack) only adds to this, so the
-seeds printed are a lower bound.
+seeds printed are a lower bound. It also prints how many test images per task (all of them evaluated)
+would separate the difference: σ₁ = se₁ √n per image, so ⌈(mdd factor · σ₁ / difference)²⌉.
 """
 
 import argparse
@@ -53,6 +54,7 @@ def plan(store: Store, suite: str, difference: float = 0.05, alpha: float = 0.05
             row[f"mdd_floor{label}"] = factor * se_after(se1, 10**9, f)
             row[f"seeds_needed{label}"] = next(
                 (k for k in range(1, max_seeds + 1) if factor * se_after(se1, k, f) <= difference), None)
+            row[f"test_images_needed{label}"] = math.ceil((factor * se1 * math.sqrt(n_sub) / difference) ** 2)
         rows.append(row)
     return rows
 
@@ -63,6 +65,7 @@ COLUMNS = {
     "mdd_one_seed": "MDD, 1 seed", "mdd_one_seed_holm": "MDD at Holm's first step",
     "mdd_floor": "MDD floor (any number of seeds)", "seeds_needed": "seeds to separate the difference",
     "seeds_needed_holm": "seeds, Holm's first step",
+    "test_images_needed": "test images per task to separate it (all used)",
 }
 
 
