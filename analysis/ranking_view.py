@@ -141,6 +141,8 @@ def settings_table(store: Store, suite_hash: str, track: str, metric: str | None
     return df
 
 
+PER_TARGET_ONLY = ("per target (each model on its own counted set): no per-example rows are stored for "
+                   "these results, so no common set")
 DEFAULT_SURROGATE = "finetuned"
 """The surrogate a transfer ranking uses unless told: surrogates are never pooled (their rankings disagree)."""
 
@@ -196,10 +198,12 @@ def ranking(
         raise StatisticsError(f"no {track} results for suite {suite_hash} with these filters")
     attrs = dict(per_target.attrs)
     settings, hib = attrs["settings"], attrs["higher_is_better"]
+    examples = pd.DataFrame()
     if surrogate is not None and spec.name in C.COMMON_METRICS:
         where, params, _ = _where(spec, track, suite_hash, filters)
-        cs = C.common_set(C.read_examples(store, where, params), spec.name, settings,
-                          C.MIN_COMMON if min_common is None else min_common)
+        examples = C.read_examples(store, where, params)
+    if not examples.empty:
+        cs = C.common_set(examples, spec.name, settings, C.MIN_COMMON if min_common is None else min_common)
         long, boot, task_boot = cs.long, cs.boot(n_boot, seed), cs.boot(n_boot, seed, level="task")
         resampling = (f"test images within each task (tasks fixed; one draw per task shared by all methods, "
                       f"attacks and seeds), {spec.label} recomputed on the resampled images of each setting")
@@ -212,7 +216,8 @@ def ranking(
         cluster = "task" if "task" in settings else None
         boot, resampling = settings_boot(wide, n_boot, seed, cluster)
         task_boot = boot
-        attrs.update(n_common=None, n_common_min=None, definition="per setting")
+        definition = "per setting" if surrogate is None else PER_TARGET_ONLY
+        attrs.update(n_common=None, n_common_min=None, definition=definition)
     table = rank_methods(long, spec.name, settings, hib, n_boot=n_boot, seed=seed, alpha=alpha, boot=boot,
                          resampling=resampling)
     means = paired_table(long, spec.name, settings, min_settings=1).mean()

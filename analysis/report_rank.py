@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import queries as Q
+from analysis.ranking_view import PER_TARGET_ONLY
 from benchmark.errors import UnknownNameError
 from benchmark.store import Store
 
@@ -133,7 +134,7 @@ def friedman_line(r: RankResult) -> str:
 def design_lines(r: RankResult) -> str:
     """What was compared and resampled, and what the design can detect."""
     a = r.ranking.attrs
-    lines = []
+    lines = [] if a.get("definition") != PER_TARGET_ONLY else [f"compared on: {PER_TARGET_ONLY}"]
     if a.get("n_common") is not None:
         lines.append(f"compared on: {a['definition']}; {a['n_common']} images over {a['n_settings']} settings "
                      f"(smallest setting {a['n_common_min']}); per_target = each model on its own counted "
