@@ -151,6 +151,19 @@ def test_pairwise_wilcoxon_matches_scipy_and_hand_holm():
     assert res[["RBC", "CLES"]].notna().all().all()
 
 
+def test_pairwise_wilcoxon_matches_pingouin_pairwise_tests():
+    import pingouin as pg
+
+    df = make_results({"A": 0, "B": 0.03, "C": 0.08, "D": 0.3}, noise=0.1)
+    res = pairwise_wilcoxon(df, "asr", SETTING)
+    long = df.assign(block=df.task + df.attack)
+    pg_res = pg.pairwise_tests(long, dv="asr", within="method", subject="block", parametric=False,
+                               padjust="holm", effsize="CLES")
+    np.testing.assert_allclose(res.p_unc, pg_res.p_unc, rtol=1e-9)
+    np.testing.assert_allclose(res.p_corr, pg_res.p_corr, rtol=1e-9)
+    np.testing.assert_allclose(res.CLES, pg_res.CLES)
+
+
 def test_pairwise_wilcoxon_two_methods_and_identical_methods():
     df = make_results({"A": 0, "B": 0.1}, n_tasks=5)
     df.loc[df.method == "B", "asr"] = df.loc[df.method == "A", "asr"].to_numpy()  # identical everywhere
