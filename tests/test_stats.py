@@ -339,25 +339,17 @@ def test_compact_letters_hand_example():
     assert compact_letters(["A", "B"], []).letters.tolist() == ["a", "a"]
 
 
-def test_compact_letters_share_a_letter_iff_not_significant():
-    methods = list("ABCDEF")
-    pairs = list(itertools.combinations(methods, 2))
-    rng = np.random.default_rng(0)
-    for _ in range(30):
-        significant = {p for p in pairs if rng.random() < 0.5}
-        letters = compact_letters(methods, significant).set_index("method").letters
-        for a, b in pairs:
-            assert (not set(letters[a]) & set(letters[b])) == ((a, b) in significant), (a, b, significant)
-
-
-def test_compact_letters_sweep_leaves_no_redundant_letter():
-    """Piepho's sweep: after it, removing any one letter from any method breaks "share iff not significant"."""
+def test_compact_letters_share_iff_not_significant_and_sweep_leaves_no_redundant_letter():
+    """Two methods share a letter exactly when not significant; after Piepho's sweep, removing any one
+    letter from any method breaks that."""
     methods = list("ABCDEF")
     pairs = list(itertools.combinations(methods, 2))
     rng = np.random.default_rng(1)
     for _ in range(300):
         significant = {p for p in pairs if rng.random() < 0.4}
         letters = compact_letters(methods, significant).set_index("method").letters.to_dict()
+        for a, b in pairs:
+            assert (not set(letters[a]) & set(letters[b])) == ((a, b) in significant), (a, b, significant)
         for m, own in letters.items():
             for ch in own:
                 reduced = {**letters, m: own.replace(ch, "")}
