@@ -153,14 +153,15 @@ class Ranking:
     (:func:`analysis.stats.decisions.pairwise_from_boot`: the decisions behind rank, letters and the CD
     diagram), ``long`` (the per-setting values, for Friedman/Kendall's W and average ranks), ``task_view``
     (the same table with tasks resampled too: "new tasks"), ``stability`` (rank-by-mean stability over
-    that task-level bootstrap) and ``task_pairs`` (the task-level view's pairwise decisions)."""
+    that task-level bootstrap) and ``task_pairs`` (the task-level view's pairwise decisions); the last
+    three are None when :func:`ranking` was called with ``task_level=False``."""
 
     table: pd.DataFrame
     pairs: pd.DataFrame
     long: pd.DataFrame
-    task_view: pd.DataFrame
-    stability: pd.DataFrame
-    task_pairs: pd.DataFrame
+    task_view: pd.DataFrame | None
+    stability: pd.DataFrame | None
+    task_pairs: pd.DataFrame | None
 
 
 def _transfer_filters(spec: Metric, filters: Filters | None) -> tuple[dict, str]:
@@ -180,13 +181,14 @@ def _transfer_filters(spec: Metric, filters: Filters | None) -> tuple[dict, str]
 def ranking(
     store: Store, suite_hash: str, track: str, metric: str | None = None, filters: Filters | None = None, *,
     n_boot: int = 2000, seed: int = 0, alpha: float = 0.05, min_common: int | None = None,
+    task_level: bool = True,
 ) -> Ranking:
     """The ranking of :func:`ranked_table` with its pairwise decisions, per-setting values, task-level view
     and rank stability (see :class:`Ranking`). Transfer attack metrics are computed on common examples
     (:mod:`analysis.common_set`) with the image bootstrap; other metrics on :func:`settings_table` with
     tasks (or settings, where a setting has no task) resampled."""
     from analysis import common_set as C
-    from analysis.stats import StatisticsError, paired_table, rank_from_boot, rank_methods, stability_from_boot
+    from analysis.stats import StatisticsError, paired_table, rank_from_boot, stability_from_boot
     from analysis.stats.ranking import settings_boot
 
     spec = metric_spec(track, metric)
@@ -204,7 +206,8 @@ def ranking(
         examples = C.read_examples(store, where, params)
     if not examples.empty:
         cs = C.common_set(examples, spec.name, settings, C.MIN_COMMON if min_common is None else min_common)
-        long, boot, task_boot = cs.long, cs.boot(n_boot, seed), cs.boot(n_boot, seed, level="task")
+        long, boot = cs.long, cs.boot(n_boot, seed)
+        task_boot = cs.boot(n_boot, seed, level="task") if task_level else None
         resampling = (f"test images within each task (tasks fixed; one draw per task shared by all methods, "
                       f"attacks and seeds), {spec.label} recomputed on the resampled images of each setting")
         attrs.update(n_common=cs.n_common, n_common_min=cs.n_common_min,
@@ -218,16 +221,19 @@ def ranking(
         task_boot = boot
         definition = "per setting" if surrogate is None else PER_TARGET_ONLY
         attrs.update(n_common=None, n_common_min=None, definition=definition)
-    table = rank_methods(long, spec.name, settings, hib, n_boot=n_boot, seed=seed, alpha=alpha, boot=boot,
-                         resampling=resampling)
-    means = paired_table(long, spec.name, settings, min_settings=1).mean()
-    task_view, task_pairs = rank_from_boot(means, task_boot, hib, alpha)
-    stability = stability_from_boot(means, task_boot, hib).sort_values(["rank", "method"], ignore_index=True)
+    wide = paired_table(long, spec.name, settings, min_settings=1)
+    means = wide.mean()
+    table, pairs = rank_from_boot(means, boot, hib, alpha)
+    table.insert(4, "n_settings", len(wide))
+    table.attrs.update({**wide.attrs, "n_boot": n_boot, "seed": seed, "resampling": resampling})
+    task_view = task_pairs = stability = None
+    if task_level:
+        task_view, task_pairs = rank_from_boot(means, task_boot, hib, alpha)
+        stability = stability_from_boot(means, task_boot, hib).sort_values(["rank", "method"], ignore_index=True)
     if attrs["n_common"] is not None and spec.name != "asr_transfer_all":
         kept = long[["method", *settings]]
         pt = per_target.merge(kept, on=["method", *settings]).groupby("method")[spec.name].mean()
         table["per_target"] = table.method.map(pt).to_numpy()
-    _, pairs = rank_from_boot(means, boot, hib, alpha)
     table.attrs = {**attrs, **table.attrs, "surrogate": surrogate}
     return Ranking(table, pairs, long, task_view, stability, task_pairs)
 
@@ -254,7 +260,8 @@ def ranked_table(
     :class:`analysis.stats.StatisticsError` (or ``CommonSetError``) when too few methods, settings or
     common examples remain.
     """
-    return ranking(store, suite_hash, track, metric, filters, n_boot=n_boot, seed=seed, alpha=alpha).table
+    return ranking(store, suite_hash, track, metric, filters, n_boot=n_boot, seed=seed, alpha=alpha,
+                   task_level=False).table
 
 
 def filter_values(store: Store, suite_hash: str, track: str, metric: str | None = None) -> dict[str, list]:

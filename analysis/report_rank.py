@@ -91,7 +91,7 @@ def rank_summary(
     ref = suite if isinstance(suite, Q.SuiteRef) else Q.resolve_suite(store, suite)
     spec = metric_spec(track, metric)
     filters = dict(filters or {})
-    rk = ranking(store, ref.hash, track, spec.name, filters, n_boot=n_boot, seed=seed, alpha=alpha)
+    rk = ranking(store, ref.hash, track, spec.name, filters, n_boot=n_boot, seed=seed, alpha=alpha, task_level=True)
     settings = rk.table.attrs["settings"]
     fr = friedman_test(rk.long, spec.name, settings) if rk.table.n_settings.iat[0] >= 2 else None
     if rk.table.attrs.get("surrogate"):

@@ -565,6 +565,12 @@ def test_ranking_follows_the_common_examples_not_the_per_target_denominators(tmp
     assert res.loc["A", "rank"] == 1 and res.loc["B", "rank"] == 2  # 15 vs 40 of 120 common images: significant
     assert res.attrs["n_common"] == 120 and res.attrs["n_common_min"] == 60 and res.attrs["surrogate"] == "finetuned"
     assert "images within each task" in res.attrs["resampling"]
+    from analysis.common_set import common_set, read_examples
+
+    cs = common_set(read_examples(store, "surrogate = 'finetuned'", []), "relative_asr",
+                    ["task", "attack", "surrogate", "eps"])
+    same = rank_methods(cs.long, "relative_asr", cs.settings, False, boot=cs.boot(300), resampling="images")
+    pd.testing.assert_frame_equal(same, res.reset_index()[same.columns], check_like=False)
     one_task = ranked_table(store, "h", "transfer", "relative_asr", {"task": ["t0"]}, n_boot=50)
     assert one_task.attrs["n_common"] == 60
     with pytest.raises(MergesecError, match="never pooled"):
