@@ -550,6 +550,7 @@ def weight_averaging_most_vulnerable(
         pairs = pairwise_wilcoxon(long, metric, TRANSFER_SETTING)
     except StatisticsError as e:
         return _no_data(F4, test, str(e))
+    vuln = vuln.assign(top_group=vuln["rank"].eq(1))  # CI-aware rank 1: nothing significantly more vulnerable
     vuln = vuln.rename(columns={"rank": "vulnerability_rank", "top_group": "most_vulnerable_group"})
     row = vuln.set_index("method").loc[method]
     k, n = len(vuln), int(vuln.n_settings.iat[0])

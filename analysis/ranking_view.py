@@ -3,8 +3,10 @@
 A metric names a column (or SQL expression) of one results view, whether higher is better, and the columns
 that identify a setting. :func:`settings_table` reads one row per (method, setting) for a suite, with the
 metric averaged over seeds (seeds are replicates of a setting, not extra settings), applying filters as
-query parameters; :func:`ranked_table` feeds it to :func:`analysis.stats.rank_methods` (mean, paired
-bootstrap 95% CI, rank, top group, compact letters). Metric definitions: docs/leaderboard.md.
+query parameters; :func:`ranked_table` ranks the methods (mean, paired bootstrap 95% CI, CI-aware rank,
+compact letters). Transfer attack metrics are recomputed on the examples every ranked method and the
+surrogate classify correctly (:mod:`analysis.common_set`), one surrogate at a time. Metric definitions:
+docs/leaderboard.md; inference design: docs/statistics.md.
 """
 
 from collections.abc import Mapping, Sequence
@@ -128,19 +130,117 @@ def _where(spec: Metric, track: str, suite_hash: str, filters: Filters | None) -
 def settings_table(store: Store, suite_hash: str, track: str, metric: str | None = None,
                    filters: Filters | None = None) -> pd.DataFrame:
     """One row per (method, setting): ``method``, the setting columns, the metric (column named after it,
-    averaged over seeds, and over ``Metric.averaged`` columns) and ``n_seeds`` (rows averaged). ``attrs``:
+    averaged over seeds, and over ``Metric.averaged`` columns; NULLs skipped, NaN when all are NULL) and
+    ``n_seeds`` (non-NULL values averaged). ``attrs``:
     ``metric, label, higher_is_better, settings, filters_ignored``."""
     spec = metric_spec(track, metric)
     where, params, ignored = _where(spec, track, suite_hash, filters)
     cols = ", ".join(spec.settings)
     df = store.read(
-        f"SELECT method, {cols}, avg({spec.expr}) AS {spec.name}, count(*) AS n_seeds "
+        f"SELECT method, {cols}, avg({spec.expr}) AS {spec.name}, count({spec.expr}) AS n_seeds "
         f"FROM {spec.source} WHERE {where} GROUP BY method, {cols} ORDER BY method, {cols}",
         params,
     )
     df.attrs = {"metric": spec.name, "label": spec.label, "higher_is_better": spec.higher_is_better,
                 "settings": list(spec.settings), "filters_ignored": ignored}
     return df
+
+
+PER_TARGET_ONLY = ("per target (each model on its own counted set): no per-example rows are stored for "
+                   "these results, so no common set")
+DEFAULT_SURROGATE = "finetuned"
+"""The surrogate a transfer ranking uses unless told: surrogates are never pooled (their rankings disagree)."""
+
+
+@dataclass
+class Ranking:
+    """A ranking and everything computed on the same values: ``table`` (:func:`ranked_table`), ``pairs``
+    (:func:`analysis.stats.decisions.pairwise_from_boot`: the decisions behind rank, letters and the CD
+    diagram), ``long`` (the per-setting values, for Friedman/Kendall's W and average ranks), ``task_view``
+    (the same table with tasks resampled too: "new tasks"), ``stability`` (rank-by-mean stability over
+    that task-level bootstrap) and ``task_pairs`` (the task-level view's pairwise decisions); the last
+    three are None when :func:`ranking` was called with ``task_level=False``."""
+
+    table: pd.DataFrame
+    pairs: pd.DataFrame
+    long: pd.DataFrame
+    task_view: pd.DataFrame | None
+    stability: pd.DataFrame | None
+    task_pairs: pd.DataFrame | None
+
+
+def _transfer_filters(spec: Metric, filters: Filters | None) -> tuple[dict, str]:
+    """The filters with exactly one surrogate (default :data:`DEFAULT_SURROGATE`) and that surrogate."""
+    out = dict(filters or {})
+    raw = out.get("surrogate")
+    chosen = [raw] if isinstance(raw, str) else list(raw or [])
+    if len(chosen) > 1:
+        raise MergesecError(
+            f"a transfer ranking uses one surrogate, got {chosen}: surrogates are never pooled (their rankings "
+            "disagree); rank each one separately (--surrogate finetuned, then --surrogate pretrained)"
+        )
+    out["surrogate"] = chosen or [DEFAULT_SURROGATE]
+    return out, out["surrogate"][0]
+
+
+def ranking(
+    store: Store, suite_hash: str, track: str, metric: str | None = None, filters: Filters | None = None, *,
+    n_boot: int = 2000, seed: int = 0, alpha: float = 0.05, min_common: int | None = None,
+    task_level: bool = True,
+) -> Ranking:
+    """The ranking of :func:`ranked_table` with its pairwise decisions, per-setting values, task-level view
+    and rank stability (see :class:`Ranking`). Transfer attack metrics are computed on common examples
+    (:mod:`analysis.common_set`) with the image bootstrap; other metrics on :func:`settings_table` with
+    tasks (or settings, where a setting has no task) resampled."""
+    from analysis import common_set as C
+    from analysis.stats import StatisticsError, paired_table, rank_from_boot, stability_from_boot
+    from analysis.stats.ranking import settings_boot
+
+    spec = metric_spec(track, metric)
+    surrogate = None
+    if track == "transfer" and spec.source == "transfer_metrics":
+        filters, surrogate = _transfer_filters(spec, filters)
+    per_target = settings_table(store, suite_hash, track, spec.name, filters)
+    if per_target.empty:
+        raise StatisticsError(f"no {track} results for suite {suite_hash} with these filters")
+    attrs = dict(per_target.attrs)
+    settings, hib = attrs["settings"], attrs["higher_is_better"]
+    examples = pd.DataFrame()
+    if surrogate is not None and spec.name in C.COMMON_METRICS:
+        where, params, _ = _where(spec, track, suite_hash, filters)
+        examples = C.read_examples(store, where, params)
+    if not examples.empty:
+        cs = C.common_set(examples, spec.name, settings, C.MIN_COMMON if min_common is None else min_common)
+        long, boot = cs.long, cs.boot(n_boot, seed)
+        task_boot = cs.boot(n_boot, seed, level="task") if task_level else None
+        resampling = (f"test images within each task (tasks fixed; one draw per task shared by all methods, "
+                      f"attacks and seeds), {spec.label} recomputed on the resampled images of each setting")
+        attrs.update(n_common=cs.n_common, n_common_min=cs.n_common_min,
+                     n_settings_dropped_common=cs.n_settings_dropped,
+                     definition=C.DEFINITIONS[C.COMMON_METRICS[spec.name][0]])
+    else:
+        long = per_target.dropna(subset=[spec.name]).reset_index(drop=True)
+        wide = paired_table(long, spec.name, settings)
+        cluster = "task" if "task" in settings else None
+        boot, resampling = settings_boot(wide, n_boot, seed, cluster)
+        task_boot = boot
+        definition = "per setting" if surrogate is None else PER_TARGET_ONLY
+        attrs.update(n_common=None, n_common_min=None, definition=definition)
+    wide = paired_table(long, spec.name, settings, min_settings=1)
+    means = wide.mean()
+    table, pairs = rank_from_boot(means, boot, hib, alpha)
+    table.insert(4, "n_settings", len(wide))
+    table.attrs.update({**wide.attrs, "n_boot": n_boot, "seed": seed, "resampling": resampling})
+    task_view = task_pairs = stability = None
+    if task_level:
+        task_view, task_pairs = rank_from_boot(means, task_boot, hib, alpha)
+        stability = stability_from_boot(means, task_boot, hib).sort_values(["rank", "method"], ignore_index=True)
+    if attrs["n_common"] is not None and spec.name != "asr_transfer_all":
+        kept = long[["method", *settings]]
+        pt = per_target.merge(kept, on=["method", *settings]).groupby("method")[spec.name].mean()
+        table["per_target"] = table.method.map(pt).to_numpy()
+    table.attrs = {**attrs, **table.attrs, "surrogate": surrogate}
+    return Ranking(table, pairs, long, task_view, stability, task_pairs)
 
 
 def ranked_table(
@@ -156,20 +256,17 @@ def ranked_table(
 ) -> pd.DataFrame:
     """Methods ranked by ``metric`` of ``track`` on ``suite_hash``'s results, best first.
 
-    :func:`analysis.stats.rank_methods` over the complete settings of :func:`settings_table`: ``method,
-    mean, ci_low, ci_high`` (paired percentile bootstrap, 95%), ``n_settings, rank, top_group, letters``.
-    ``attrs`` add ``metric, label, higher_is_better, settings, filters_ignored, n_settings_dropped``.
-    Raises :class:`analysis.stats.StatisticsError` when fewer than 2 methods or settings are complete.
+    Columns ``method, mean, ci_low, ci_high`` (paired bootstrap 95%), ``n_settings``, ``rank`` (1 + the
+    number of methods significantly better; ties share it), ``letters`` (same decisions), and for transfer
+    attack metrics ``per_target`` (the mean of the per-target metric, each model on its own counted set:
+    secondary). Transfer rankings use one surrogate (default :data:`DEFAULT_SURROGATE`) and common examples.
+    ``attrs`` add ``metric, label, higher_is_better, settings, filters_ignored, n_settings_dropped,
+    surrogate, n_common, n_common_min, mdd, mdd_holm, separable, resampling, definition``. Raises
+    :class:`analysis.stats.StatisticsError` (or ``CommonSetError``) when too few methods, settings or
+    common examples remain.
     """
-    from analysis.stats import StatisticsError, rank_methods  # pingouin is slow to import; load on use
-
-    long = settings_table(store, suite_hash, track, metric, filters)
-    if long.empty:
-        raise StatisticsError(f"no {track} results for suite {suite_hash} with these filters")
-    res = rank_methods(long, long.attrs["metric"], long.attrs["settings"], long.attrs["higher_is_better"],
-                       n_boot=n_boot, seed=seed, alpha=alpha)
-    res.attrs = {**long.attrs, **res.attrs}
-    return res
+    return ranking(store, suite_hash, track, metric, filters, n_boot=n_boot, seed=seed, alpha=alpha,
+                   task_level=False).table
 
 
 def filter_values(store: Store, suite_hash: str, track: str, metric: str | None = None) -> dict[str, list]:

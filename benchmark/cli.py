@@ -242,18 +242,21 @@ def rank(
         help="Default relative_asr | clean_acc | backdoor_asr. ASR: lower = less vulnerable = better."
     )] = None,
     suite: SuiteOpt = "digits",
-    surrogate: Annotated[str | None, typer.Option(help="Transfer surrogate(s), comma-separated.")] = None,
+    surrogate: Annotated[str | None, typer.Option(
+        help="Transfer surrogate, one (never pooled) [finetuned].")] = None,
     task: Annotated[str | None, typer.Option(help="Task(s), comma-separated; default all.")] = None,
     attack: Annotated[str | None, typer.Option(help="Attack(s), comma-separated; default all.")] = None,
     variant: Annotated[str | None, typer.Option(help="Backdoor variant(s); default all.")] = None,
     defense: Annotated[str | None, typer.Option(help="Backdoor defense(s) [none]; 'all' = every.")] = None,
-    pairwise: Annotated[bool, typer.Option("--pairwise", help="Also print pairwise Wilcoxon tests.")] = False,
+    pairwise: Annotated[bool, typer.Option("--pairwise", help="Also print the pairwise decisions.")] = False,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the 95% CIs.")] = 2000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     db: DbOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
-    """Rank merging methods with CIs, top group, letters and the Friedman test (the leaderboard's table)."""
+    """Rank merging methods: CIs, CI-aware ranks, letters, Friedman test (the leaderboard's table).
+
+    Transfer attack metrics compare methods on common examples, one surrogate at a time."""
     from analysis.report_rank import parse_filters, rank_summary, render
 
     opts = {"surrogate": surrogate, "task": task, "attack": attack, "variant": variant, "defense": defense}

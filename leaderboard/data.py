@@ -293,7 +293,7 @@ def outcomes(db: str, state: tuple, suite_hash: str, track: str, methods_: tuple
     """Per-example binary outcomes of ``methods_`` for McNemar: transfer ``fooled`` (the merged model
     misclassifies an adversarial example it classified correctly clean) or backdoor ``hit``."""
     if track == "transfer":
-        sql = """SELECT method, task, attack, surrogate, seed, example_id, NOT target_adv_correct AS fooled
+        sql = """SELECT method, task, attack, surrogate, eps, seed, example_id, NOT target_adv_correct AS fooled
                  FROM transfer_examples WHERE suite_hash = ? AND list_contains(?, method) AND counted"""
     elif track == "backdoor":
         sql = """SELECT method, attack, variant, defense, seed, example_id, hit
@@ -314,7 +314,7 @@ def head_to_head(db: str, state: tuple, suite_hash: str, track: str, metric: str
     return h2h(long, metric, list(spec.settings), a, b, spec.higher_is_better)
 
 
-MCNEMAR_SETTINGS = {"transfer": ["task", "attack", "surrogate", "seed"],
+MCNEMAR_SETTINGS = {"transfer": ["task", "attack", "surrogate", "eps", "seed"],
                     "backdoor": ["attack", "variant", "defense", "seed"]}
 
 

@@ -367,7 +367,9 @@ def test_rank_cli_json_matches_rank_methods(planted):
     assert order == _independent_ranking(store, suite_hash, "finetuned")
     assert order[0] == "weight_averaging" and order[-1] == "surgery_task_arithmetic"  # lower ASR ranks first
     assert doc["higher_is_better"] is False and doc["friedman"]["p_unc"] < 0.05
-    assert len(doc["pairwise"]) == 21 and {"p_corr", "RBC", "W_val"} <= set(doc["pairwise"][0])
+    assert len(doc["pairwise"]) == 21 and {"diff", "se", "p_corr", "mdd"} <= set(doc["pairwise"][0])
+    assert doc["design"]["surrogate"] == "finetuned"
+    assert doc["design"]["n_common"] is None and "no per-example rows" in doc["design"]["definition"]
 
 
 def test_rank_cli_other_tracks_and_formats(planted):
@@ -385,7 +387,7 @@ def test_rank_cli_other_tracks_and_formats(planted):
     table = runner.invoke(app, ["rank", "--track", "transfer", "--attack", "fgsm,pgd", *base])
     assert table.exit_code == 0 and "Friedman test" in table.stdout and "attack=fgsm,pgd" in table.stdout
     csv = runner.invoke(app, ["rank", "--format", "csv", *base])
-    assert csv.stdout.splitlines()[0] == "method,mean,ci_low,ci_high,n_settings,rank,top_group,letters"
+    assert csv.stdout.splitlines()[0] == "method,mean,ci_low,ci_high,n_settings,rank,letters"
     md = runner.invoke(app, ["rank", "--format", "markdown", *base])
     assert "| method" in md.stdout
 

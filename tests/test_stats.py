@@ -1,4 +1,5 @@
-"""analysis.stats: every statistic checked against an independent computation (scipy or by hand)."""
+"""analysis.stats: every statistic checked against an independent computation (scipy, statsmodels,
+scikit-posthocs, pingouin or by hand), and a simulation with a known difference."""
 
 import itertools
 from math import comb
@@ -6,27 +7,35 @@ from math import comb
 import numpy as np
 import pandas as pd
 import pytest
+import scikit_posthocs as sp
 import scipy.stats as ss
 from matplotlib.figure import Figure
 
 from analysis.stats import (
     StatisticsError,
     bootstrap_ci,
+    bootstrap_means,
     cd_cliques,
     cd_diagram,
+    ci_aware_ranks,
     compact_letters,
     correlation,
     friedman_test,
     mcnemar_by_setting,
     mcnemar_exact,
+    minimum_detectable_difference,
     nemenyi_critical_difference,
     nemenyi_q,
     one_sample_vs,
+    p_value_matrix,
+    paired_difference_ci,
     paired_table,
     paired_test,
+    pairwise_from_boot,
     pairwise_wilcoxon,
     rank_methods,
     rank_stability,
+    replicates_needed,
     top_group,
 )
 from benchmark.errors import MergesecError
@@ -142,6 +151,19 @@ def test_pairwise_wilcoxon_matches_scipy_and_hand_holm():
     assert res[["RBC", "CLES"]].notna().all().all()
 
 
+def test_pairwise_wilcoxon_matches_pingouin_pairwise_tests():
+    import pingouin as pg
+
+    df = make_results({"A": 0, "B": 0.03, "C": 0.08, "D": 0.3}, noise=0.1)
+    res = pairwise_wilcoxon(df, "asr", SETTING)
+    long = df.assign(block=df.task + df.attack)
+    pg_res = pg.pairwise_tests(long, dv="asr", within="method", subject="block", parametric=False,
+                               padjust="holm", effsize="CLES")
+    np.testing.assert_allclose(res.p_unc, pg_res.p_unc, rtol=1e-9)
+    np.testing.assert_allclose(res.p_corr, pg_res.p_corr, rtol=1e-9)
+    np.testing.assert_allclose(res.CLES, pg_res.CLES)
+
+
 def test_pairwise_wilcoxon_two_methods_and_identical_methods():
     df = make_results({"A": 0, "B": 0.1}, n_tasks=5)
     df.loc[df.method == "B", "asr"] = df.loc[df.method == "A", "asr"].to_numpy()  # identical everywhere
@@ -233,18 +255,24 @@ def test_cd_cliques_by_hand():
     assert cd_cliques(ranks, cd=3.0) == [["a", "b", "c", "d", "e"]]
 
 
-def test_cd_diagram_draws_every_method_and_each_clique():
+def test_cd_diagram_draws_every_method_and_the_given_decisions():
     df = make_results({"A": 0, "B": 0.01, "C": 1.0, "D": 1.01, "E": 2.0}, noise=0.3)
     ranks = nemenyi_critical_difference(df, "asr", SETTING, higher_is_better=True)
+    wide = paired_table(df, "asr", SETTING)
+    expected = sp.posthoc_nemenyi_friedman(wide.to_numpy())
+    np.testing.assert_allclose(pd.DataFrame(ranks.attrs["p_values"]).loc[wide.columns, wide.columns], expected)
     fig = cd_diagram(ranks, title="relative ASR")
     assert isinstance(fig, Figure)
-    texts = [t.get_text() for t in fig.axes[0].texts]
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
     for m, r in zip(ranks.method, ranks.avg_rank, strict=True):
-        assert f"{m} ({r:.2f})" in texts
-    assert f"CD = {ranks.cd.iat[0]:.2f}" in texts and "relative ASR" in texts
-    bars = [line for line in fig.axes[0].lines if line.get_gid() == "clique"]
-    expected = cd_cliques(ranks.set_index("method").avg_rank, ranks.cd.iat[0])
-    assert len(bars) == len(expected) > 0
+        assert m in texts and f"{r:.2f}" in texts
+    assert fig.axes[0].get_title() == "relative ASR"
+    # with a p-value matrix where nothing differs, one bar joins all methods; where all differ, none
+    methods = list(ranks.method)
+    same = pd.DataFrame(1.0, index=methods, columns=methods)
+    differ = pd.DataFrame(0.0, index=methods, columns=methods)
+    n_lines = [len(cd_diagram(ranks, p_values=m).axes[0].lines) for m in (same, differ)]
+    assert n_lines[0] == n_lines[1] + 1
 
 
 # ---------------------------------------------------------------- bootstrap
@@ -262,21 +290,34 @@ def test_bootstrap_ci_covers_mean_reproducible_and_seed_dependent():
     assert res.loc[0, "ci_low"] != bootstrap_ci(x, n_boot=2000, seed=8).loc[0, "ci_low"]
 
 
-def test_bootstrap_ci_equals_explicit_resampling_loop():
+def test_bootstrap_ci_is_scipy_bca_and_percentile():
     x = np.random.default_rng(2).exponential(1.0, 40)
-    draws = np.random.default_rng(11).integers(0, 40, size=(500, 40))
-    boot = np.array([x[idx].mean() for idx in draws])
-    res = bootstrap_ci(pd.Series(x, name="acc"), n_boot=500, seed=11, ci=0.9)
-    assert res.loc[0, "variable"] == "acc"
-    np.testing.assert_allclose(
-        res.loc[0, ["ci_low", "ci_high"]].astype(float), np.quantile(boot, [0.05, 0.95])
-    )
+    for method in ("BCa", "percentile"):
+        res = bootstrap_ci(pd.Series(x, name="acc"), n_boot=500, seed=11, ci=0.9, method=method)
+        sp_res = ss.bootstrap((x,), np.mean, n_resamples=500, confidence_level=0.9, method=method,
+                              rng=np.random.default_rng(11))
+        assert res.loc[0, "variable"] == "acc"
+        np.testing.assert_allclose(res.loc[0, ["ci_low", "ci_high"]].astype(float), sp_res.confidence_interval)
+
+
+def test_paired_difference_ci_is_not_the_shift_of_marginal_cis():
+    rng = np.random.default_rng(12)
+    shared = rng.normal(0, 1, 60)  # a hard/easy component both methods share
+    a, b = shared + rng.normal(0, 0.3, 60), shared + 0.2 + rng.normal(0, 0.3, 60)
+    diff = paired_difference_ci(a, b, n_boot=1000, seed=0)
+    sp_res = ss.bootstrap((a - b,), np.mean, n_resamples=1000, rng=np.random.default_rng(0))
+    np.testing.assert_allclose(diff.loc[0, ["ci_low", "ci_high"]].astype(float), sp_res.confidence_interval)
+    marginal = bootstrap_ci(pd.DataFrame({"a": a, "b": b}), n_boot=1000, seed=0).set_index("variable")
+    shift = marginal.loc["a"] - marginal.loc["b"]
+    width_a = marginal.loc["a", "ci_high"] - marginal.loc["a", "ci_low"]
+    assert diff.loc[0, "ci_high"] - diff.loc[0, "ci_low"] < 0.5 * width_a
+    assert not np.allclose([shift.ci_low, shift.ci_high], diff.loc[0, ["ci_low", "ci_high"]].astype(float))
 
 
 def test_bootstrap_is_paired_across_columns_and_can_resample_groups():
     x = np.random.default_rng(4).normal(0, 1, 30)
-    res = bootstrap_ci(pd.DataFrame({"a": x, "b": x + 1.0}), n_boot=300, seed=0).set_index("variable")
-    np.testing.assert_allclose(res.loc["b"] - res.loc["a"], [1.0, 1.0, 1.0])  # same rows resampled
+    boot = bootstrap_means(np.c_[x, x + 1.0], n_boot=300, seed=0)
+    np.testing.assert_allclose(boot[:, 1] - boot[:, 0], 1.0)  # same rows resampled for both columns
     groups = np.repeat(["t0", "t1", "t2"], [5, 10, 15])
     draws = np.random.default_rng(5).integers(0, 3, size=(400, 3))
     labels = np.array(["t0", "t1", "t2"])
@@ -298,73 +339,133 @@ def test_compact_letters_hand_example():
     assert compact_letters(["A", "B"], []).letters.tolist() == ["a", "a"]
 
 
-def test_compact_letters_share_a_letter_iff_not_significant():
+def test_compact_letters_share_iff_not_significant_and_sweep_leaves_no_redundant_letter():
+    """Two methods share a letter exactly when not significant; after Piepho's sweep, removing any one
+    letter from any method breaks that."""
     methods = list("ABCDEF")
     pairs = list(itertools.combinations(methods, 2))
-    rng = np.random.default_rng(0)
-    for _ in range(30):
-        significant = {p for p in pairs if rng.random() < 0.5}
-        letters = compact_letters(methods, significant).set_index("method").letters
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        significant = {p for p in pairs if rng.random() < 0.4}
+        letters = compact_letters(methods, significant).set_index("method").letters.to_dict()
         for a, b in pairs:
             assert (not set(letters[a]) & set(letters[b])) == ((a, b) in significant), (a, b, significant)
+        for m, own in letters.items():
+            for ch in own:
+                reduced = {**letters, m: own.replace(ch, "")}
+                ok = all(reduced.values()) and all(
+                    (not set(reduced[a]) & set(reduced[b])) == ((a, b) in significant) for a, b in pairs
+                )
+                assert not ok, (m, ch, letters, significant)
 
 
-def test_top_group_single_clear_winner():
-    df = make_results({"A": 1.0, "B": 0.5, "C": 0.45, "D": 0.4}, n_tasks=5, noise=0.05)
-    res = top_group(df, "asr", SETTING, higher_is_better=True)
-    assert res.method.iat[0] == "A"
-    assert res.top_group.tolist() == [True, False, False, False]
-    assert (res.p_corr.iloc[1:] < 0.05).all()
+def test_ci_aware_ranks_count_significantly_better_methods():
+    ranks = ci_aware_ranks(list("ABCD"), [("A", "C"), ("A", "D"), ("B", "D"), ("C", "D")])
+    assert ranks.to_dict() == {"A": 1, "B": 1, "C": 2, "D": 4}
 
 
-def test_top_group_keeps_indistinguishable_methods():
+def test_pairwise_from_boot_matches_hand_wald_statsmodels_holm_and_power():
+    rng = np.random.default_rng(5)
+    boot = rng.normal([0.5, 0.45, 0.3], [0.02, 0.03, 0.02], size=(4000, 3))
+    means = pd.Series([0.5, 0.45, 0.3], index=["a", "b", "c"])
+    res = pairwise_from_boot(means, boot).set_index(["A", "B"])
+    for (i, x), (j, y) in itertools.combinations(enumerate("abc"), 2):
+        d = boot[:, i] - boot[:, j]
+        row = res.loc[(x, y)]
+        assert row["se"] == pytest.approx(d.std(ddof=1))
+        assert row["p_unc"] == pytest.approx(2 * ss.norm.sf(abs(means[x] - means[y]) / d.std(ddof=1)))
+        assert row["mdd"] == pytest.approx((ss.norm.ppf(0.975) + ss.norm.ppf(0.8)) * d.std(ddof=1), rel=1e-4)
+        assert row["mdd_holm"] == pytest.approx((ss.norm.ppf(1 - 0.05 / 6) + ss.norm.ppf(0.8)) * row["se"], rel=1e-4)
+    np.testing.assert_allclose(res.p_corr, holm(res.p_unc.to_numpy()))
+    assert res.significant.tolist() == [False, True, True]
+    mat = p_value_matrix(res.reset_index(), list("abc"))
+    assert mat.loc["c", "a"] == mat.loc["a", "c"] == res.loc[("a", "c"), "p_corr"] and mat.loc["b", "b"] == 1
+
+
+def test_minimum_detectable_difference_and_replicates():
+    assert minimum_detectable_difference(1.0) == pytest.approx(ss.norm.ppf(0.975) + ss.norm.ppf(0.8), rel=1e-5)
+    # se 0.035 per seed -> mdd 9.8 pp; to detect 5 pp: ceil((9.8 / 5)^2) = 4 seeds
+    assert replicates_needed(0.035, 0.05) == int(np.ceil((2.8016 * 0.035 / 0.05) ** 2)) == 4
+    assert replicates_needed(0.001, 0.05) == 1
+
+
+def test_top_group_is_ci_aware_rank_one():
     df = make_results({"A": 1.0, "B": 1.0, "C": 0.2}, n_tasks=5, noise=0.05)
-    res = top_group(df, "asr", SETTING, higher_is_better=True).set_index("method")
+    res = top_group(df, "asr", SETTING, higher_is_better=True, cluster_col=None).set_index("method")
     assert res.top_group.to_dict() == {"A": True, "B": True, "C": False}
-    lower = top_group(df, "asr", SETTING, higher_is_better=False).set_index("method")
+    lower = top_group(df, "asr", SETTING, higher_is_better=False, cluster_col=None).set_index("method")
     assert lower.top_group.to_dict() == {"A": False, "B": False, "C": True}
-
-
-def test_top_group_keeps_method_that_wins_most_settings_despite_lower_mean():
-    df = make_results({"A": 0.0, "B": 0.0}, n_tasks=5, noise=0.0)
-    b_rows = df.method == "B"
-    df.loc[b_rows, "asr"] += 0.01  # B wins every setting by a little ...
-    df.loc[b_rows & (df.task == "t0") & (df.attack == "a0"), "asr"] -= 1.0  # ... but loses one by a lot
-    res = top_group(df, "asr", SETTING, higher_is_better=True).set_index("method")
-    assert res.index[0] == "A" and res.loc["B", "p_corr"] < 0.05  # A has the best mean; they differ
-    assert res.loc["B", "top_group"]  # but B is not significantly *worse*
 
 
 def test_rank_methods_table():
     df = make_results({"wa": 1.0, "ta": 0.99, "ties": 0.3, "ada": 0.0}, n_tasks=5, noise=0.05)
     df = df.drop(df.index[(df.method == "ada") & (df.task == "t4") & (df.attack == "a2")])
-    res = rank_methods(df, "asr", SETTING, higher_is_better=True, n_boot=500, seed=3)
-    assert res.columns.tolist() == [
-        "method",
-        "mean",
-        "ci_low",
-        "ci_high",
-        "n_settings",
-        "rank",
-        "top_group",
-        "letters",
-    ]
-    assert res.method.tolist() == ["wa", "ta", "ties", "ada"] and res["rank"].tolist() == [1, 2, 3, 4]
+    res = rank_methods(df, "asr", SETTING, higher_is_better=True, n_boot=500, seed=3, cluster_col=None)
+    assert res.columns.tolist() == ["method", "mean", "ci_low", "ci_high", "n_settings", "rank", "letters"]
+    assert res.method.tolist() == ["wa", "ta", "ties", "ada"] and res["rank"].tolist() == [1, 1, 3, 4]
     assert res.attrs["n_settings_dropped"] == 1 and (res.n_settings == 14).all()
-    assert res.top_group.tolist() == [True, True, False, False]
     assert res.letters.tolist() == ["a", "a", "b", "c"]
+    assert res.attrs["separable"] and res.attrs["resampling"].startswith("complete settings")
     wide = paired_table(df, "asr", SETTING)
-    expected = bootstrap_ci(wide[res.method], n_boot=500, seed=3)
-    np.testing.assert_allclose(res[["mean", "ci_low", "ci_high"]], expected[["mean", "ci_low", "ci_high"]])
+    boot = bootstrap_means(wide[res.method], n_boot=500, seed=3)
+    np.testing.assert_allclose(res[["ci_low", "ci_high"]], np.quantile(boot, [0.025, 0.975], axis=0).T)
     lower = rank_methods(df, "asr", SETTING, higher_is_better=False, n_boot=200)
     assert lower.method.tolist() == ["ada", "ties", "ta", "wa"]
+    assert lower.attrs["resampling"].startswith("tasks with all their settings")
 
 
-def test_rank_methods_ties_share_the_lowest_rank():
-    df = make_results({"A": 1.0, "B": 0.0, "C": 0.0, "D": 0.0}, n_tasks=5, noise=0.0)
-    res = rank_methods(df, "asr", SETTING, higher_is_better=True, n_boot=100)
-    assert res["rank"].tolist() == [1, 2, 2, 2]
-    assert res.letters.tolist() == ["a", "b", "b", "b"]
+def test_rank_methods_clusters_by_task_widen_the_interval():
+    """Settings of one task share a task effect: resampling tasks (the default) gives wider CIs than
+    treating the settings as independent."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for t in range(6):
+        effect = rng.normal(0, 0.3)  # the same for every attack of the task, and favours A or B per task
+        for a in range(6):
+            key = {"task": f"t{t}", "attack": f"a{a}", "seed": 0}
+            rows += [{**key, "method": "A", "asr": effect + rng.normal(0, 0.02)},
+                     {**key, "method": "B", "asr": -effect + rng.normal(0, 0.02)}]
+    df = pd.DataFrame(rows)
+    naive = rank_methods(df, "asr", SETTING, True, n_boot=1000, cluster_col=None)
+    clustered = rank_methods(df, "asr", SETTING, True, n_boot=1000)
+    width = lambda r: (r.ci_high - r.ci_low).mean()  # noqa: E731
+    assert width(clustered) > 1.8 * width(naive)
+    assert clustered.attrs["mdd"] > 1.8 * naive.attrs["mdd"]
+
+
+def test_ranks_and_letters_come_from_the_same_decisions():
+    df = make_results({"A": 0.0, "B": 0.05, "C": 0.1, "D": 0.3, "E": 0.31}, n_tasks=8, noise=0.1)
+    res = rank_methods(df, "asr", SETTING, higher_is_better=True, n_boot=1000, cluster_col=None)
+    for a, b in itertools.combinations(res.itertuples(), 2):
+        share = bool(set(a.letters) & set(b.letters))
+        if not share:  # significantly different: the better one's rank is strictly lower
+            assert a.rank < b.rank
+    first = res[res["rank"] == 1]
+    assert all(set(first.letters.iat[0]) & set(x) for x in first.letters)
+
+
+def test_bootstrap_interval_covers_a_known_difference_at_the_nominal_rate():
+    """Simulation: two methods on 60 images of 2 tasks with a known difference of 0.1 in success
+    probability; the image bootstrap (within task) 95% interval of the difference covers it ~95% of runs
+    (80 runs: 0.86 is 3.7 standard errors below 0.95)."""
+    from analysis.common_set import common_set
+
+    rng = np.random.default_rng(7)
+    covered, n_runs = 0, 80
+    for _ in range(n_runs):
+        rows = []
+        for t in range(2):
+            p_img = rng.uniform(0.2, 0.6, 60)  # image difficulty shared by both methods
+            for m, shift in (("A", 0.0), ("B", 0.1)):
+                fooled = rng.random(60) < p_img + shift
+                rows.append(pd.DataFrame({"method": m, "task": f"t{t}", "attack": "pgd", "surrogate": "finetuned",
+                                          "eps": 0.03, "seed": 0, "example_id": np.arange(60), "s_ok": True,
+                                          "t_ok": True, "s_fooled": True, "t_fooled": fooled}))
+        cs = common_set(pd.concat(rows), "asr_transfer", ["task", "attack", "surrogate", "eps"])
+        boot = cs.boot(400, seed=int(rng.integers(1 << 30)))
+        low, high = np.quantile(boot[:, 1] - boot[:, 0], [0.025, 0.975])
+        covered += low <= 0.1 <= high
+    assert covered / n_runs >= 0.86
 
 
 def test_rank_stability_dominant_method_and_unstable_pair():
@@ -417,3 +518,100 @@ def test_correlation_matches_scipy():
         p_tau
     )
     assert (res.n == 30).all()
+
+
+# ---------------------------------------------------------------- common examples (issue 13) from the store
+
+
+def _write_transfer(path, outcomes: dict[str, tuple[np.ndarray, np.ndarray]], tasks=("t0", "t1"), n=100):
+    """A store with one unit per (method, task): ``outcomes[m] = (clean_correct, fooled)`` per image; the
+    surrogate is correct on every clean image and fooled on every adversarial one (white-box ASR 1). The
+    per-target metrics are each model's share fooled among its own counted images."""
+    from benchmark.store import open_store
+
+    store = open_store(path)
+    for m, (clean, fooled) in outcomes.items():
+        for t in tasks:
+            key = f"{m}-{t}"
+            setting = {"method": m, "task": t, "attack": "pgd", "surrogate": "finetuned", "seed": 0}
+            asr = float(fooled[clean].mean())
+            settings = pd.DataFrame([{**setting, "suite": "s", "suite_hash": "h", "eps": 8 / 255,
+                                      "n": int(clean.sum()),
+                                      "n_subset": n, "clean_acc_surrogate": 1.0, "clean_acc_target": clean.mean(),
+                                      "asr_whitebox": 1.0, "asr_transfer": asr, "relative_asr": asr,
+                                      "asr_whitebox_all": 1.0, "asr_transfer_all": float((fooled | ~clean).mean()),
+                                      "grad_cosine": 0.5, "cka": 0.5}])
+            rows = pd.DataFrame({**setting, "suite_hash": "h", "example_id": np.arange(n), "label": 0,
+                                 "surrogate_clean_correct": True, "target_clean_correct": clean,
+                                 "surrogate_adv_correct": False, "target_adv_correct": ~fooled})
+            tables = {"transfer_settings": settings, "transfer_outcomes": rows}
+            store.write_unit(key, "transfer", "h", "r", {}, tables, 1)
+    return store
+
+
+def test_ranking_follows_the_common_examples_not_the_per_target_denominators(tmp_path):
+    """A is right on every clean image and fooled on the 40 images B gets wrong anyway plus 5 more (45/100);
+    B is right on images 40-99 and fooled on 20 of them (20/60). Per target, B looks less vulnerable
+    (0.33 < 0.45); on the 60 common images A is fooled on 5 (0.08) and B on 20 (0.33): A is less vulnerable."""
+    from analysis.ranking_view import ranked_table
+
+    ids = np.arange(100)
+    outcomes = {"A": (np.ones(100, bool), ids < 45), "B": (ids >= 40, (ids >= 40) & (ids < 60))}
+    store = _write_transfer(tmp_path / "c.duckdb", outcomes)
+    res = ranked_table(store, "h", "transfer", "relative_asr", n_boot=300).set_index("method")
+    assert res.index.tolist() == ["A", "B"]
+    assert res.loc["A", "mean"] == pytest.approx(5 / 60) and res.loc["B", "mean"] == pytest.approx(20 / 60)
+    assert res.loc["A", "per_target"] == pytest.approx(0.45) and res.loc["B", "per_target"] == pytest.approx(20 / 60)
+    assert res.loc["A", "rank"] == 1 and res.loc["B", "rank"] == 2  # 15 vs 40 of 120 common images: significant
+    assert res.attrs["n_common"] == 120 and res.attrs["n_common_min"] == 60 and res.attrs["surrogate"] == "finetuned"
+    assert "images within each task" in res.attrs["resampling"]
+    from analysis.common_set import common_set, read_examples
+
+    cs = common_set(read_examples(store, "surrogate = 'finetuned'", []), "relative_asr",
+                    ["task", "attack", "surrogate", "eps"])
+    same = rank_methods(cs.long, "relative_asr", cs.settings, False, boot=cs.boot(300), resampling="images")
+    pd.testing.assert_frame_equal(same, res.reset_index()[same.columns], check_like=False)
+    one_task = ranked_table(store, "h", "transfer", "relative_asr", {"task": ["t0"]}, n_boot=50)
+    assert one_task.attrs["n_common"] == 60
+    with pytest.raises(MergesecError, match="never pooled"):
+        ranked_table(store, "h", "transfer", "relative_asr", {"surrogate": ["finetuned", "pretrained"]})
+
+
+def test_too_small_a_common_set_is_reported_instead_of_ranked(tmp_path):
+    from analysis.common_set import CommonSetError
+    from analysis.ranking_view import ranked_table
+
+    ids = np.arange(100)
+    store = _write_transfer(tmp_path / "s.duckdb", {"A": (ids < 50, ids < 10), "B": (ids >= 45, ids > 90)})
+    with pytest.raises(CommonSetError, match="too small to rank: 0 of 2 settings hold at least 10"):
+        ranked_table(store, "h", "transfer", "relative_asr", n_boot=50)
+
+
+def test_power_plan_seed_formula_matches_simulated_subset_counts():
+    """se with k seeds = se1 √((1 − f)/k + f): the variance of a mean over k random n-of-N subsets
+    (Σ w², w = image counts / (k n)), relative to one subset, checked by simulation."""
+    from analysis.power_plan import se_after
+
+    rng = np.random.default_rng(0)
+    n_test, n_sub = 297, 200
+    for k in (1, 3, 10):
+        sums = [np.bincount(np.concatenate([rng.choice(n_test, n_sub, replace=False) for _ in range(k)]),
+                            minlength=n_test) for _ in range(400)]
+        var_ratio = np.mean([(c / (k * n_sub)) @ (c / (k * n_sub)) for c in sums]) * n_sub
+        assert se_after(1.0, k, n_sub / n_test) ** 2 == pytest.approx(var_ratio, rel=0.02)
+    assert se_after(1.0, 1, 0.5) == 1.0 and se_after(1.0, 10**9, 0.25) == pytest.approx(0.5)
+
+
+@pytest.mark.skipif("MERGESEC_TEST_DB" not in __import__("os").environ,
+                    reason="needs a digits results database: MERGESEC_TEST_DB=results/mergesec.duckdb")
+def test_statistics_doc_seed_numbers_have_not_drifted():
+    """The numbers between the power_plan markers of docs/statistics.md are what the command prints."""
+    import os
+    from pathlib import Path
+
+    from analysis.power_plan import plan, render_markdown
+    from benchmark.store import Store
+
+    doc = (Path(__file__).parents[1] / "docs" / "statistics.md").read_text()
+    block = doc.split("<!-- power_plan:begin -->\n")[1].split("<!-- power_plan:end -->")[0]
+    assert block == render_markdown(plan(Store(os.environ["MERGESEC_TEST_DB"]), "digits"))

@@ -1,18 +1,19 @@
-"""Exact McNemar test (McNemar 1947) for two methods' paired binary outcomes on the same examples."""
+"""Exact McNemar test (McNemar 1947; ``statsmodels``) for two methods' paired binary outcomes on the same examples."""
 
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import pingouin as pg
 from numpy.typing import ArrayLike
-from scipy.stats import binomtest
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
 
 from analysis.stats.blocks import StatisticsError
 
 
 def mcnemar_exact(outcomes_a: ArrayLike, outcomes_b: ArrayLike) -> pd.DataFrame:
-    """Exact two-sided McNemar test on discordant pairs: binomial test of b out of b + c at 1/2.
+    """Exact two-sided McNemar test on discordant pairs (``statsmodels``' ``mcnemar(exact=True)``: binomial
+    test of b out of b + c at 1/2).
 
     ``b`` counts examples where only A's outcome is true, ``c`` where only B's is. Returns one row:
     ``n, b, c, statistic`` (min(b, c)), ``p_val`` (1 when there are no discordant pairs).
@@ -21,7 +22,7 @@ def mcnemar_exact(outcomes_a: ArrayLike, outcomes_b: ArrayLike) -> pd.DataFrame:
     if a.shape != b_.shape or a.ndim != 1 or a.dtype != bool or b_.dtype != bool:
         raise StatisticsError("mcnemar_exact needs two boolean 1-D arrays of equal length (one per example)")
     b, c = int((a & ~b_).sum()), int((~a & b_).sum())
-    p = binomtest(b, b + c, 0.5).pvalue if b + c else 1.0
+    p = mcnemar([[int((a & b_).sum()), b], [c, int((~a & ~b_).sum())]], exact=True).pvalue
     return pd.DataFrame([{"n": len(a), "b": b, "c": c, "statistic": min(b, c), "p_val": float(p)}])
 
 
@@ -65,5 +66,5 @@ def mcnemar_by_setting(
         for key, g in both.groupby(setting_cols, sort=True)
     ]
     res = pd.concat(rows, ignore_index=True)[[*setting_cols, "n", "b", "c", "statistic", "p_val"]]
-    res["p_corr"] = pg.multicomp(res["p_val"].to_numpy(), method="holm")[1]
+    res["p_corr"] = multipletests(res["p_val"].to_numpy(), method="holm")[1]
     return res

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import scikit_posthocs as sp
 from scipy.stats import studentized_range
 
 from analysis.stats.blocks import paired_table
@@ -22,7 +23,8 @@ def nemenyi_critical_difference(
 
     Within each setting the methods are ranked 1 (best) to k, ties averaged. Two methods differ at ``alpha``
     when their average ranks differ by at least CD. Run it after :func:`friedman_test` rejects. Returns
-    ``method, avg_rank, cd, q_alpha, k, n_settings``, best first; ``attrs``: ``alpha, n_settings_dropped``.
+    ``method, avg_rank, cd, q_alpha, k, n_settings``, best first; ``attrs``: ``alpha, n_settings_dropped``
+    and ``p_values`` (``scikit_posthocs.posthoc_nemenyi_friedman``'s matrix, as a dict of dicts).
     """
     wide = paired_table(df, metric, setting_cols, method_col)
     n, k = wide.shape
@@ -35,7 +37,9 @@ def nemenyi_critical_difference(
         .sort_values(["avg_rank", "method"], ignore_index=True)
         .assign(cd=q * np.sqrt(k * (k + 1) / (6 * n)), q_alpha=q, k=k, n_settings=n)
     )
-    res.attrs = {**wide.attrs, "alpha": alpha}
+    p_values = sp.posthoc_nemenyi_friedman(wide.to_numpy())
+    p_values.index = p_values.columns = list(wide.columns)
+    res.attrs = {**wide.attrs, "alpha": alpha, "p_values": p_values.to_dict()}
     return res
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pingouin as pg
 from numpy.typing import ArrayLike
+from statsmodels.stats.multitest import multipletests
 
 from analysis.stats.blocks import StatisticsError, paired_table
 
@@ -37,7 +38,7 @@ def pairwise_from_table(wide: pd.DataFrame) -> pd.DataFrame:
     pairs = list(itertools.combinations(wide.columns, 2))
     tests = pd.concat([paired_test(wide[a], wide[b]) for a, b in pairs], ignore_index=True)
     res = pd.DataFrame(pairs, columns=["A", "B"]).assign(W_val=tests.W_val, p_unc=tests.p_val)
-    res["p_corr"] = pg.multicomp(res.p_unc.to_numpy(), method="holm")[1]
+    res["p_corr"] = multipletests(res.p_unc.to_numpy(), method="holm")[1]
     return res.assign(RBC=tests.RBC, CLES=tests.CLES, n_settings=len(wide))
 
 
@@ -47,7 +48,8 @@ def pairwise_wilcoxon(
     """All pairs of methods: Wilcoxon signed-rank tests over the complete settings, Holm-corrected.
 
     What ``pingouin.pairwise_tests(parametric=False, padjust="holm", effsize="CLES")`` computes, built from
-    one :func:`paired_test` per pair so each row also carries the matched-pairs effect size. Returns one row
+    one :func:`paired_test` per pair so each row also carries the matched-pairs effect size (Holm:
+    ``statsmodels.stats.multitest.multipletests``). Returns one row
     per pair (A before B in sorted order): ``A, B, W_val, p_unc, p_corr, RBC`` (> 0 when A tends to exceed
     B), ``CLES`` (P(A > B)), ``n_settings``; ``attrs`` hold ``n_settings, n_settings_dropped``.
     """

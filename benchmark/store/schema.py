@@ -101,6 +101,14 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE units_done ADD COLUMN rows_digest VARCHAR",
         "ALTER TABLE reproductions ADD COLUMN rows_digest VARCHAR",
     ],
+    [  # issue 18: per-example transfer rows carry their setting's eps (a setting is task x attack x surrogate x eps)
+        """CREATE OR REPLACE VIEW transfer_examples AS SELECT o.suite_hash, o.method, o.task, o.attack,
+            o.surrogate, s.eps, o.seed, o.example_id, o.label, o.surrogate_clean_correct,
+            o.target_clean_correct, o.surrogate_adv_correct, o.target_adv_correct,
+            (o.surrogate_clean_correct AND o.target_clean_correct) AS counted
+            FROM transfer_outcomes o JOIN transfer_settings s
+            USING (unit_key, suite_hash, method, task, attack, surrogate, seed)""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
