@@ -143,3 +143,18 @@ def test_claim6b_underpowered_and_6a_directions():
     assert per.loc["badmerging", "verdict"] == C.SUPPORTED and f6.numbers["n_baseline_excluded"] == 5
     assert per.loc["naive", "verdict"] == C.NOT_SUPPORTED  # 30%: significantly above 20%, the wrong way
     assert f6.verdict == C.NOT_SUPPORTED and per.loc["naive", "cohen_d"] > 0
+
+
+def test_docs_state_the_effects_in_code():
+    """docs/analysis.md's table of stated effects is analysis.claims.power's EFFECTS and ACCURACY_MARGIN."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "analysis.md").read_text()
+    table = doc.split("### Power and the stated effects")[1].split("### Verdicts")[0]
+    stated = {}
+    for key, text in re.findall(r"^\| \w+ `(\w+)` \| (.+) \|$", table, flags=re.M):
+        pps = [float(v) / 100 for v in re.findall(r"([\d.]+) pp", text)]
+        stated[key] = pps or [float(re.search(r"of ([\d.]+)", text).group(1))]
+    assert {k: v[0] for k, v in stated.items()} == pytest.approx(EFFECTS)
+    assert stated["defenses_reduce_asr"][1] == pytest.approx(ACCURACY_MARGIN)
