@@ -7,6 +7,7 @@ A test that does not reject says "not supported" only when it could have detecte
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -42,8 +43,14 @@ def mdd_t(sd: float, n: int, alpha: float, power: float = POWER, alternative: st
         return float("nan")
     if sd == 0:
         return 0.0
+    return _standardized_mdd(n, alpha, power, alternative) * sd
+
+
+@functools.cache
+def _standardized_mdd(n: int, alpha: float, power: float, alternative: str) -> float:
+    """Cohen's d detected with ``power`` by a t-test over ``n`` units (a root search, so cached)."""
     d = TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative=alternative)
-    return float(np.asarray(d).item()) * sd
+    return float(np.asarray(d).item())
 
 
 def min_detectable_correlation(n: int, alpha: float, power: float = POWER) -> float:
