@@ -176,3 +176,11 @@ def test_task_clustered_interval_covers_the_true_difference_at_the_nominal_rate(
         naive += ci.low <= true <= ci.high
     assert 0.91 <= clustered / runs <= 0.98
     assert naive / runs < 0.8
+
+
+def test_claim6b_cost_above_the_margin_is_not_supported_even_when_noisy():
+    """A cost significantly above the margin refutes "small cost" whatever the power of the one-sided test."""
+    rows = _backdoor(cost=0.10, cut=0.6, baseline="clean").assign(
+        clean_acc=lambda d: d.clean_acc + np.random.default_rng(2).normal(0, 0.01, len(d)))
+    acc = C.defense_effects(rows).tables["effects"].set_index("half").loc["accuracy"]
+    assert acc.p_holm > 0.5 and acc.p_opposite_holm < 0.05 and acc.verdict == C.NOT_SUPPORTED

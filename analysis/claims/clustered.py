@@ -45,7 +45,8 @@ def cluster_test(
     """One-sample t-test of the cluster values against ``null`` (``alternative``: ``two-sided`` or
     ``greater``), the two-sided 95% CI of their mean, signed Cohen's d and the MDD at ``alpha`` (80% power).
     Keys: ``n_clusters, mean, effect`` (mean − null), ``ci_low, ci_high, sd, t, p, cohen_d, mdd,
-    alternative``; NaN where fewer than 2 clusters or no variation."""
+    alternative`` and ``p_opposite`` (a one-sided test's p in the other direction; for a two-sided test its
+    own p); NaN where fewer than 2 clusters or no variation."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
     n = len(x)
@@ -55,10 +56,12 @@ def cluster_test(
     if n >= 2 and sd > 0:
         res = stats.ttest_1samp(x, null, alternative=alternative)
         ci = stats.ttest_1samp(x, null).confidence_interval(0.95)
-        out |= {"t": float(res.statistic), "p": float(res.pvalue), "ci_low": float(ci.low),
+        opposite = res if alternative == "two-sided" else stats.ttest_1samp(x, null, alternative="less")
+        out |= {"t": float(res.statistic), "p": float(res.pvalue), "p_opposite": float(opposite.pvalue),
+                "ci_low": float(ci.low),
                 "ci_high": float(ci.high), "cohen_d": (mean - null) / sd}
     else:
-        out |= {"t": float("nan"), "p": float("nan"), "ci_low": mean if n else float("nan"),
+        out |= {"t": float("nan"), "p": float("nan"), "p_opposite": float("nan"), "ci_low": mean if n else float("nan"),
                 "ci_high": mean if n else float("nan"), "cohen_d": float("nan")}
     out["mdd"] = mdd_t(sd, n, alpha, alternative=_POWER_ALTERNATIVE[alternative])
     return out
@@ -69,14 +72,16 @@ _POWER_ALTERNATIVE = {"two-sided": "two-sided", "greater": "larger"}
 
 
 def holm_family(tests: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """Holm-adjust the ``p`` column of one claim's own family (``p_holm``; NaN kept) and state each test's
-    MDD at Holm's first step, α/m (the level the smallest p must beat), in ``mdd``."""
+    """Holm-adjust the ``p`` (and ``p_opposite``) column of one claim's own family (``p_holm``,
+    ``p_opposite_holm``; NaN kept) and state each test's MDD at Holm's first step, α/m (the level the
+    smallest p must beat), in ``mdd``."""
     out = tests.copy()
     ok = out.p.notna().to_numpy()
     m = max(int(ok.sum()), 1)
-    out["p_holm"] = np.nan
-    if ok.any():
-        out.loc[ok, "p_holm"] = multipletests(out.p[ok].to_numpy(), alpha=alpha, method="holm")[1]
+    for col in ("p", "p_opposite"):
+        out[f"{col}_holm"] = np.nan
+        if ok.any():
+            out.loc[ok, f"{col}_holm"] = multipletests(out[col][ok].to_numpy(), alpha=alpha, method="holm")[1]
     out["mdd"] = [
         mdd_t(sd, int(n), alpha / m, alternative=_POWER_ALTERNATIVE[alt])
         for sd, n, alt in zip(out.sd, out.n_clusters, out.alternative, strict=True)

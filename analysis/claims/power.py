@@ -61,11 +61,17 @@ def min_detectable_correlation(n: int, alpha: float, power: float = POWER) -> fl
     return math.tanh((norm.ppf(1 - alpha / 2) + norm.ppf(power)) / math.sqrt(n - 3))
 
 
-def decide(p: float, effect: float, mdd: float, stated: float, alpha: float, direction: int = 1) -> tuple[str, str]:
+def decide(
+    p: float, effect: float, mdd: float, stated: float, alpha: float, direction: int = 1,
+    p_opposite: float | None = None,
+) -> tuple[str, str]:
     """(verdict, remark) of one test. ``effect``: the estimate, signed so that the claim predicts
-    ``direction * effect > 0``; ``mdd``: its MDD; ``stated``: the effect the claim must show."""
+    ``direction * effect > 0``; ``mdd``: its MDD; ``stated``: the effect the claim must show;
+    ``p_opposite``: for a one-sided test, the p of the test in the other direction."""
     if p is None or not math.isfinite(p):
         return INCONCLUSIVE, "the units do not vary, so there is nothing to test"
+    if p_opposite is not None and p_opposite < alpha and p >= alpha:
+        return NOT_SUPPORTED, "the test in the opposite direction rejects"
     if p < alpha:
         if direction * effect > 0:
             return SUPPORTED, ""
