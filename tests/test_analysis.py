@@ -274,6 +274,29 @@ def test_report_ranks_each_surrogate_with_the_leaderboards_table(planted):
     assert doc["surrogate"] == "finetuned" and doc["surrogates_ranked"] == ["finetuned", "pretrained"]
 
 
+def test_ranking_section_reads_ci_aware_ranks_and_their_mdd(planted, tmp_path, monkeypatch):
+    """Once ranked_table returns a CI-aware ``rank`` (no ``top_group``) and an ``mdd`` attr, the section
+    says so."""
+    import analysis.ranking_view as RV
+    from analysis.report.ranking import RankingInputs, surrogate_ranking
+
+    store, suite_hash, *_ = planted
+    original = RV.ranked_table
+
+    def ci_aware(*args, **kwargs):
+        res = original(*args, **kwargs)
+        attrs = {**res.attrs, "mdd": 0.05, "surrogate": "finetuned"}
+        res = res.drop(columns="top_group")
+        res.attrs = attrs
+        return res
+
+    monkeypatch.setattr(RV, "ranked_table", ci_aware)
+    inputs = RankingInputs(store, suite_hash, SUITE, "relative_asr", "relative ASR", 0.05, 100, 0)
+    text, fig = surrogate_ranking(inputs, "finetuned", tmp_path, tmp_path, draw=False)
+    assert fig is None and "top_group" not in text and "1 + the number of methods" in text
+    assert "at 80% power: 5.0 pp" in text and (tmp_path / "transfer_ranking_finetuned.csv").exists()
+
+
 def test_weight_averaging_planted_most_vulnerable(tmp_path):
     store, _ = build_db(tmp_path / "wa.duckdb", WA_WORST, backdoor=False, seeds=(0,))
     rep = build_report(store, SUITE, tmp_path / "r", figures=False, **FAST)
