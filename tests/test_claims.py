@@ -184,3 +184,16 @@ def test_claim6b_cost_above_the_margin_is_not_supported_even_when_noisy():
         clean_acc=lambda d: d.clean_acc + np.random.default_rng(2).normal(0, 0.01, len(d)))
     acc = C.defense_effects(rows).tables["effects"].set_index("half").loc["accuracy"]
     assert acc.p_holm > 0.5 and acc.p_opposite_holm < 0.05 and acc.verdict == C.NOT_SUPPORTED
+
+
+def test_cluster_means_test_equals_cluster_robust_ols_on_a_balanced_design():
+    """docs/analysis.md: with equal cluster sizes, the t-test over cluster means has the standard error of
+    statsmodels' cluster-robust (CR1) OLS intercept, t with G − 1 degrees of freedom."""
+    import statsmodels.api as sm
+
+    df = _transfer({"a": 0.9}, task_noise=0.04)
+    y, groups = df.relative_asr.to_numpy(), pd.factorize(df.task)[0]
+    ols = sm.OLS(y, np.ones(len(y))).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+    r = cluster_test(df.groupby("task").relative_asr.mean(), 0.0)
+    assert r["sd"] / math.sqrt(r["n_clusters"]) == pytest.approx(ols.bse[0], rel=1e-9)
+    assert r["p"] == pytest.approx(ols.pvalues[0], rel=1e-6)
