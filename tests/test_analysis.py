@@ -9,6 +9,7 @@
 - WA_WORST: weight averaging 0.99 and every other method ~0.92 (claim 4 supported, claim 1 not supported).
 """
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -267,6 +268,7 @@ def test_report_ranks_each_surrogate_with_the_leaderboards_table(planted):
     md = (out / "report.md").read_text()
     for sur in ("finetuned", "pretrained"):
         assert f"### Surrogate `{sur}`" in md and f"--surrogate {sur}" in md
+        assert "and the leaderboard" not in md  # 200 resamples: not the leaderboard's table
         csv = pd.read_csv(out / "tables" / f"transfer_ranking_{sur}.csv")
         ref = ranked_table(store, suite_hash, "transfer", "relative_asr", {"surrogate": [sur]}, n_boot=FAST["n_boot"])
         assert csv.method.tolist() == ref.method.tolist()
@@ -283,6 +285,7 @@ def test_ranking_section_reads_ci_aware_ranks_and_their_mdd(planted, tmp_path, m
     store, suite_hash, *_ = planted
     original = RV.ranked_table
 
+    @functools.wraps(original)
     def ci_aware(*args, **kwargs):
         res = original(*args, **kwargs)
         attrs = {**res.attrs, "mdd": 0.05, "surrogate": "finetuned"}
@@ -291,9 +294,10 @@ def test_ranking_section_reads_ci_aware_ranks_and_their_mdd(planted, tmp_path, m
         return res
 
     monkeypatch.setattr(RV, "ranked_table", ci_aware)
-    inputs = RankingInputs(store, suite_hash, SUITE, "relative_asr", "relative ASR", 0.05, 100, 0)
+    inputs = RankingInputs(store, suite_hash, SUITE, "relative_asr", "relative ASR", 0.05, 2000, 0)
     text, fig = surrogate_ranking(inputs, "finetuned", tmp_path, tmp_path, draw=False)
     assert fig is None and "top_group" not in text and "1 + the number of methods" in text
+    assert "and the leaderboard with surrogate `finetuned`" in text  # the leaderboard's bootstrap defaults
     assert "at 80% power: 5.0 pp" in text and (tmp_path / "transfer_ranking_finetuned.csv").exists()
 
 

@@ -4,6 +4,7 @@ leaderboard and `mergesec rank` call, with its Friedman test and critical-differ
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,9 @@ class RankingInputs:
 def surrogate_ranking(
     r: RankingInputs, surrogate: str, csv_dir: Path, out: Path, draw: bool
 ) -> tuple[str, Path | None]:
-    """Markdown of ``surrogate``'s ranking and the CD figure written (or None)."""
+    """Markdown of ``surrogate``'s ranking and the CD figure written (or None). The text names the leaderboard
+    as showing the same table only when the bootstrap settings are ranked_table's defaults (the
+    leaderboard's)."""
     from analysis import figures as G
     from analysis.queries import transfer_long
     from analysis.ranking_view import ranked_table
@@ -58,13 +61,15 @@ def surrogate_ranking(
                  if "top_group" not in ranked else
                  "`top_group` = not significantly more vulnerable than the best")
     mdd = ranked.attrs.get("mdd")
+    defaults = inspect.signature(ranked_table).parameters
+    same = (r.n_boot, r.seed, r.alpha) == tuple(defaults[k].default for k in ("n_boot", "seed", "alpha"))
+    where = f"`{cmd}`" + (f" and the leaderboard with surrogate `{surrogate}`" if same else "")
     lines = [
         f"### Surrogate `{surrogate}`",
         "",
         f"Methods ranked by mean {r.label} over {int(ranked.n_settings.iat[0])} complete settings (surrogate "
         f"`{surrogate}`, seeds averaged); **rank 1 = least vulnerable**. {rank_text}; methods sharing a letter do "
-        f"not differ. The same table as `{cmd}` and the leaderboard with surrogate `{surrogate}` "
-        "(analysis.ranking_view.ranked_table).",
+        f"not differ. The same table as {where} (analysis.ranking_view.ranked_table).",
         "",
         fmt_table(shown, pct_cols=["mean", "ci_low", "ci_high"]),
         "",
