@@ -42,8 +42,8 @@ def paired_cluster_diff(
 def cluster_test(
     values: pd.Series | np.ndarray, null: float = 0.0, alpha: float = 0.05, alternative: str = "two-sided"
 ) -> dict:
-    """One-sample t-test of the cluster values against ``null`` (``alternative``: ``two-sided`` or
-    ``greater``), the two-sided 95% CI of their mean, signed Cohen's d and the MDD at ``alpha`` (80% power).
+    """One-sample t-test of the cluster values against ``null`` (``alternative``: ``two-sided``, ``greater``
+    or ``less``), the two-sided 95% CI of their mean, signed Cohen's d and the MDD at ``alpha`` (80% power).
     Keys: ``n_clusters, mean, effect`` (mean − null), ``ci_low, ci_high, sd, t, p, cohen_d, mdd,
     alternative`` and ``p_opposite`` (a one-sided test's p in the other direction; for a two-sided test its
     own p); NaN where fewer than 2 clusters or no variation."""
@@ -56,7 +56,7 @@ def cluster_test(
     if n >= 2 and sd > 0:
         res = stats.ttest_1samp(x, null, alternative=alternative)
         ci = stats.ttest_1samp(x, null).confidence_interval(0.95)
-        opposite = res if alternative == "two-sided" else stats.ttest_1samp(x, null, alternative="less")
+        opposite = res if alternative == "two-sided" else stats.ttest_1samp(x, null, alternative=_OPPOSITE[alternative])
         out |= {"t": float(res.statistic), "p": float(res.pvalue), "p_opposite": float(opposite.pvalue),
                 "ci_low": float(ci.low),
                 "ci_high": float(ci.high), "cohen_d": (mean - null) / sd}
@@ -67,8 +67,9 @@ def cluster_test(
     return out
 
 
-_POWER_ALTERNATIVE = {"two-sided": "two-sided", "greater": "larger"}
+_POWER_ALTERNATIVE = {"two-sided": "two-sided", "greater": "larger", "less": "smaller"}
 """scipy's names of a t-test's alternative → statsmodels' power module's."""
+_OPPOSITE = {"greater": "less", "less": "greater"}
 
 
 def holm_family(tests: pd.DataFrame, alpha: float) -> pd.DataFrame:

@@ -20,30 +20,33 @@ F7 = Claim(
 
 
 def _pairs(rows: pd.DataFrame, no_defense: str) -> pd.DataFrame:
-    """Defended settings joined to the undefended twin on :data:`PAIR_KEY`: ``asr_reduction`` (without −
-    with) and ``acc_cost`` (without − with), and the margin minus the cost, ``acc_headroom``."""
+    """Defended settings joined to the undefended twin on :data:`PAIR_KEY`: ``asr_reduction`` and
+    ``acc_cost``, both without − with."""
     base = rows[rows.defense == no_defense]
     pairs = rows[rows.defense != no_defense].merge(base, on=PAIR_KEY, suffixes=("", "_base"))
     return pairs.assign(
-        asr_reduction=pairs.backdoor_asr_base - pairs.backdoor_asr,
-        acc_cost=pairs.clean_acc_base - pairs.clean_acc,
-        acc_headroom=ACCURACY_MARGIN - (pairs.clean_acc_base - pairs.clean_acc),
+        asr_reduction=pairs.backdoor_asr_base - pairs.backdoor_asr, acc_cost=pairs.clean_acc_base - pairs.clean_acc
     )
 
 
+HALVES = (("asr", "asr_reduction", 0.0, "two-sided", 1), ("accuracy", "acc_cost", ACCURACY_MARGIN, "less", -1))
+"""(half, column, null, alternative, claimed direction): the ASR reduction ≠ 0 (claimed > 0); the accuracy
+cost below the margin (non-inferiority)."""
+
+
 def _tests(pairs: pd.DataFrame, by: list[str], alpha: float) -> pd.DataFrame:
-    """Per group of ``by``: the ASR-reduction test (two-sided) and the accuracy non-inferiority test
-    (one-sided: cost < margin), one Holm family over both halves of every group."""
+    """Per group of ``by``: both halves' tests over the merging methods, one Holm family over every half of
+    every group. ``mean_diff`` is the reduction or the cost (without − with)."""
     rows = []
     for key, g in pairs.groupby(by):
         key = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
-        for half, col, alt in (("asr", "asr_reduction", "two-sided"), ("accuracy", "acc_headroom", "greater")):
+        for half, col, null, alt, _ in HALVES:
             vals = cluster_values(g, col, BACKDOOR_CLUSTER)
-            rows.append({**key, "half": half, "n_pairs": len(g), **cluster_test(vals, 0.0, alpha, alt)})
+            rows.append({**key, "half": half, "n_pairs": len(g), **cluster_test(vals, null, alpha, alt)})
     tests = holm_family(pd.DataFrame(rows), alpha).rename(columns={"mean": "mean_diff"})
-    stated = {"asr": EFFECTS[F7.key], "accuracy": ACCURACY_MARGIN}
-    tests["verdict"] = [  # the one-sided accuracy half: a cost significantly above the margin is "not supported"
-        decide(p, e, d, stated[h], alpha, p_opposite=po if h == "accuracy" else None)[0]
+    spec = {h: (null if h == "accuracy" else EFFECTS[F7.key], direction) for h, _, null, _, direction in HALVES}
+    tests["verdict"] = [  # a cost significantly above the margin refutes "small cost" whatever the power
+        decide(p, e, d, spec[h][0], alpha, spec[h][1], po if h == "accuracy" else None)[0]
         for h, p, e, d, po in zip(tests.half, tests.p_holm, tests.effect, tests.mdd, tests.p_opposite_holm,
                                   strict=True)
     ]
@@ -77,11 +80,10 @@ def defense_effects(rows: pd.DataFrame, alpha: float = 0.05, no_defense: str = "
     parts = []
     for d, g in pooled.groupby("defense"):
         asr, acc = g[g.half == "asr"].iloc[0], g[g.half == "accuracy"].iloc[0]
-        cost = ACCURACY_MARGIN - acc.mean_diff
         parts.append(
             f"`{d}`: ASR reduction {pp(asr.mean_diff)} (95% CI {pp(asr.ci_low)} to {pp(asr.ci_high)}, "
             f"{peq(asr.p_holm, 'p(Holm)')}, MDD {pp(asr.mdd).lstrip('+')}) → {asr.verdict}; accuracy cost "
-            f"{pp(cost)} (95% CI {pp(ACCURACY_MARGIN - acc.ci_high)} to {pp(ACCURACY_MARGIN - acc.ci_low)}; below "
+            f"{pp(acc.mean_diff)} (95% CI {pp(acc.ci_low)} to {pp(acc.ci_high)}; below "
             f"{pp(ACCURACY_MARGIN).lstrip('+')}: {peq(acc.p_holm, 'p(Holm)')}, MDD {pp(acc.mdd).lstrip('+')}) → "
             f"{acc.verdict}; over {asr.n_clusters} methods ({asr.n_pairs} pairs)"
         )
@@ -90,12 +92,10 @@ def defense_effects(rows: pd.DataFrame, alpha: float = 0.05, no_defense: str = "
         result += f" {n_baseline} no-attack baseline settings excluded."
     numbers = {"accuracy_margin": ACCURACY_MARGIN, "n_baseline_excluded": n_baseline, "n_pairs": len(pairs)}
     for r in pooled.itertuples():
-        name = "asr_reduction" if r.half == "asr" else "acc_headroom"
+        name = "asr_reduction" if r.half == "asr" else "acc_cost"
         numbers[f"{name}[{r.defense}]"] = r.mean_diff
         numbers[f"{name}_p_holm[{r.defense}]"] = r.p_holm
         numbers[f"{name}_mdd[{r.defense}]"] = r.mdd
-        if r.half == "accuracy":
-            numbers[f"acc_cost[{r.defense}]"] = ACCURACY_MARGIN - r.mean_diff
     mdd = float(pooled[pooled.half == "asr"].mdd.max())
     return finding(F7, test, verdict, result, "", numbers, {"effects": pooled, "per_attack": per_attack},
                    mdd=mdd, effect=EFFECTS[F7.key],

@@ -12,6 +12,9 @@ from analysis import claims as C
 P_COLUMNS = ("p", "p_holm", "p_val", "p_unc", "p_corr", "p_wilcoxon", "p_ttest", "friedman_p")
 DIFF_MARKERS = ("diff", "reduction", "cost", "effect", "mdd", "headroom", "acc_gap")
 RATE_MARKERS = ("asr", "acc", "mean", "ci_low", "ci_high", "median")
+HIDDEN = ("alternative", "sd", "t", "effect", "p_opposite", "p_opposite_holm")
+"""Columns left to the CSV: the estimate minus its null (``effect``), the other-direction p of a one-sided
+test, and the statistic's ingredients."""
 
 
 def fmt_table(df: pd.DataFrame, pct_cols=(), pp_cols=(), p_cols=(), max_rows: int | None = 40) -> str:
@@ -43,7 +46,7 @@ def default_view(df: pd.DataFrame) -> str:
     differences = "mean_diff" in df
     pp_cols = [c for c in floats if any(k in c for k in DIFF_MARKERS) or (differences and c.startswith("ci_"))]
     pct_cols = [c for c in floats if c not in pp_cols and c not in P_COLUMNS and any(k in c for k in RATE_MARKERS)]
-    shown = df.drop(columns=[c for c in ("alternative", "sd", "t") if c in df])
+    shown = df.drop(columns=[c for c in HIDDEN if c in df])
     return fmt_table(shown, pct_cols=pct_cols, pp_cols=pp_cols, p_cols=[c for c in df if c in P_COLUMNS])
 
 
