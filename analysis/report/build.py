@@ -146,7 +146,8 @@ def build_report(
             figs[f"cd[{s}]"] = cd
     ranking_md = "\n\n".join(ranking_parts) or "No data: no transfer results; run `mergesec run --track transfer`."
     if figures and not long.empty:
-        figs["heatmap"] = G.save(G.heatmap(long, metric, label, _task_order(ref)), out / FIGURES["heatmap"])
+        heat = G.heatmap(long, metric, label, _task_order(ref), surrogate=sur)
+        figs["heatmap"] = G.save(heat, out / FIGURES["heatmap"])
         by_key[C.F3.key].figures.append(FIGURES["heatmap"])
     f2 = by_key[C.F2.key]
     if figures and f2.verdict != C.NO_DATA and len(f2.tables.get("per_method", [])) >= 2:
