@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pingouin as pg
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
 from analysis.claims.power import mdd_t
 
@@ -73,7 +73,8 @@ _OPPOSITE = {"greater": "less", "less": "greater"}
 
 
 def holm_family(tests: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """Holm-adjust the ``p`` (and ``p_opposite``) column of one claim's own family (``p_holm``,
+    """Holm-adjust (``pingouin.multicomp``; statsmodels' ``multipletests`` runs a full garbage collection
+    per call) the ``p`` (and ``p_opposite``) column of one claim's own family (``p_holm``,
     ``p_opposite_holm``; NaN kept) and state each test's MDD at Holm's first step, α/m (the level the
     smallest p must beat), in ``mdd``."""
     out = tests.copy()
@@ -82,7 +83,7 @@ def holm_family(tests: pd.DataFrame, alpha: float) -> pd.DataFrame:
     for col in ("p", "p_opposite"):
         out[f"{col}_holm"] = np.nan
         if ok.any():
-            out.loc[ok, f"{col}_holm"] = multipletests(out[col][ok].to_numpy(), alpha=alpha, method="holm")[1]
+            out.loc[ok, f"{col}_holm"] = pg.multicomp(out[col][ok].to_numpy(), alpha=alpha, method="holm")[1]
     out["mdd"] = [
         mdd_t(sd, int(n), alpha / m, alternative=_POWER_ALTERNATIVE[alt])
         for sd, n, alt in zip(out.sd, out.n_clusters, out.alternative, strict=True)
