@@ -99,4 +99,4 @@ def effect_text(key: str, v: float | None) -> str:
     """A stated or detectable effect in the claim's units: a correlation for claim 2, else pp."""
     if v is None or pd.isna(v):
         return "–"
-    return f"|r| = {v:.2f}" if key == C.F2.key else C.pp(v).lstrip("+")
+    return f"r = ±{v:.2f}" if key == C.F2.key else C.pp(v).lstrip("+")  # no "|": it splits table cells
