@@ -250,6 +250,8 @@ def test_report_files_figures_and_json(planted):
     assert suite_hash in md and "**Verdict: supported**" in md and "**Verdict: not supported**" in md
     assert "minimum detectable (80% power)" in md and "p < 0.001" in md and "Kendall's W" in md
     assert f"of {21 * len(TASKS)} (stronger/weaker method pair × task) cases" in md
+    summary = md.split("## Summary")[1].split("Verdicts:")[0].strip().splitlines()
+    assert len(summary) == 2 + 7 and {row.count("|") for row in summary} == {6}  # no cell splits a row
     figures = ["transfer_heatmap.png", "cd_diagram_finetuned.png", "cd_diagram_pretrained.png",
                "accuracy_vs_vulnerability.png", "backdoor_asr.png"]
     for name in figures:
