@@ -25,8 +25,8 @@ def fmt_table(df: pd.DataFrame, pct_cols=(), pp_cols=(), p_cols=(), max_rows: in
     for c in shown.columns:
         if c in pct_cols:
             shown[c] = [C.pct(v) for v in shown[c]]
-        elif c in pp_cols:
-            shown[c] = [C.pp(v) for v in shown[c]]
+        elif c in pp_cols:  # a detectable difference is a size, not a direction: unsigned
+            shown[c] = [C.pp(v).lstrip("+") if c == "mdd" else C.pp(v) for v in shown[c]]
         elif c in p_cols:
             shown[c] = [C.fmt_p(v) for v in shown[c]]
         elif pd.api.types.is_bool_dtype(shown[c]):
