@@ -48,9 +48,11 @@ def save(fig: Figure, path: Path) -> Path:
 
 
 @_styled
-def heatmap(long: pd.DataFrame, metric: str, label: str, task_order: list[str] | None = None) -> Figure:
+def heatmap(
+    long: pd.DataFrame, metric: str, label: str, task_order: list[str] | None = None, surrogate: str | None = None
+) -> Figure:
     """Method × task heatmap of ``metric`` (mean over the task's other setting columns), in %, most vulnerable
-    method on top; each cell annotated."""
+    method on top; each cell annotated; the title names ``surrogate`` when given."""
     table = long.pivot_table(index="method", columns="task", values=metric, aggfunc="mean")
     if task_order:
         table = table[
@@ -86,7 +88,7 @@ def heatmap(long: pd.DataFrame, metric: str, label: str, task_order: list[str] |
                 )
     ax.set_xlabel("task")
     ax.set_ylabel("merging method")
-    ax.set_title(f"{label} (%) by method and task")
+    ax.set_title(f"{label} (%) by method and task" + (f", surrogate {surrogate}" if surrogate else ""))
     fig.colorbar(im, ax=ax, label=f"{label} (%)", shrink=0.9)
     return fig
 

@@ -274,7 +274,8 @@ def analyze(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder [reports/<suite>].")] = None,
     metric: Annotated[str, typer.Option(
         help="Vulnerability measure of claims 2-4: relative_asr | asr_transfer | aasr.")] = "relative_asr",
-    surrogate: Annotated[str, typer.Option(help="Surrogate for claims 1-4; 'all' = every.")] = "finetuned",
+    surrogate: Annotated[str, typer.Option(
+        help="Surrogate for claims 1-4 (never pooled; 'all' = finetuned); the report ranks each.")] = "finetuned",
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples.")] = 2000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     db: DbOpt = None,

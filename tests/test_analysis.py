@@ -5,10 +5,11 @@
   surgery_task_arithmetic 2 points above task_arithmetic (claim 3), weight averaging the *least* vulnerable
   (claim 4 not supported), a pretrained surrogate 25 points less transfer ASR (claim 5), BadMerging ~90% and
   naive ~8% backdoor ASR (claim 6a) and an `ibvs` defense removing 60% of the ASR for 1 point of accuracy
-  (6b).
+  (6b); no-attack `clean` baseline rows that the backdoor claims must exclude.
 - WA_WORST: weight averaging 0.99 and every other method ~0.92 (claim 4 supported, claim 1 not supported).
 """
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from analysis import findings as F
+from analysis import claims as F
 from analysis.report import build_report
 from benchmark.cli import app
 from benchmark.store import Store, open_store
@@ -133,7 +134,8 @@ def build_db(
             tables["transfer"].setdefault("transfer_settings", []).append(pd.DataFrame(rows))
         if backdoor:
             rows = []
-            for attack, variant, asr in (("badmerging", "on_task", 0.90), ("naive", "badnets", 0.08)):
+            attacks_bd = (("badmerging", "on_task", 0.90), ("naive", "badnets", 0.08), ("clean", "none", 0.02))
+            for attack, variant, asr in attacks_bd:  # `clean`: the no-attack baseline, never an attack
                 for target_task in tasks[:3]:
                     for defense, cut, cost in (("none", 0.0, 0.0), ("ibvs", 0.6, 0.01)):
                         for s in seeds:
@@ -208,8 +210,8 @@ def test_planted_verdicts_and_numbers(planted):
     assert "Representation Surgery increases vulnerability: supported" in stdout
     assert v["relative_asr_above_95"] == F.SUPPORTED
     f1 = _numbers(doc, "relative_asr_above_95")
-    assert f1["n_settings"] == len(TASKS) * len(ATTACKS)  # finetuned surrogate only, seeds averaged
-    assert 0.95 < f1["mean"] < 0.99 and f1["p_wilcoxon"] < 0.001 and f1["RBC"] == pytest.approx(1.0)
+    assert f1["n_clusters"] == len(TASKS)  # tasks, not the 18 settings: settings are not replicates
+    assert 0.95 < f1["mean"] < 0.99 and f1["p"] < 0.001 and f1["cohen_d"] > 0
     assert f1["n_methods_supported"] == f1["n_methods"] == len(PLANTED)
 
     assert v["stronger_more_vulnerable"] == F.SUPPORTED
@@ -217,54 +219,88 @@ def test_planted_verdicts_and_numbers(planted):
     assert f2["spearman_r"] == pytest.approx(1.0) and f2["kendall_r"] == pytest.approx(1.0)
     assert f2["n_pairs"] == 21 and f2["n_cases"] == 21 * len(TASKS)
     assert f2["n_decreased_or_stayed"] + f2["n_increased"] == f2["n_cases"]
-    assert f2["pairs_stronger_more_vulnerable"] == 21
     assert f2["accuracy_source"] == "merge_eval.clean_acc"
 
     assert v["surgery_more_vulnerable"] == F.SUPPORTED
     f3 = _numbers(doc, "surgery_more_vulnerable")
-    assert f3["mean_diff"] == pytest.approx(0.988 - 0.968, abs=0.003) and f3["a_higher"] == f3["n"] == 18
+    assert f3["mean"] == pytest.approx(0.988 - 0.968, abs=0.003) and f3["n_clusters"] == len(TASKS)
 
     assert v["weight_averaging_most_vulnerable"] == F.NOT_SUPPORTED
     f4 = _numbers(doc, "weight_averaging_most_vulnerable")
-    assert f4["rank"] == len(PLANTED) and not f4["in_most_vulnerable_group"]
+    assert f4["rank"] == len(PLANTED) and f4["n_significantly_less_vulnerable_than"] == len(PLANTED) - 1
 
     assert v["pretrained_surrogate_transfers_less"] == F.SUPPORTED
     f5 = _numbers(doc, "pretrained_surrogate_transfers_less")
-    assert f5["metric"] == "asr_transfer" and f5["mean_diff"] == pytest.approx(0.25 * 0.9, abs=0.01)
+    assert f5["metric"] == "asr_transfer" and f5["mean"] == pytest.approx(0.25 * 0.9, abs=0.01)
 
     assert v["backdoor_survives_merging"] == F.SUPPORTED
     assert v["defenses_reduce_asr"] == F.SUPPORTED
     f7 = _numbers(doc, "defenses_reduce_asr")
     assert f7["asr_reduction[ibvs]"] == pytest.approx(0.6 * (0.90 + 0.08) / 2, abs=0.02)
     assert f7["acc_cost[ibvs]"] == pytest.approx(0.01, abs=0.002)
+    assert f7["n_pairs"] == len(PLANTED) * 2 * 3  # paired without the seed: seeds are averaged first
+    assert f7["n_baseline_excluded"] == len(PLANTED) * 3 * 2  # the `clean` rows, with and without ibvs
+    for f in doc["findings"]:  # every verdict carries its power (findings.json schema 2, docs/analysis.md)
+        assert f["verdict"] in F.VERDICTS and f["mdd"] is not None and f["effect"] is not None and f["unit"]
 
 
 def test_report_files_figures_and_json(planted):
     _, suite_hash, out, doc, _ = planted
     md = (out / "report.md").read_text()
     assert suite_hash in md and "**Verdict: supported**" in md and "**Verdict: not supported**" in md
-    assert "W = " in md and "p < 0.001" in md and "RBC = " in md and "Kendall's W" in md
-    assert (
-        "decreased or stayed" in md
-        and f"of {21 * len(TASKS)} (stronger/weaker method pair × task) cases" in md
-    )
-    for name in (
-        "transfer_heatmap.png",
-        "cd_diagram.png",
-        "accuracy_vs_vulnerability.png",
-        "backdoor_asr.png",
-    ):
+    assert "minimum detectable (80% power)" in md and "p < 0.001" in md and "Kendall's W" in md
+    assert f"of {21 * len(TASKS)} (stronger/weaker method pair × task) cases" in md
+    summary = md.split("## Summary")[1].split("Verdicts:")[0].strip().splitlines()
+    assert len(summary) == 2 + 7 and {row.count("|") for row in summary} == {6}  # no cell splits a row
+    figures = ["transfer_heatmap.png", "cd_diagram_finetuned.png", "cd_diagram_pretrained.png",
+               "accuracy_vs_vulnerability.png", "backdoor_asr.png"]
+    for name in figures:
         png = out / name
         assert png.exists() and png.stat().st_size > 5000, name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({name})" in md
-    assert set(doc["figures"].values()) == {
-        "transfer_heatmap.png",
-        "cd_diagram.png",
-        "accuracy_vs_vulnerability.png",
-        "backdoor_asr.png",
-    }
-    assert (out / "tables" / "transfer_ranking.csv").exists()
+    assert set(doc["figures"].values()) == set(figures) and doc["schema"] == 2
+
+
+def test_report_ranks_each_surrogate_with_the_leaderboards_table(planted):
+    """One ranking per surrogate, never pooled, each exactly ranked_table's with that surrogate's filter."""
+    from analysis.ranking_view import ranked_table
+
+    store, suite_hash, out, doc, _ = planted
+    md = (out / "report.md").read_text()
+    for sur in ("finetuned", "pretrained"):
+        assert f"### Surrogate `{sur}`" in md and f"--surrogate {sur}" in md
+        assert "and the leaderboard" not in md  # 200 resamples: not the leaderboard's table
+        csv = pd.read_csv(out / "tables" / f"transfer_ranking_{sur}.csv")
+        ref = ranked_table(store, suite_hash, "transfer", "relative_asr", {"surrogate": [sur]}, n_boot=FAST["n_boot"])
+        assert csv.method.tolist() == ref.method.tolist()
+        assert csv["mean"].to_numpy() == pytest.approx(ref["mean"].to_numpy())
+    assert doc["surrogate"] == "finetuned" and doc["surrogates_ranked"] == ["finetuned", "pretrained"]
+
+
+def test_ranking_section_reads_ci_aware_ranks_and_their_mdd(planted, tmp_path, monkeypatch):
+    """Once ranked_table returns a CI-aware ``rank`` (no ``top_group``) and an ``mdd`` attr, the section
+    says so."""
+    import analysis.ranking_view as RV
+    from analysis.report.ranking import RankingInputs, surrogate_ranking
+
+    store, suite_hash, *_ = planted
+    original = RV.ranked_table
+
+    @functools.wraps(original)
+    def ci_aware(*args, **kwargs):
+        res = original(*args, **kwargs)
+        attrs = {**res.attrs, "mdd": 0.05, "surrogate": "finetuned"}
+        res = res.drop(columns="top_group")
+        res.attrs = attrs
+        return res
+
+    monkeypatch.setattr(RV, "ranked_table", ci_aware)
+    inputs = RankingInputs(store, suite_hash, SUITE, "relative_asr", "relative ASR", 0.05, 2000, 0)
+    text, fig = surrogate_ranking(inputs, "finetuned", tmp_path, tmp_path, draw=False)
+    assert fig is None and "top_group" not in text and "1 + the number of methods" in text
+    assert "and the leaderboard with surrogate `finetuned`" in text  # the leaderboard's bootstrap defaults
+    assert "at 80% power: 5.0 pp" in text and (tmp_path / "transfer_ranking_finetuned.csv").exists()
 
 
 def test_weight_averaging_planted_most_vulnerable(tmp_path):
@@ -272,14 +308,14 @@ def test_weight_averaging_planted_most_vulnerable(tmp_path):
     rep = build_report(store, SUITE, tmp_path / "r", figures=False, **FAST)
     f4 = rep.finding("weight_averaging_most_vulnerable")
     assert f4.verdict == F.SUPPORTED and f4.numbers["rank"] == 1
-    assert f4.numbers["most_vulnerable_group"] == "weight_averaging"
+    assert f4.numbers["n_significantly_more_vulnerable_than"] == len(WA_WORST) - 1
     assert rep.verdicts()["relative_asr_above_95"] == F.NOT_SUPPORTED  # mean ≈ 0.93
 
 
-def test_few_settings_inconclusive_and_missing_tracks_noted(tmp_path):
+def test_few_tasks_and_missing_tracks_noted(tmp_path):
     store, _ = build_db(
         tmp_path / "few.duckdb",
-        PLANTED,
+        {m: (acc, 0.97) for m, (acc, _) in PLANTED.items()},  # no true difference between methods
         tasks=TASKS[:2],
         attacks=ATTACKS[:2],
         merge=False,
@@ -288,7 +324,9 @@ def test_few_settings_inconclusive_and_missing_tracks_noted(tmp_path):
     )
     rep = build_report(store, SUITE, tmp_path / "r", **FAST)  # figures on: partial data must draw or skip
     v = rep.verdicts()
-    assert v["surgery_more_vulnerable"] == F.INCONCLUSIVE  # 4 settings: smallest two-sided p is 0.125
+    f3 = rep.finding("surgery_more_vulnerable")
+    assert f3.numbers["n_clusters"] == 2 and f3.numbers["p"] >= 0.05  # no true difference; a t with 1 df
+    assert v["surgery_more_vulnerable"] == (F.UNDERPOWERED if f3.mdd > f3.effect else F.NOT_SUPPORTED)
     assert v["backdoor_survives_merging"] == v["defenses_reduce_asr"] == F.NO_DATA
     # no merge track: clean accuracy falls back to the transfer targets' accuracy
     assert (
@@ -296,7 +334,7 @@ def test_few_settings_inconclusive_and_missing_tracks_noted(tmp_path):
         == "transfer_metrics.clean_acc_target"
     )
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "No data: no backdoor results" in md and "inconclusive (n too small)" in md
+    assert "No data: no backdoor results" in md and f"**Verdict: {f3.verdict}** (minimum detectable" in md
     assert not (tmp_path / "r" / "backdoor_asr.png").exists()
 
 
@@ -315,6 +353,7 @@ def test_empty_database_writes_a_report_of_notes(tmp_path):
     )
     rep = build_report(store, "0123456789abcdef", tmp_path / "r", **FAST)
     assert set(rep.verdicts().values()) == {F.NO_DATA} and rep.figures == {}
+    assert json.loads((tmp_path / "r" / "findings.json").read_text())["findings"][0]["mdd"] is None
     md = (tmp_path / "r" / "report.md").read_text()
     assert md.count("No data:") >= len(rep.findings)
 
