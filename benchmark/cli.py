@@ -56,9 +56,14 @@ def emit(df: pd.DataFrame, fmt: str) -> None:
 
 
 def _store(db: Path | None):
+    """The results database; an existing one is brought to the current schema first (idempotent), so a
+    database written by an older mergesec is read with the columns this one expects."""
     from benchmark.store import Store
 
-    return Store(db)
+    store = Store(db)
+    if store.path.exists():
+        store.migrate()
+    return store
 
 
 def _cache(cache: Path | None):
