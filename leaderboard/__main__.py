@@ -8,7 +8,7 @@ import sys
 
 from streamlit.web import cli
 
-PRELOAD = ("analysis.stats", "benchmark.submissions.status", "leaderboard.data", "leaderboard.plots",
+PRELOAD = ("analysis.stats", "analysis.report", "leaderboard.data", "leaderboard.export", "leaderboard.plots",
            "leaderboard.tables", "leaderboard.ui")
 
 

@@ -1,17 +1,21 @@
 """Entry point: `streamlit run leaderboard/app.py -- --db PATH` (or `mergesec leaderboard --db PATH`).
 
 Resolves the database, shows a how-to page when it has no results, lets the reader pick a suite, and
-routes to the pages in leaderboard/views/.
+routes to the pages in leaderboard/views/. No page ever shows a traceback: while a run holds the write lock
+the pages read the last consistent copy of the database (and say so); anything else that fails is logged
+on the server and shown as one sentence.
 """
 
+import logging
 from pathlib import Path
 
 import streamlit as st
 
-from leaderboard import data, ui
+from leaderboard import data, snapshots, ui
 from leaderboard.config import db_path
 
 HERE = Path(__file__).parent
+LOG = logging.getLogger("mergesec.leaderboard")
 
 st.set_page_config(page_title="mergesec leaderboard", page_icon=":material/shield:", layout="wide")
 st.session_state["_stale"] = False
@@ -20,31 +24,39 @@ db = db_path()
 try:
     status = data.status(db)
 except data.DatabaseBusy:
-    status = {"ok": False, "reason": "unreadable",
-              "detail": f"`{db}` is locked by a running benchmark; reload in a moment."}
+    ui.busy_page()
+    st.stop()
 if not status["ok"]:
     ui.no_results_page(status, db)
     st.stop()
+snapshots.refresh(db)
 
 suites = data.suites(db)
 with st.sidebar:
     st.markdown("### :material/shield: mergesec")
     labels = {r.suite_hash: f"{r.suite} {r.version} · {r.suite_hash[:8]}" for r in suites.itertuples()}
-    suite_hash = st.selectbox("Suite", list(labels), format_func=labels.get, key="suite",
+    suite_hash = st.selectbox("Suite", list(labels), format_func=labels.get, key="suite", bind="query-params",
                               help="Results of different suite versions (hashes) never mix.")
     row = suites.set_index("suite_hash").loc[suite_hash]
-    st.caption(f"Database `{db}`  \nLast update {row.last_update:%Y-%m-%d %H:%M} UTC")
+    st.caption(f"Last update {row.last_update:%Y-%m-%d %H:%M} UTC")
 st.session_state["_ctx"] = ui.Context(db=db, suite_hash=suite_hash, suite=row.suite)
 
 pages = [
     st.Page(HERE / "views/overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page(HERE / "views/transfer.py", title="Transfer attacks", icon=":material/leaderboard:"),
-    st.Page(HERE / "views/backdoor.py", title="Backdoors", icon=":material/bug_report:"),
-    st.Page(HERE / "views/tradeoff.py", title="Accuracy vs security", icon=":material/scatter_plot:"),
+    st.Page(HERE / "views/transfer.py", title="Transfer", icon=":material/leaderboard:"),
+    st.Page(HERE / "views/backdoor.py", title="Backdoor", icon=":material/bug_report:"),
+    st.Page(HERE / "views/tradeoff.py", title="Trade-off", icon=":material/scatter_plot:"),
     st.Page(HERE / "views/method.py", title="Method", icon=":material/person_search:"),
 ]
-st.navigation(pages, position="top").run()
+try:
+    st.navigation(pages, position="top").run()
+except data.DatabaseBusy:
+    ui.busy_page()
+except Exception as e:  # the one place that turns any failure into a sentence, never a traceback
+    LOG.exception("leaderboard page failed")
+    st.error(f"This page could not be shown ({type(e).__name__}). The other pages still work; the server log "
+             "has the details.", icon=":material/error:")
 
 if st.session_state.get("_stale"):
-    st.sidebar.info("A run is writing to the database; showing the last committed results.",
-                    icon=":material/sync:")
+    st.info("A run is writing to the database: this page shows the last snapshot the leaderboard could read; "
+            "reload in a moment for newer results.", icon=":material/sync:")

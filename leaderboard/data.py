@@ -3,14 +3,13 @@
 Every entry point takes the database path first and is cached with ``st.cache_data`` on (path, the file's
 last-modified state, arguments), so a page rerun costs no query and a finished unit of a run shows up on the
 next rerun. Values reach SQL only as parameters. While a run holds DuckDB's write lock, a read gives up
-after a moment and the last result read for the same call is shown instead (see :func:`snapshot`).
+after a moment and the same query runs on the last consistent copy of the database (see :func:`snapshot`).
 """
 
 import contextlib
 import functools
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,10 +22,9 @@ import streamlit as st
 from analysis import ranking_view
 from benchmark.errors import StoreError
 from benchmark.store import Store
+from leaderboard import snapshots
 
 LOCK_WAIT_S = 2.0
-_LAST_GOOD: OrderedDict[tuple, Any] = OrderedDict()
-_LAST_GOOD_MAX = 512
 _BUSY_UNTIL: dict[str, float] = {}
 RESULT_VIEWS = ("merge_eval", "transfer_metrics", "backdoor_metrics")
 
@@ -84,24 +82,21 @@ def _mark_stale() -> None:
 
 
 def snapshot(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Cache ``fn(db, state, *args)`` on the database state; serve the last good result while it is locked."""
+    """Cache ``fn(db, state, *args)`` on the database state. While a run holds the write lock, the same call
+    runs on the last consistent copy of the database (:mod:`leaderboard.snapshots`) and the page says so;
+    with no copy yet, :class:`DatabaseBusy` reaches the page guard in app.py."""
     cached = st.cache_data(show_spinner=False, max_entries=256)(fn)
 
     @functools.wraps(fn)
     def wrapper(db: str, *args: Any) -> Any:
-        key = (fn.__qualname__, db, args)
         try:
-            out = cached(db, db_state(db), *args)
+            return cached(db, db_state(db), *args)
         except DatabaseBusy:
-            if key not in _LAST_GOOD:
+            copy = snapshots.latest(db)
+            if copy is None or str(copy) == db:
                 raise
             _mark_stale()
-            return _LAST_GOOD[key]
-        _LAST_GOOD[key] = out
-        _LAST_GOOD.move_to_end(key)
-        while len(_LAST_GOOD) > _LAST_GOOD_MAX:
-            _LAST_GOOD.popitem(last=False)
-        return out
+            return cached(str(copy), db_state(str(copy)), *args)
 
     wrapper.clear = cached.clear  # type: ignore[attr-defined]
     return wrapper
@@ -263,13 +258,14 @@ def reproductions(db: str, state: tuple, suite_hash: str, subject: str) -> pd.Da
 
 
 @snapshot
-def method_runs(db: str, state: tuple, suite_hash: str, method: str) -> pd.DataFrame:
-    """The runs that wrote this method's rows (provenance)."""
-    return _read(db, """
-        WITH keys AS (
+def method_runs(db: str, state: tuple, suite_hash: str, method: str, defense: bool = False) -> pd.DataFrame:
+    """The runs that wrote this method's rows, or with ``defense`` the rows defended by it (provenance)."""
+    keys = ("SELECT unit_key FROM backdoor_settings WHERE suite_hash = $1 AND defense = $2" if defense else """
             SELECT unit_key FROM merge_eval WHERE suite_hash = $1 AND method = $2
             UNION SELECT unit_key FROM transfer_settings WHERE suite_hash = $1 AND method = $2
-            UNION SELECT unit_key FROM backdoor_settings WHERE suite_hash = $1 AND method = $2)
+            UNION SELECT unit_key FROM backdoor_settings WHERE suite_hash = $1 AND method = $2""")
+    return _read(db, f"""
+        WITH keys AS ({keys})
         SELECT r.run_id, any_value(r.status) AS status, any_value(r.started_at) AS started_at,
                any_value(r.git_commit) AS git_commit, any_value(r.mergesec_version) AS mergesec_version,
                any_value(r.command) AS command, any_value(r.hardware) AS hardware,
@@ -325,3 +321,50 @@ def mcnemar(db: str, state: tuple, suite_hash: str, track: str, a: str, b: str) 
 
     ex = outcomes(db, suite_hash, track, (a, b))
     return mcnemar_by_setting(ex, "fooled" if track == "transfer" else "hit", MCNEMAR_SETTINGS[track], a, b)
+
+
+# -- standing of every method (badges, links) ---------------------------------------------------------------
+@snapshot
+def method_table(db: str, state: tuple) -> pd.DataFrame:
+    """The registered methods and defenses (``methods``): name, kind, source, paper, code_url, code_hash, ..."""
+    return _read(db, "SELECT * FROM methods ORDER BY name, kind")
+
+
+@snapshot
+def verdicts(db: str, state: tuple, suite_hash: str) -> pd.DataFrame:
+    """Every `reproduce` verdict on the suite: ``subject, verdict, code_hash, checked_at``."""
+    return _read(db, """SELECT subject, verdict, json_extract_string(details, '$.code_hash') AS code_hash,
+        checked_at FROM reproductions WHERE suite_hash = ?""", [suite_hash])
+
+
+def badges(db: str, suite_hash: str) -> dict[str, str]:
+    """:func:`leaderboard.tables.badge` of every registered name (merge methods and defenses)."""
+    from leaderboard.tables import badge
+
+    meta, ver = method_table(db), verdicts(db, suite_hash)
+    return {r["name"]: badge(r, ver[ver.subject == r["name"]]) for r in meta.to_dict("records")}
+
+
+@snapshot
+def defenses(db: str, state: tuple, suite_hash: str) -> list[str]:
+    """Defenses with backdoor results on the suite (``none`` excluded)."""
+    df = _read(db, "SELECT DISTINCT defense FROM backdoor_metrics WHERE suite_hash = ? AND defense <> 'none' "
+                   "ORDER BY defense", [suite_hash])
+    return df.defense.tolist()
+
+
+@snapshot
+def backdoor_attack_names(db: str, state: tuple, suite_hash: str) -> list[str]:
+    """The suite's backdoor attacks, baselines excluded (:func:`leaderboard.tables.is_baseline`)."""
+    from leaderboard.tables import is_baseline
+
+    rows = backdoor_rows(db, suite_hash)
+    return sorted(rows[~is_baseline(rows)].attack.unique()) if len(rows) else []
+
+
+@snapshot
+def method_names_in(db: str, state: tuple, suite_hash: str, view: str) -> list[str]:
+    """Methods with rows in one results view (``view`` from RESULT_VIEWS, never user text)."""
+    if view not in RESULT_VIEWS:
+        raise StoreError(f"unknown results view {view!r}")
+    return _read(db, f"SELECT DISTINCT method FROM {view} WHERE suite_hash = ?", [suite_hash]).method.tolist()

@@ -1,8 +1,8 @@
 """Derived tables the pages show: pure functions of query results (no Streamlit, no SQL)."""
 
-from fractions import Fraction
+import re
+from urllib.parse import urlencode
 
-import numpy as np
 import pandas as pd
 
 BACKDOOR_PAIR_KEYS = ["attack", "variant", "method", "adversary_task", "target_task", "target_class", "seed"]
@@ -10,12 +10,9 @@ NO_DEFENSE = "none"
 
 
 def fmt_eps(eps: float) -> str:
-    """8/255-style budgets as a fraction of 255, anything else as a decimal."""
-    frac = Fraction(eps * 255).limit_denominator(8)
-    if abs(float(frac) - eps * 255) < 1e-9:
-        num = f"{frac.numerator}" if frac.denominator == 1 else f"{frac.numerator}/{frac.denominator}"
-        return f"{num}/255"
-    return f"{eps:g}"
+    """A perturbation budget as k/255 (the unit the papers use): 0.0314 -> "8/255", 0.01 -> "2.55/255"."""
+    k = eps * 255
+    return f"{round(k):d}/255" if abs(k - round(k)) < 0.01 else f"{k:.3g}/255"
 
 
 def fmt_value(v: float, percent: bool) -> str:
@@ -24,29 +21,83 @@ def fmt_value(v: float, percent: bool) -> str:
     return f"{100 * v:.1f}%" if percent else f"{v:.3f}"
 
 
+def fmt_pp(d: float, percent: bool = True) -> str:
+    """A difference of two rates in percentage points (signed), or a signed plain number."""
+    if d is None or pd.isna(d):
+        return "–"
+    return f"{100 * d:+.1f} pp" if percent else f"{d:+.3f}"
+
+
 def fmt_p(p: float) -> str:
+    """A p-value: ``< 0.0001``, four decimals below 0.01, else three."""
     if p is None or pd.isna(p):
         return "–"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    if p < 0.0001:
+        return "< 0.0001"
+    return f"{p:.4f}" if p < 0.01 else f"{p:.3f}"
 
 
 def p_text(p: float) -> str:
-    """``p = 0.012`` or ``p < 0.001``."""
-    return "p < 0.001" if p is not None and not pd.isna(p) and p < 0.001 else f"p = {fmt_p(p)}"
+    """``p = 0.012`` or ``p < 0.0001``."""
+    text = fmt_p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
-def ranking_display(res: pd.DataFrame, percent: bool) -> pd.DataFrame:
-    """The ranking as shown: rank, method, mean, 95% CI text, top-group star, letters, settings."""
-    ci = [f"[{fmt_value(lo, percent)}, {fmt_value(hi, percent)}]" for lo, hi in zip(res.ci_low, res.ci_high,
-                                                                                   strict=True)]
+def fmt_ci(lo: float, hi: float, percent: bool) -> str:
+    return f"[{fmt_value(lo, percent)}, {fmt_value(hi, percent)}]"
+
+
+def method_link(name: str, suite_hash: str | None = None) -> str:
+    """The method page's relative URL (what a ranking's method column links to)."""
+    query = {"method": name} | ({"suite": suite_hash} if suite_hash else {})
+    return f"method?{urlencode(query)}"
+
+
+def badge(meta: dict | None, verdicts: pd.DataFrame) -> str:
+    """A method's standing as one word or two: ``built-in`` (mergesec's own code), else the latest
+    `reproduce` verdict reached on its current code hash (a verdict on older code does not count)."""
+    if not meta:
+        return "unregistered"
+    if str(meta.get("source", "")) == "builtin":
+        return "built-in"
+    mine = verdicts[verdicts.code_hash == meta.get("code_hash")] if meta.get("code_hash") else verdicts.iloc[:0]
+    if mine.empty:
+        return "not reproduced since its code changed" if len(verdicts) else "not reproduced yet"
+    verdict = mine.sort_values("checked_at", ascending=False).verdict.iat[0]
+    return "reproduced" if verdict == "reproduced" else f"reproduction {verdict}"
+
+
+PAPER_URL = re.compile(r"https?://[^\s)]+")
+
+
+def paper_url(paper: str | None) -> str | None:
+    """The first http(s) URL in a method's paper field (built-ins store a URL, submissions "title (url)")."""
+    hit = PAPER_URL.search(paper or "")
+    return hit.group(0) if hit else None
+
+
+def ranking_display(res: pd.DataFrame, percent: bool, suite_hash: str | None = None,
+                    meta: pd.DataFrame | None = None, badges: dict[str, str] | None = None) -> pd.DataFrame:
+    """The ranking as shown: CI-aware rank, method (a link to its page), badge, mean, 95% CI, settings,
+    paper and code links. ``rank`` is :func:`analysis.ranking_view.ranked_table`'s (CI-aware once the
+    statistics 2.0 contract lands: 1 + the number of methods significantly better, ties share)."""
+    meta = meta.set_index("name") if meta is not None and len(meta) else None
+    names = res["method"].tolist()
+
+    def field(col: str) -> list:
+        if meta is None or col not in meta.columns:
+            return [None] * len(names)
+        return [meta[col].get(n) if n in meta.index else None for n in names]
+
     return pd.DataFrame({
         "rank": res["rank"].to_numpy(),
-        "method": res["method"].to_numpy(),
+        "method": [method_link(n, suite_hash) for n in names],
+        "badge": [(badges or {}).get(n, "") for n in names],
         "mean": res["mean"].to_numpy(),
-        "95% CI": ci,
-        "top group": np.where(res["top_group"], "★", ""),
-        "letters": res["letters"].to_numpy(),
+        "95% CI": [fmt_ci(lo, hi, percent) for lo, hi in zip(res.ci_low, res.ci_high, strict=True)],
         "settings": res["n_settings"].to_numpy(),
+        "paper": [paper_url(p) for p in field("paper")],
+        "code": [c if isinstance(c, str) and c.startswith("http") else None for c in field("code_url")],
     })
 
 
@@ -124,15 +175,34 @@ def head_to_head_display(summary: pd.DataFrame, spec) -> pd.DataFrame:
     s = summary.iloc[0]
     a, b, pct = s.method_a, s.method_b, spec.percent
     means = [c for c in summary.columns if c.startswith("mean_") and c != "mean_diff"]
+    better = "higher" if spec.higher_is_better else "lower"
+    p_better = s.CLES if spec.higher_is_better else 1 - s.CLES
     rows = [
         (f"mean {spec.label}: {a}", fmt_value(s[means[0]], pct)),
         (f"mean {spec.label}: {b}", fmt_value(s[means[1]], pct)),
-        (f"difference {a} − {b} [95% CI]", f"{fmt_value(s.mean_diff, pct)} [{fmt_value(s.diff_ci_low, pct)}, "
-                                          f"{fmt_value(s.diff_ci_high, pct)}]"),
-        (f"settings where {a} is better / tied / worse", f"{s.a_better} / {s.ties} / {s.a_worse}"),
+        (f"difference {a} − {b} [95% CI]", f"{fmt_pp(s.mean_diff, pct)} [{fmt_pp(s.diff_ci_low, pct)}, "
+                                          f"{fmt_pp(s.diff_ci_high, pct)}]"),
+        (f"settings where {a} is better ({better}) / tied / worse", f"{s.a_better} / {s.ties} / {s.a_worse}"),
         ("Wilcoxon W", f"{s.W_val:.1f}"),
         ("p (two-sided)", fmt_p(s.p_val)),
         ("rank-biserial r", f"{s.RBC:+.2f}"),
-        (f"common-language effect size P({a} > {b})", f"{s.CLES:.2f}"),
+        (f"probability {a} is better ({better}) in a random pair of settings", f"{p_better:.2f}"),
     ]
     return pd.DataFrame(rows, columns=["statistic", "value"])
+
+
+def is_baseline(rows: pd.DataFrame) -> pd.Series:
+    """Backdoor rows that measure no attack (the trigger on an honest merge): ``role == 'baseline'`` where
+    the store has roles (backdoor 2.0), else an attack named ``clean*``."""
+    by_name = rows["attack"].astype(str).str.startswith("clean")
+    if "role" in rows.columns:
+        return rows["role"].eq("baseline").fillna(False) | by_name
+    return by_name
+
+
+def floor_columns(rows: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Per method (in ``order``): mean untriggered ASR floor and ASR − floor, where ``asr_floor`` is stored."""
+    if "asr_floor" not in rows.columns or rows["asr_floor"].isna().all():
+        return pd.DataFrame(index=order)
+    g = rows.assign(excess=rows.backdoor_asr - rows.asr_floor).groupby("method")[["asr_floor", "excess"]].mean()
+    return g.reindex(order)

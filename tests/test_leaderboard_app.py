@@ -7,14 +7,24 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analysis.ranking_view import ranked_table
+from analysis.ranking_view import METRICS, ranked_table
 from benchmark.store import Store, open_store
-from tests.test_leaderboard_data import PROFILE, SUITE_HASH, TOP, build_db
+from tests.test_leaderboard_data import (
+    BASELINE,
+    DEFENSE_SUBMISSION,
+    MERGE_SUBMISSION,
+    PROFILE,
+    SUITE_HASH,
+    TOP,
+    _key,
+    build_db,
+)
 
 APP = str(Path(__file__).resolve().parent.parent / "leaderboard" / "app.py")
 
@@ -36,7 +46,7 @@ def open_app(monkeypatch, db: Path, page: str | None = None) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning")
+    parts = [e.value for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error")
              for e in getattr(at, kind)]
     return "\n".join(str(p) for p in parts)
 
@@ -45,26 +55,39 @@ def kinds(at: AppTest) -> list[str]:
     return [type(e).__name__ for e in at.main]
 
 
-def test_overview_shows_counts_suites_and_how_to_submit(monkeypatch, db):
+def frame_with(at: AppTest, column: str) -> pd.DataFrame:
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def names(shown: pd.DataFrame) -> list[str]:
+    """Method names of a ranking whose method column links to the method pages."""
+    return [parse_qs(urlparse(u).query)["method"][0] for u in shown.method]
+
+
+def test_overview_leads_with_the_answer(monkeypatch, db):
     at = open_app(monkeypatch, db)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Merging methods"] == str(len(PROFILE))
     assert metrics["Transfer settings"] == "24"
-    assert SUITE_HASH in at.dataframe[0].value["hash"].tolist()
-    assert "Submit a method" in texts(at)
+    assert SUITE_HASH in frame_with(at, "hash")["hash"].tolist()
+    body = texts(at)
+    assert "Submit a method" in body and "The answer so far" in body
+    assert f"[{TOP}](method?method={TOP}&suite={SUITE_HASH})" in body  # least vulnerable, linked
+    assert "least vulnerable" in body and "most vulnerable" in body and "★" not in body
     assert at.selectbox(key="suite").value == SUITE_HASH
 
 
-def test_transfer_ranking_is_the_rank_table(monkeypatch, db):
+def test_transfer_ranking_is_the_rank_table_with_badges_and_links(monkeypatch, db):
     at = open_app(monkeypatch, db, "transfer")
     shown = at.dataframe[0].value
     expected = ranked_table(Store(db), SUITE_HASH, "transfer", "relative_asr")
-    assert shown.method.tolist() == expected.method.tolist()
-    assert shown.method.iloc[0] == TOP and shown["top group"].iloc[0] == "★"
+    assert names(shown) == expected.method.tolist()
     assert shown["rank"].tolist() == expected["rank"].tolist()
+    assert "top group" not in shown.columns and "letters" not in shown.columns
+    badges = dict(zip(names(shown), shown.badge, strict=True))
+    assert badges[TOP] == "built-in" and badges[MERGE_SUBMISSION] == "not reproduced yet"
     assert "Friedman test" in texts(at)
     assert kinds(at).count("Image") == 1  # the CD diagram
-    assert kinds(at).count("DownloadButton") == 2 * (kinds(at).count("Dataframe") + 2)  # + CD and heatmap
     assert at.metric[0].value == TOP
 
 
@@ -77,80 +100,149 @@ def test_transfer_ranking_matches_mergesec_rank(monkeypatch, db):
     res = CliRunner().invoke(app, ["rank", "--db", str(db), "--suite", SUITE_HASH, "--format", "csv"])
     assert res.exit_code == 0, res.output
     printed = pd.read_csv(io.StringIO(res.stdout.split("\n\n")[0]))
-    assert printed.method.tolist() == at.dataframe[0].value.method.tolist()
+    assert printed.method.tolist() == names(at.dataframe[0].value)
 
 
-def test_filters_and_metric_change_the_ranking(monkeypatch, db):
+def test_filters_and_metric_change_the_ranking_and_live_in_the_url(monkeypatch, db):
     at = open_app(monkeypatch, db, "transfer")
-    at.multiselect(key="transfer_attack").select("fgsm").run()
+    at.multiselect(key="attack").select("fgsm").run()
     assert not at.exception
     shown = at.dataframe[0].value
-    assert shown.method.iloc[0] == "regmean" and set(shown.settings) == {8}
-    at.multiselect(key="transfer_attack").unselect("fgsm").run()
-    at.selectbox(key="transfer_metric").select("clean_acc").run()
+    assert names(shown)[0] == "regmean" and set(shown.settings) == {8}
+    at.multiselect(key="attack").unselect("fgsm").run()
+    at.selectbox(key="metric").select("clean_acc").run()
     shown = at.dataframe[0].value
-    assert shown.method.iloc[0] == "surgery_task_arithmetic"  # accuracy: higher first
-    assert shown.method.tolist() == ranked_table(Store(db), SUITE_HASH, "transfer", "clean_acc").method.tolist()
+    assert names(shown)[0] == "surgery_task_arithmetic"  # accuracy: higher first
+    assert names(shown) == ranked_table(Store(db), SUITE_HASH, "transfer", "clean_acc").method.tolist()
 
 
-def test_backdoor_page_ranks_each_attack_and_defenses(monkeypatch, db):
+def test_a_link_with_choices_opens_on_them(monkeypatch, db):
+    """Every choice is bound to the URL (`bind="query-params"`): a link or a reload restores it
+    (tests/test_browser.py checks the address bar of a real browser)."""
+    monkeypatch.setenv("MERGESEC_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["attack"] = "fgsm"
+    at.query_params["metric"] = METRICS["transfer"]["asr_transfer"].label  # the URL holds what the reader sees
+    at.run()
+    at.switch_page("views/transfer.py").run()
+    assert at.multiselect(key="attack").value == ["fgsm"] and at.selectbox(key="metric").value == "asr_transfer"
+    assert names(at.dataframe[0].value)[0] == "regmean"
+
+
+def test_a_single_setting_gives_means_and_the_right_advice(monkeypatch, db):
+    monkeypatch.setenv("MERGESEC_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=180)
+    for k, v in {"task": "digit", "attack": "fgsm", "surrogate": "finetuned"}.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page("views/transfer.py").run()
+    assert not at.exception and not at.error
+    assert "the filters leave 1 setting" in texts(at) and "run the missing" not in texts(at)
+    assert len(at.dataframe[0].value) == len(PROFILE)
+
+
+def test_backdoor_page_separates_variants_and_baselines(monkeypatch, db):
     at = open_app(monkeypatch, db, "backdoor")
-    assert [t.label for t in at.tabs] == ["badmerging", "badnets", "all attacks"]
+    labels = [t.label for t in at.tabs]
+    assert labels == ["badmerging · off_task", "badmerging · on_task", "badnets · off_task", "badnets · on_task",
+                      "all attack settings"]
+    assert not any(BASELINE in label for label in labels)
     first = at.dataframe[0].value
-    assert first.method.iloc[0] == "weight_averaging" and "clean accuracy" in first.columns
-    across = at.dataframe[2].value
-    assert across.method.iloc[0] == "weight_averaging" and set(across.settings) == {4}
-    defenses = at.dataframe[-1].value
-    assert defenses.defense.tolist() == ["ibvs", "ibvs"] and (defenses["ASR reduction"] > 0).all()
+    assert names(first)[0] == "weight_averaging" and "clean accuracy" in first.columns and "badge" in first.columns
+    across = at.dataframe[4].value
+    assert set(across.settings) == {8}  # 2 attacks × 2 variants × 2 adversary tasks; no baseline
+    base = frame_with(at, "baseline")
+    assert set(base.baseline) == {BASELINE} and "rank" not in base.columns
+    defenses = frame_with(at, "ASR reduction")
+    assert set(defenses.defense) == {"ibvs", DEFENSE_SUBMISSION} and (defenses["ASR reduction"] > 0).all()
+    assert BASELINE not in set(defenses.attack)
 
 
-def test_tradeoff_page_reports_the_correlation(monkeypatch, db):
+def test_tradeoff_page_reports_the_correlation_without_baselines(monkeypatch, db):
     at = open_app(monkeypatch, db, "tradeoff")
     labels = [m.label for m in at.metric]
     assert "Spearman ρ" in labels and "p-value" in labels
     corr = at.dataframe[0].value
-    assert corr.test.tolist() == ["spearman", "kendall"] and (corr.n == len(PROFILE)).all()
-    at.selectbox(key="tradeoff_vuln").select("backdoor_asr").run()
-    assert not at.exception and at.dataframe[0].value.n.iloc[0] == len(PROFILE)
+    assert corr.test.tolist() == ["Spearman ρ", "Kendall τ-b"] and (corr.methods == len(PROFILE)).all()
+    at.selectbox(key="vulnerability").select("backdoor_asr").run()
+    assert not at.exception and at.dataframe[0].value.methods.iloc[0] == len(PROFILE)
+    assert "baselines excluded" in texts(at)
 
 
-def test_method_page_metadata_badge_and_head_to_head(monkeypatch, db):
-    at = open_app(monkeypatch, db, "method")
-    at.selectbox(key="method_name").select(TOP).run()
-    assert at.title[0].value == TOP
-    assert any(m.value.startswith(":green-badge[:material/verified: reproduced") for m in at.markdown)
-    at.selectbox(key="method_other").select("weight_averaging").run()
-    assert not at.exception
-    assert "Wilcoxon signed-rank test" in texts(at) and "differ significantly" in texts(at)
-    assert any(m.label == "Wilcoxon p" for m in at.metric)
-    mcnemar = at.dataframe[-1].value
-    assert {"p_val", "p_corr"} <= set(mcnemar.columns) and len(mcnemar) == 24
+def method_page(monkeypatch, db: Path, name: str) -> AppTest:
+    monkeypatch.setenv("MERGESEC_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["method"] = name
+    at.run()
+    at.switch_page("views/method.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
 
 
 def badges(at: AppTest) -> list[str]:
     return [m.value for m in at.markdown if "-badge[" in m.value]
 
 
+def test_method_page_standing_badge_and_head_to_head(monkeypatch, db):
+    at = method_page(monkeypatch, db, TOP)
+    assert at.title[0].value == TOP
+    assert any("built-in" in b for b in badges(at)) and not any("not reproduced" in b for b in badges(at))
+    standing = frame_with(at, "ranking")
+    assert standing["rank"].iloc[0] == "1" and standing["of"].iloc[0] == len(PROFILE)
+    assert "unit_key" not in texts(at) and not any("unit_key" in d.value.columns for d in at.dataframe)
+    assert not at.json  # hyperparameters are a table, not JSON
+    at.selectbox(key="opponent").select("weight_averaging").run()
+    assert not at.exception
+    assert "Wilcoxon signed-rank test" in texts(at) and "differ significantly" in texts(at)
+    assert any(m.label == "Wilcoxon p" for m in at.metric)
+    mcnemar = at.dataframe[-1].value
+    assert {"p", "p (Holm)"} <= set(mcnemar.columns) and len(mcnemar) == 24
+    assert not (mcnemar["p"] == "0.0000").any()
+
+
+def test_merge_submission_and_defense_submission_pages(monkeypatch, db):
+    at = method_page(monkeypatch, db, MERGE_SUBMISSION)
+    assert at.title[0].value == MERGE_SUBMISSION
+    assert any("not reproduced yet" in b for b in badges(at)) and any("submission" in b for b in badges(at))
+    at = method_page(monkeypatch, db, DEFENSE_SUBMISSION)
+    assert at.title[0].value == DEFENSE_SUBMISSION
+    effects = frame_with(at, "ASR reduction")
+    assert set(effects.attack) == {"badmerging", "badnets"}
+    about = "\n".join(m.value for m in at.markdown if "Authors" in m.value)
+    assert "<script>" not in about and "![x](" not in about and "\\<script\\>" in about  # escaped, literal
+
+
+def test_unknown_method_gets_a_not_found_page(monkeypatch, db):
+    at = method_page(monkeypatch, db, "no_such_thing")
+    assert at.title[0].value == "No such method"
+    body = texts(at)
+    assert all(f"[{m}](method?method={m}" in body for m in PROFILE) and DEFENSE_SUBMISSION in body
+
+
 def test_reproduced_badge_only_for_the_code_that_was_reproduced(monkeypatch, db, tmp_path):
-    """After the method's code changes (a new `methods.code_hash`), the old verdict no longer earns the badge;
-    a verdict on the new code does."""
+    """After a submission's code changes (a new `methods.code_hash`), the old verdict no longer earns the
+    badge; a verdict on the new code does."""
     copy = Path(shutil.copy(db, tmp_path / "changed.duckdb"))
     store = Store(copy)
+    store.add_reproduction({"subject": MERGE_SUBMISSION, "suite_hash": SUITE_HASH, "verdict": "reproduced",
+                            "max_abs_diff": 0.0, "n_compared": 12, "tolerance": 1e-9,
+                            "details": {"code_hash": _key("code", MERGE_SUBMISSION)[:12]}, "run_id": None})
+    at = method_page(monkeypatch, copy, MERGE_SUBMISSION)
+    assert any("verified: reproduced" in b for b in badges(at))
     with store.connect() as con:
-        con.execute("UPDATE methods SET code_hash = 'c0dechanged' WHERE name = ?", [TOP])
-    at = open_app(monkeypatch, copy, "method")
-    at.selectbox(key="method_name").select(TOP).run()
+        con.execute("UPDATE methods SET code_hash = 'c0dechanged' WHERE name = ?", [MERGE_SUBMISSION])
+    at = method_page(monkeypatch, copy, MERGE_SUBMISSION)
     assert not any("verified" in b for b in badges(at))
-    assert ":gray-badge[:material/hourglass_empty: not reproduced since its code changed]" in badges(at)
-    store.add_reproduction({"subject": TOP, "suite_hash": SUITE_HASH, "verdict": "failed", "max_abs_diff": 0.5,
-                            "n_compared": 12, "tolerance": 1e-9, "details": {"code_hash": "c0dechanged"},
-                            "run_id": None})
-    at = open_app(monkeypatch, copy, "method")
-    at.selectbox(key="method_name").select(TOP).run()
-    assert any(b.startswith(":red-badge[:material/error: reproduction: failed") for b in badges(at))
+    assert any("not reproduced since its code changed" in b for b in badges(at))
+    store.add_reproduction({"subject": MERGE_SUBMISSION, "suite_hash": SUITE_HASH, "verdict": "failed",
+                            "max_abs_diff": 0.5, "n_compared": 12, "tolerance": 1e-9,
+                            "details": {"code_hash": "c0dechanged"}, "run_id": None})
+    at = method_page(monkeypatch, copy, MERGE_SUBMISSION)
+    assert any("reproduction failed" in b for b in badges(at))
 
 
-def test_missing_and_empty_database_pages(monkeypatch, tmp_path):
+def test_missing_empty_and_corrupt_database_pages(monkeypatch, tmp_path):
     at = open_app(monkeypatch, tmp_path / "nowhere.duckdb")
     assert "No results yet" in texts(at) and "mergesec run" in texts(at)
     assert not at.dataframe
@@ -164,24 +256,55 @@ def test_missing_and_empty_database_pages(monkeypatch, tmp_path):
     assert "Cannot read the results database" in texts(at)
 
 
-def test_locked_database_still_shows_the_last_committed_results(monkeypatch, db, tmp_path):
+def hold_lock(path: Path) -> subprocess.Popen:
+    """A "run" holding DuckDB's write lock on `path` until killed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', "
+         "flush=True); time.sleep(120)", str(path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_locked_database_shows_the_last_snapshot_on_every_page(monkeypatch, db, tmp_path):
     copy = tmp_path / "busy.duckdb"
     shutil.copy(db, copy)
     at = open_app(monkeypatch, copy, "transfer")
-    before = at.dataframe[0].value.method.tolist()
-    holder = subprocess.Popen(  # a "run" holding DuckDB's write lock
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', "
-         "flush=True); time.sleep(120)", str(copy)], stdout=subprocess.PIPE, text=True)
+    before = names(at.dataframe[0].value)
+    holder = hold_lock(copy)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         os.utime(copy)  # the file changed, so every cached query is stale
         at.run()
         assert not at.exception, [e.value for e in at.exception]
-        assert at.dataframe[0].value.method.tolist() == before
-        assert any("A run is writing" in i.value for i in at.info)
+        assert names(at.dataframe[0].value) == before
+        assert any("last snapshot" in i.value for i in at.info)
+        for page in ("backdoor", "method", "tradeoff"):  # never read before the lock: the snapshot serves them
+            at.switch_page(f"views/{page}.py").run()
+            assert not at.exception and not at.error, page
+            assert any("last snapshot" in i.value for i in at.info), page
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_locked_before_any_read_says_so(monkeypatch, db, tmp_path):
+    copy = tmp_path / "busy_from_start.duckdb"
+    shutil.copy(db, copy)
+    holder = hold_lock(copy)
+    try:
+        at = open_app(monkeypatch, copy)
+        assert not at.error and "writing to the results database right now" in texts(at)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_downloads_record_their_filters():
+    from leaderboard.ui import csv_bytes
+
+    df = pd.DataFrame({"method": ["a"], "mean": [0.1]})
+    raw = csv_bytes(df, {"suite": "digits", "filters": "attack=fgsm"}).decode()
+    assert raw.startswith("# suite: digits\n# filters: attack=fgsm\n")
+    assert pd.read_csv(io.StringIO(raw), comment="#").equals(df)
 
 
 def test_downloads_are_csv_and_parquet():

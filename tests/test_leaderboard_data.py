@@ -7,6 +7,7 @@ vulnerable under `fgsm` only, so a filter changes the order.
 """
 
 import hashlib
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,12 @@ PROFILE = {
     "dare_ties": (0.88, 0.76, 0.85),
     "weight_averaging": (0.95, 0.65, 0.20),
     "surgery_task_arithmetic": (0.92, 0.88, 0.70),
+    "my_merge": (0.90, 0.74, 0.75),
 }
 TOP = "ties"
+MERGE_SUBMISSION, DEFENSE_SUBMISSION = "my_merge", "tv_trim_defense"
+BASELINE = "clean"
+"""Backdoor rows of the no-attack baseline (the trigger on an honest merge); never ranked."""
 
 
 def _key(*parts) -> str:
@@ -63,11 +68,17 @@ def build_db(path: Path, *, tasks=("digit", "parity", "inverted", "rotated"), at
         "mergesec_version": "0.1.0", "packages": {"torch": "2.14.1"}, "hardware": {"cpu_count": 2},
         "started_at": pd.Timestamp("2025-01-01 10:00"), "ended_at": pd.Timestamp("2025-01-01 10:05"),
         "status": "ok", "units_total": 3 * len(methods), "units_run": 3 * len(methods)})
-    meta = pd.DataFrame({"name": list(methods), "kind": "merge", "source": "builtin",  # noqa: F841 (SQL)
+    meta = pd.DataFrame({"name": list(methods), "kind": "merge",
+                         "source": [f"submission:{m}" if m == MERGE_SUBMISSION else "builtin" for m in methods],
                          "hparams": '{"scaling_coef": 0.3}', "needs": "[]", "authors": "A. Author, B. Author",
                          "paper": [f"https://arxiv.org/abs/0000.{i:05d}" for i in range(len(methods))],
                          "code_hash": [_key("code", m)[:12] for m in methods],
                          "updated_at": pd.Timestamp("2025-01-01")})
+    meta.loc[len(meta)] = {"name": DEFENSE_SUBMISSION, "kind": "defense", "source": f"submission:{DEFENSE_SUBMISSION}",
+                           "hparams": '{"keep_ratio": 0.5}', "needs": "[]",
+                           "authors": "<script>alert(1)</script> ![x](https://example.com/x.png)",
+                           "paper": "Norm clipping (https://arxiv.org/abs/1911.07963)",
+                           "code_hash": _key("code", DEFENSE_SUBMISSION)[:12], "updated_at": pd.Timestamp("2025-01-01")}
     with store.connect() as con:
         con.execute("INSERT INTO methods BY NAME SELECT * FROM meta")
     surrogate_fooled = {(t, a, s): rng.random(n_examples) < 0.9 for t in tasks for a in attacks for s in surrogates}
@@ -99,19 +110,21 @@ def build_db(path: Path, *, tasks=("digit", "parity", "inverted", "rotated"), at
         tables["transfer"].setdefault("transfer_outcomes", []).append(
             _per_example(keys, cols, n_examples).assign(surrogate_clean_correct=True))
         bd_rows, keys, cols = [], [], {"hit": []}
-        for attack, scale in (("badmerging", 1.0), ("badnets", 0.4)):
+        defenses = (("none", 0.0, 0.0), ("ibvs", 0.6, 0.02), (DEFENSE_SUBMISSION, 0.3, 0.01))
+        for attack, scale in (("badmerging", 1.0), ("badnets", 0.4), (BASELINE, 0.05)):
             for variant, target_task in (("on_task", tasks[0]), ("off_task", tasks[-1])):
-                for defense, cut, cost in (("none", 0.0, 0.0), ("ibvs", 0.6, 0.02)):
-                    for s in (0, 1):
+                for defense, cut, cost in defenses:
+                    for adversary, s in itertools.product(tasks[:2], (0, 1)):
                         asr = float(np.clip(bd * scale * (1 - cut) + rng.normal(0, 0.03), 0, 1))
                         bd_rows.append({
                             "suite": SUITE, "suite_hash": SUITE_HASH, "attack": attack, "variant": variant,
-                            "method": name, "defense": defense, "adversary_task": tasks[0],
+                            "method": name, "defense": defense, "adversary_task": adversary,
                             "target_task": target_task, "target_class": 1, "seed": s,
                             "clean_acc": acc - cost + rng.normal(0, 0.01), "backdoor_asr": asr, "n_asr": n_examples})
-                        keys.append({"attack": attack, "variant": variant, "method": name,
-                                     "defense": defense, "seed": s})
-                        cols["hit"].append(rng.random(n_examples) < asr)
+                        if adversary == tasks[0]:  # per-example outcomes of one adversary keep the fixture small
+                            keys.append({"attack": attack, "variant": variant, "method": name,
+                                         "defense": defense, "seed": s})
+                            cols["hit"].append(rng.random(n_examples) < asr)
         tables["backdoor"].setdefault("backdoor_settings", []).append(pd.DataFrame(bd_rows))
         tables["backdoor"].setdefault("backdoor_outcomes", []).append(
             _per_example(keys, cols, n_examples).assign(label=0, triggered_pred=1))

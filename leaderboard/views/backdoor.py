@@ -1,4 +1,8 @@
-"""Backdoor leaderboard: merging methods under each attack (ASR, clean accuracy), and the defenses table."""
+"""Backdoor leaderboard: merging methods under each attack and variant (ASR beside its untriggered floor,
+clean accuracy), the no-attack baselines shown as baselines, and the defenses table.
+
+Baselines (``role = 'baseline'``, or attacks named ``clean*``) are never ranked or averaged into the
+attacks; on-task and off-task variants are ranked separately. Every choice lives in the URL."""
 
 import pandas as pd
 import streamlit as st
@@ -16,74 +20,123 @@ rows = data.backdoor_rows(ctx.db, ctx.suite_hash)
 if rows.empty:
     st.info("No backdoor results for this suite yet: `mergesec run --track backdoor`.", icon=":material/info:")
     st.stop()
+rows = rows.assign(baseline=tables.is_baseline(rows))
+attacks_rows, base_rows = rows[~rows.baseline], rows[rows.baseline]
 
 defenses = sorted(rows.defense.unique(), key=lambda d: (d != tables.NO_DEFENSE, d))
-defense = st.selectbox("Defense applied", defenses, key="backdoor_defense",
+defense = st.selectbox("Defense applied", defenses, key="defense", bind="query-params",
                        help=f"`{tables.NO_DEFENSE}`: the merged model as is")
-
-
 BARS = {"backdoor ASR": ui.value_column("backdoor ASR", True, lo=0, hi=1),
-        "clean accuracy": ui.value_column("clean accuracy", True, lo=0, hi=1)}
+        "clean accuracy": ui.value_column("clean accuracy", True, lo=0, hi=1),
+        "untriggered floor": ui.value_column("untriggered floor", True, lo=0, hi=1,
+                                             help="ASR of the same images without the trigger"),
+        "ASR − floor": st.column_config.NumberColumn("ASR − floor", format="%+.1f pp",
+                                                     help="what the trigger adds, in percentage points")}
 
 
-def attack_table(attack: str | None) -> None:
-    """Methods ranked by backdoor ASR under ``attack`` (None: across all attacks), clean accuracy beside."""
-    name = attack or "all_attacks"
-    filters = data.freeze({"attack": [attack] if attack else [], "defense": [defense]})
+def floors(sub: pd.DataFrame, order: list[str]) -> dict[str, list]:
+    f = tables.floor_columns(sub, order)
+    if f.empty or "asr_floor" not in f.columns:
+        return {}
+    return {"untriggered floor": f.asr_floor.to_list(), "ASR − floor": (100 * f.excess).to_list()}
+
+
+def attack_table(attack_names: list[str], variant: str | None, name: str) -> None:
+    """Methods ranked by backdoor ASR under the attacks (one variant, or all), clean accuracy beside."""
+    filters = data.freeze({"attack": attack_names, "variant": [variant] if variant else [], "defense": [defense]})
+    about = ui.about(page="backdoor", table=name, filters=filters)
+    sub = attacks_rows[attacks_rows.attack.isin(attack_names) & (attacks_rows.defense == defense)
+                       & ((attacks_rows.variant == variant) if variant else True)]
     try:
         asr = data.ranked(ctx.db, ctx.suite_hash, TRACK, "backdoor_asr", filters)
         acc = data.ranked(ctx.db, ctx.suite_hash, TRACK, "clean_acc", filters)
     except StatisticsError as e:
-        sub = rows[((rows.attack == attack) if attack else True) & (rows.defense == defense)]
         means = (sub.groupby("method", as_index=False)[["backdoor_asr", "clean_acc"]].mean()
                  .sort_values("backdoor_asr", ignore_index=True))
-        st.caption(f"Means without CIs or tests: a ranking needs 2 or more settings every method has ({e}).")
+        st.caption(f"Means without intervals or tests: a ranking needs 2 or more settings every method has ({e}).")
         shown = means.rename(columns={"backdoor_asr": "backdoor ASR", "clean_acc": "clean accuracy"})
-        ui.table(means, f"backdoor_{name}_{defense}", shown, key=f"backdoor_table_{name}",
+        shown = shown.assign(**floors(sub, means.method.tolist()))
+        ui.table(means, f"backdoor_{name}_{defense}", shown, about, key=f"backdoor_table_{name}",
                  height=ui.fit_height(len(means)), column_config=BARS)
         return
-    full = asr.merge(acc[["method", "mean", "ci_low", "ci_high"]], on="method", suffixes=("", "_acc"))
-    full = full.rename(columns={"mean": "asr", "ci_low": "asr_ci_low", "ci_high": "asr_ci_high",
-                                "mean_acc": "clean_acc", "ci_low_acc": "clean_acc_ci_low",
-                                "ci_high_acc": "clean_acc_ci_high"})
-    shown = tables.ranking_display(asr, percent=True).rename(columns={"mean": "backdoor ASR", "95% CI": "ASR 95% CI"})
-    shown.insert(4, "clean accuracy", full.clean_acc.to_numpy())
-    shown.insert(5, "accuracy 95% CI", [f"[{lo:.1%}, {hi:.1%}]" for lo, hi in
-                                        zip(full.clean_acc_ci_low, full.clean_acc_ci_high, strict=True)])
-    st.markdown(f"Least backdoored: **{asr.method.iat[0]}** · top group: "
-                + ", ".join(f"`{m}`" for m in asr[asr.top_group].method))
-    columns = {**BARS, "top group": st.column_config.TextColumn(
-        width="small", help="★ = ASR not significantly above the best (Wilcoxon, Holm)")}
-    ui.table(full, f"backdoor_{name}_{defense}", shown, key=f"backdoor_table_{name}",
+    ui.significance_note(asr, True)
+    acc = acc.set_index("method").reindex(asr.method)
+    spec = data.metric("backdoor", "backdoor_asr")
+    shown = tables.ranking_display(asr, True, ctx.suite_hash, data.method_table(ctx.db),
+                                   data.badges(ctx.db, ctx.suite_hash))
+    shown = shown.rename(columns={"mean": "backdoor ASR", "95% CI": "ASR 95% CI"})
+    extra = {"clean accuracy": acc["mean"].to_list(),
+             "accuracy 95% CI": [tables.fmt_ci(lo, hi, True) for lo, hi in zip(acc.ci_low, acc.ci_high,
+                                                                                strict=True)],
+             **floors(sub, asr.method.tolist())}
+    for i, (col, vals) in enumerate(extra.items()):
+        shown.insert(5 + i, col, vals)
+    best = asr[asr["rank"] == asr["rank"].min()].method.tolist()
+    st.markdown("Least backdoored (rank 1): " + ", ".join(f"**{m}**" for m in best)
+                + f" · mean ASR {tables.fmt_value(asr['mean'].iat[0], True)} "
+                  f"{tables.fmt_ci(asr.ci_low.iat[0], asr.ci_high.iat[0], True)}")
+    columns = {**ui.ranking_columns(spec, asr), **BARS}
+    columns.pop("mean", None)
+    full = asr.drop(columns=["top_group"], errors="ignore").merge(
+        acc[["mean", "ci_low", "ci_high"]].add_prefix("clean_acc_").reset_index(), on="method")
+    ui.table(full, f"backdoor_{name}_{defense}", shown, about, key=f"backdoor_table_{name}",
              height=ui.fit_height(len(full)), column_config=columns)
 
 
-attacks = sorted(rows.attack.unique())
 st.subheader("Merging methods under each attack")
-labels = [*attacks, "all attacks"] if len(attacks) > 1 else attacks
-for tab, attack in zip(st.tabs(labels), [*attacks, None], strict=False):
-    with tab:
-        attack_table(attack)
+if attacks_rows.empty:
+    st.info("Only no-attack baselines are stored for this suite; run an attack: `mergesec run --track backdoor`.")
+else:
+    combos = attacks_rows[["attack", "variant"]].drop_duplicates().sort_values(["attack", "variant"])
+    labels = [f"{a} · {v}" for a, v in combos.itertuples(index=False)]
+    all_label = "all attack settings"
+    tab_labels = [*labels, all_label] if len(labels) > 1 else labels
+    for tab, label in zip(st.tabs(tab_labels, key="attack", bind="query-params"), tab_labels, strict=True):
+        with tab:
+            if label == all_label:
+                st.caption("Every attack and variant as separate settings of one ranking (baselines excluded).")
+                attack_table(sorted(combos.attack.unique()), None, "all_attacks")
+            else:
+                a, v = combos.iloc[labels.index(label)]
+                attack_table([a], v, f"{a}_{v}")
+
+st.subheader("Baselines: the trigger without an attack")
+if base_rows.empty:
+    st.caption("No baseline rows stored (a merge of honest models with the trigger applied at test time).")
+else:
+    st.caption("The trigger applied to a merge of honest models: the ASR an attack has to beat. Shown per "
+               "method, never ranked and never averaged into the attacks.")
+    sub = base_rows[base_rows.defense == defense]
+    means = sub.groupby(["attack", "variant", "method"], as_index=False)[["backdoor_asr", "clean_acc"]].mean()
+    shown = means.rename(columns={"attack": "baseline", "backdoor_asr": "backdoor ASR",
+                                  "clean_acc": "clean accuracy"})
+    ui.table(means, f"backdoor_baselines_{defense}", shown, ui.about(page="backdoor", table="baselines",
+                                                                     defense=defense),
+             key="baseline_table", height=ui.fit_height(len(means), cap=12), column_config=BARS)
 
 st.subheader("Defenses")
-effects = tables.defense_effects(rows)
+effects = tables.defense_effects(attacks_rows)
 if effects.empty:
     st.info(f"No defense results to compare with `{tables.NO_DEFENSE}` yet.")
 else:
     shown = pd.DataFrame({
         "attack": effects.attack, "defense": effects.defense,
-        "ASR reduction": effects.asr_reduction,
-        "ASR reduction 95% CI": [f"[{lo:+.1%}, {hi:+.1%}]" for lo, hi in
+        "ASR reduction": 100 * effects.asr_reduction,
+        "ASR reduction 95% CI": [f"[{tables.fmt_pp(lo)}, {tables.fmt_pp(hi)}]" for lo, hi in
                                  zip(effects.asr_reduction_ci_low, effects.asr_reduction_ci_high, strict=True)],
-        "accuracy cost": effects.acc_cost,
-        "accuracy cost 95% CI": [f"[{lo:+.1%}, {hi:+.1%}]" for lo, hi in
+        "accuracy cost": 100 * effects.acc_cost,
+        "accuracy cost 95% CI": [f"[{tables.fmt_pp(lo)}, {tables.fmt_pp(hi)}]" for lo, hi in
                                  zip(effects.acc_cost_ci_low, effects.acc_cost_ci_high, strict=True)],
         "pairs": effects.n_pairs,
     })
-    ui.table(effects, "backdoor_defenses", shown, key="defense_table", column_config={
-        "ASR reduction": st.column_config.NumberColumn(format="percent", help="ASR without − with the defense"),
-        "accuracy cost": st.column_config.NumberColumn(format="percent", help="accuracy without − with"),
-    })
+    ui.table(effects, "backdoor_defenses", shown, ui.about(page="backdoor", table="defenses"), key="defense_table",
+             column_config={
+                 "ASR reduction": st.column_config.NumberColumn(format="%+.1f pp", help="ASR without − with the "
+                                                                "defense, percentage points (> 0: it helps)"),
+                 "accuracy cost": st.column_config.NumberColumn(format="%+.1f pp", help="accuracy without − "
+                                                                "with, percentage points (> 0: it costs)"),
+                 "defense": st.column_config.TextColumn("defense"),
+             })
     st.caption("Paired with the undefended merge of the same method, variant, tasks and seed; "
                "percentile bootstrap 95% CIs over the pairs. A CI above zero: the defense reliably "
-               "lowers the ASR (or costs accuracy).")
+               "lowers the ASR (or costs accuracy). Each defense has a page: `method?method=<defense>`.")

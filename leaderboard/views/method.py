@@ -1,137 +1,133 @@
-"""Method page: metadata, provenance, reproduced badge, per-setting results, head-to-head paired tests."""
+"""Method page (`?method=NAME`): a merging method's or a defense's standing (CI-aware rank and interval in
+each ranking), badge, escaped metadata, hyperparameters, provenance, stored rows and head-to-head tests.
+An unknown name gets a "no such method" page listing the valid ones; every choice lives in the URL."""
 
 import json
 
+import pandas as pd
 import streamlit as st
 
-from analysis.ranking_view import METRICS, metric_spec
+from analysis.ranking_view import metric_spec
 from analysis.stats import StatisticsError
-from benchmark.submissions.status import current_verdicts
-from leaderboard import data, tables, ui
+from leaderboard import data, standing, tables, ui
+from leaderboard.sections import defense_page, head_to_head
 
 ctx = ui.context()
-names = data.methods(ctx.db, ctx.suite_hash)
-if not names:
-    st.info("No methods with results in this suite yet.")
+merge_names = data.methods(ctx.db, ctx.suite_hash)
+meta_all = data.method_table(ctx.db)
+registered_defenses = meta_all[meta_all.kind == "defense"].name.tolist()
+defense_names = sorted(set(data.defenses(ctx.db, ctx.suite_hash)) | set(registered_defenses))
+choices = merge_names + [d for d in defense_names if d not in merge_names]
+if not choices:
+    st.info("No methods with results in this suite yet: `mergesec run`.")
     st.stop()
-wanted = st.query_params.get("method")
-head = st.container()
-method = st.selectbox("Method", names, key="method_name", index=names.index(wanted) if wanted in names else 0,
-                      label_visibility="collapsed")
-st.query_params["method"] = method
 
-meta = data.method_meta(ctx.db, method) or {}
-repro = data.reproductions(ctx.db, ctx.suite_hash, method)
-current = current_verdicts(repro, meta.get("code_hash"))  # a verdict holds only for the code it was reached on
+wanted = st.query_params.get("method")
+if wanted is not None and wanted not in choices:
+    st.title("No such method")
+    st.warning(f"This suite has no merging method or defense called “{ui.md_escape(wanted)}”.",
+               icon=":material/search_off:")
+    st.markdown("**Merging methods:** " + ", ".join(f"[{m}]({tables.method_link(m, ctx.suite_hash)})"
+                                                    for m in merge_names))
+    if defense_names:
+        st.markdown("**Defenses:** " + ", ".join(f"[{d}]({tables.method_link(d, ctx.suite_hash)})"
+                                                 for d in defense_names))
+    st.stop()
+
+is_defense = {d: d not in merge_names for d in choices}
+head = st.container()
+method = st.selectbox("Method or defense", choices, key="method", bind="query-params",
+                      label_visibility="collapsed")  # plain names: the URL holds exactly ?method=NAME
+meta = data.method_table(ctx.db)
+meta = meta[(meta.name == method) & (meta.kind == ("defense" if is_defense[method] else "merge"))]
+meta = meta.iloc[0].to_dict() if len(meta) else {}
+badge = data.badges(ctx.db, ctx.suite_hash).get(method, "unregistered")
 head.title(method)
+BADGE_STYLE = {"built-in": ("blue", ":material/deployed_code:"), "reproduced": ("green", ":material/verified:")}
+color, icon = BADGE_STYLE.get(badge, ("red", ":material/error:") if badge.startswith("reproduction")
+                              else ("gray", ":material/hourglass_empty:"))
 with st.container(horizontal=True, gap="small"):
-    if current.empty:
-        st.badge("not reproduced yet" if repro.empty else "not reproduced since its code changed",
-                 icon=":material/hourglass_empty:", color="gray")
-    elif current.verdict.iat[0] == "reproduced":
-        st.badge(f"reproduced {current.checked_at.iat[0]:%Y-%m-%d}", icon=":material/verified:", color="green")
+    st.badge(badge, icon=icon, color=color)
+    st.badge("defense" if is_defense[method] else "merging method", color="violet")
+    if meta and meta.get("source", "").startswith("submission:"):
+        st.badge("submission", color="orange")
+    for need in json.loads(meta.get("needs") or "[]") if meta else []:
+        st.badge(f"needs {ui.md_escape(need)}", color="orange")
+
+# -- standing ---------------------------------------------------------------------------------------------
+attack_names = data.backdoor_attack_names(ctx.db, ctx.suite_hash)
+rankings = ([("backdoor ASR with this defense", "backdoor", "backdoor_asr",
+              {"defense": [method], "attack": attack_names})] if is_defense[method] else
+            [("transfer: relative transfer ASR", "transfer", "relative_asr", {}),
+             ("transfer: clean accuracy", "transfer", "clean_acc", {}),
+             ("backdoor ASR, no defense", "backdoor", "backdoor_asr",
+              {"defense": [tables.NO_DEFENSE], "attack": attack_names})])
+rows = []
+for label, track, metric, flt in rankings:
+    try:
+        res = data.ranked(ctx.db, ctx.suite_hash, track, metric, data.freeze(flt))
+    except StatisticsError:
+        continue
+    if not is_defense[method]:
+        rows.append(standing.standing_row(label, res, method, metric_spec(track, metric)))
+if not is_defense[method]:
+    st.subheader("Standing")
+    if rows:
+        ui.table(pd.DataFrame(rows), f"{method}_standing", about_=ui.about(page="method", method=method),
+                 width=760, column_config={"rank": st.column_config.TextColumn(
+                     "CI-aware rank", help="1 + the number of methods significantly better; ties share")})
     else:
-        st.badge(f"reproduction: {current.verdict.iat[0]}", icon=":material/error:", color="red")
-    if meta:
-        st.badge(f"{meta['kind']} · {meta['source']}", color="blue")
-        for need in json.loads(meta.get("needs") or "[]"):
-            st.badge(f"needs {need}", color="orange")
+        st.caption("Not enough results for a ranking yet.")
 
 left, right = st.columns(2, gap="large")
 with left:
     st.subheader("About")
     if meta:
-        paper, code = meta.get("paper") or "", meta.get("code_url") or ""
-        paper = f"[{paper}]({paper})" if paper.startswith("http") else paper
-        code = f"[{code}]({code})" if code.startswith("http") else code
+        paper_url, code = tables.paper_url(meta.get("paper")), meta.get("code_url") or ""
         st.markdown(
-            f"**Paper:** {paper or '–'}  \n"
-            f"**Code:** {code or '–'}  \n"
-            f"**Authors:** {meta.get('authors') or '–'}  \n"
-            f"**Code hash:** `{meta.get('code_hash') or '–'}` · registered {meta['updated_at']:%Y-%m-%d}"
-        )
+            f"**Paper:** {ui.md_escape(meta.get('paper') or '–')}"
+            + (f" · [open]({paper_url})" if paper_url else "") + "  \n"
+            "**Code:** " + (f"[{ui.md_escape(code)}]({code})" if code.startswith("http") else "–") + "  \n"
+            f"**Authors:** {ui.md_escape(meta.get('authors') or '–')}  \n"
+            f"**Code hash:** `{meta.get('code_hash') or '–'}` · registered {meta['updated_at']:%Y-%m-%d}")
     else:
-        st.markdown("No metadata registered for this method.")
-    ran = [json.loads(h) for h in data.method_hparams(ctx.db, ctx.suite_hash, method)]
-    defaults = json.loads(meta.get("hparams") or "{}") if meta else {}
-    with st.container(horizontal=True):
-        with st.container():
-            st.markdown("**Hyperparameters on this suite**")
-            st.json(ran[0] if len(ran) == 1 else ran, expanded=True)
-        if defaults:
-            with st.container():
-                st.markdown("**Registered defaults**")
-                st.json(defaults, expanded=True)
+        st.markdown("No metadata registered for this name.")
+    st.markdown("**Hyperparameters**")
+    ran = [] if is_defense[method] else data.method_hparams(ctx.db, ctx.suite_hash, method)
+    hp = standing.hparam_table(ran, meta.get("hparams") if meta else None)
+    if hp.empty:
+        st.caption("none")
+    else:
+        st.dataframe(hp, hide_index=True, width="stretch")
 with right:
     st.subheader("Provenance")
-    runs = data.method_runs(ctx.db, ctx.suite_hash, method)
-    ui.table(runs, f"{method}_runs", runs[["run_id", "started_at", "status", "git_commit", "mergesec_version",
-                                           "units"]],
-             column_config={"started_at": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm")})
+    runs = data.method_runs(ctx.db, ctx.suite_hash, method, is_defense[method])
+    shown = runs.assign(hardware=runs.hardware.map(ui.hardware_text))[
+        ["started_at", "git_commit", "mergesec_version", "hardware", "command", "units"]]
+    ui.table(runs, f"{method}_runs", shown, ui.about(page="method", method=method), column_config={
+        "started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
+        "git_commit": "commit", "mergesec_version": "version", "command": "command (reproduces it)"})
+    repro = data.reproductions(ctx.db, ctx.suite_hash, method)
     if not repro.empty:
-        st.markdown("**Reproductions**")
-        ui.table(repro, f"{method}_reproductions", repro.drop(columns=["suite_hash"]))
+        st.markdown("**Reproductions** (`mergesec reproduce`)")
+        ui.table(repro, f"{method}_reproductions", repro[["checked_at", "verdict", "max_abs_diff", "n_compared",
+                                                          "code_hash"]],
+                 column_config={"checked_at": st.column_config.DatetimeColumn("checked", format="YYYY-MM-DD"),
+                                "max_abs_diff": "largest difference", "n_compared": "numbers compared"})
+
+if is_defense[method]:
+    defense_page.effects(ctx, method)
+    st.stop()
 
 st.subheader("Per-setting results")
 views = {"Transfer": "transfer_metrics", "Clean accuracy": "merge_eval", "Backdoor": "backdoor_metrics"}
-for tab, view in zip(st.tabs(list(views)), views.values(), strict=True):
+for tab, view in zip(st.tabs(list(views), key="results", bind="query-params"), views.values(), strict=True):
     with tab:
-        rows = data.method_rows(ctx.db, ctx.suite_hash, view, method)
-        if rows.empty:
+        got = data.method_rows(ctx.db, ctx.suite_hash, view, method)
+        if got.empty:
             st.caption("No results.")
         else:
-            ui.table(rows, f"{method}_{view}", height=min(400, 38 + 35 * len(rows)))
+            ui.table(got, f"{method}_{view}", standing.readable(got), ui.about(page="method", method=method),
+                     height=min(400, 38 + 35 * len(got)))
 
-st.subheader("Head to head")
-others = [m for m in names if m != method]
-c1, c2 = st.columns(2)
-other = c1.selectbox("Against", others, key="method_other")
-c = data.counts(ctx.db, ctx.suite_hash)
-has = {"transfer_metrics": c["transfer_rows"], "merge_eval": c["merge_examples"],
-       "backdoor_metrics": c["backdoor_rows"]}
-choices = [(t, m) for t in ("transfer", "backdoor") for m in METRICS[t] if has[metric_spec(t, m).source]]
-if not choices:
-    st.info("No results to compare yet.")
-    st.stop()
-track, metric = c2.selectbox("Metric", choices, key="method_metric",
-                             format_func=lambda tm: f"{tm[0]}: {metric_spec(*tm).label}")
-spec = metric_spec(track, metric)
-filters = data.freeze({"defense": [tables.NO_DEFENSE]}) if track == "backdoor" else ()
-try:
-    summary, per_setting = data.head_to_head(ctx.db, ctx.suite_hash, track, metric, filters, method, other)
-except StatisticsError as e:
-    st.info(f"No paired comparison: {e}")
-    st.stop()
-s = summary.iloc[0]
-better = "lower" if not spec.higher_is_better else "higher"
-with st.container(horizontal=True):
-    st.metric(f"{method} {better} in", f"{s.a_better} of {int(s.n_settings)} settings", border=True)
-    st.metric(f"Mean difference ({method} − {other})", tables.fmt_value(s.mean_diff, spec.percent), border=True,
-              help=f"95% CI [{tables.fmt_value(s.diff_ci_low, spec.percent)}, "
-                   f"{tables.fmt_value(s.diff_ci_high, spec.percent)}]")
-    st.metric("Wilcoxon p", tables.fmt_p(s.p_val), border=True,
-              help=f"signed-rank test across settings; W = {s.W_val:.1f}, rank-biserial r = {s.RBC:+.2f}")
-st.markdown(f"**Wilcoxon signed-rank test** across {int(s.n_settings)} settings: "
-            + ("the two methods differ significantly" if s.p_val < 0.05 else "no significant difference")
-            + f" ({tables.p_text(s.p_val)}, α = 0.05).")
-ui.table(summary, f"{method}_vs_{other}_{metric}_wilcoxon", tables.head_to_head_display(summary, spec), width=640)
-with st.expander("Per-setting values"):
-    ui.table(per_setting, f"{method}_vs_{other}_{metric}_settings")
-
-if spec.source == "transfer_metrics" or metric == "backdoor_asr":
-    st.markdown("**McNemar test per setting** (exact, on the examples both methods were attacked on; "
-                + ("outcome: the merged model is fooled" if track == "transfer" else "outcome: the trigger hits")
-                + "; Holm-corrected across settings)")
-    try:
-        mc = data.mcnemar(ctx.db, ctx.suite_hash, track, method, other)
-    except StatisticsError as e:
-        st.info(f"No McNemar tests: {e}")
-    else:
-        mc = mc.rename(columns={"b": f"only_{method}", "c": f"only_{other}"})
-        st.caption(f"{int((mc.p_corr < 0.05).sum())} of {len(mc)} settings differ significantly. "
-                   f"`only_{method}`: examples where only {method}'s outcome is true.")
-        ui.table(mc, f"{method}_vs_{other}_mcnemar", height=min(400, 38 + 35 * len(mc)),
-                 column_config={"p_val": st.column_config.NumberColumn(format="%.4f"),
-                                "p_corr": st.column_config.NumberColumn(format="%.4f")})
-else:
-    st.caption("McNemar tests need per-example outcomes; the merge track stores per-task accuracies only.")
+head_to_head.section(ctx, method, merge_names, attack_names)

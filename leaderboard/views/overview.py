@@ -1,12 +1,11 @@
-"""Overview: what mergesec measures, the suite and its hash, counts, last update, how to submit.
-
-Cheap on purpose (a few SQL counts, no statistics): it is the first page a visitor sees.
-"""
+"""Overview: the answer first (least and most vulnerable methods per track, with intervals; the papers'
+claims with this benchmark's verdicts), then what is measured, the suite, runs, downloads and how to submit."""
 
 import pandas as pd
 import streamlit as st
 
-from leaderboard import data, ui
+from analysis.stats import StatisticsError
+from leaderboard import claims, data, export, tables, ui
 
 ctx = ui.context()
 st.title("mergesec leaderboard")
@@ -15,8 +14,61 @@ st.markdown(
     "and measures what an attacker can do to the result, with confidence intervals and significance tests "
     "on every ranking."
 )
-
 c = data.counts(ctx.db, ctx.suite_hash)
+
+
+def extremes(label: str, track: str, metric: str, flt: dict) -> None:
+    """Least and most vulnerable methods of one ranking, CI-aware rank-1 ties included."""
+    try:
+        res = data.ranked(ctx.db, ctx.suite_hash, track, metric, data.freeze(flt))
+    except StatisticsError:
+        st.caption(f"{label}: not enough results for a ranking yet.")
+        return
+    spec = data.metric(track, metric)
+
+    def names(rows: pd.DataFrame) -> str:
+        return ", ".join(f"[{r.method}]({tables.method_link(r.method, ctx.suite_hash)}) "
+                         f"{tables.fmt_value(r.mean, spec.percent)} {tables.fmt_ci(r.ci_low, r.ci_high, spec.percent)}"
+                         for r in rows.itertuples())
+
+    best = res[res["rank"] == res["rank"].min()]
+    worst = res[res["rank"] == res["rank"].max()]
+    sep = "" if res.attrs.get("separable", True) else " · *the data cannot separate the methods*"
+    st.markdown(f"**{label}** ({int(res.n_settings.iat[0])} settings{sep})  \n"
+                f":green[least vulnerable] {names(best)}  \n:red[most vulnerable] {names(worst)}")
+
+
+st.subheader("The answer so far")
+left, right = st.columns(2, gap="large")
+with left:
+    if c["transfer_rows"]:
+        extremes("Transfer attacks: relative transfer ASR (lower is better)", "transfer", "relative_asr", {})
+    else:
+        st.caption("Transfer attacks: no results yet (`mergesec run --track transfer`).")
+with right:
+    if c["backdoor_rows"]:
+        extremes("Backdoors: backdoor ASR without a defense (lower is better)", "backdoor", "backdoor_asr",
+                 {"defense": [tables.NO_DEFENSE], "attack": data.backdoor_attack_names(ctx.db, ctx.suite_hash)})
+    else:
+        st.caption("Backdoors: no results yet (`mergesec run --track backdoor`).")
+st.caption("95% CIs in brackets; “least vulnerable” lists every method of CI-aware rank 1 (no method is "
+           "significantly better). Click a method for its page.")
+
+st.markdown("**The papers' claims, tested on these results**")
+state = data.db_state(ctx.db)
+verdicts = claims.verdicts(ctx.db, state, ctx.suite_hash)
+if verdicts is not None:
+    ui.table(verdicts, "claims", verdicts[["claim", "verdict"]], ui.about(page="overview", table="claims"),
+             width="stretch", column_config={"claim": st.column_config.TextColumn("claim", width="large")})
+    with st.expander("How each claim was tested"):
+        for r in verdicts.itertuples():
+            st.markdown(f"**{ui.md_escape(r.claim)}** — *{r.verdict}*. {ui.md_escape(r.result)}")
+elif claims.failure(ctx.db, state, ctx.suite_hash):
+    st.caption("The claims could not be checked on this database (`mergesec report` shows why).")
+else:
+    st.caption(":material/hourglass_top: Checking the papers' claims in the background; reload in a few "
+               "seconds. `mergesec report` writes the full analysis.")
+
 with st.container(horizontal=True):
     st.metric("Merging methods", int(c["methods"]), border=True)
     st.metric("Transfer settings", int(c["transfer_settings"]), border=True,
@@ -33,23 +85,33 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     st.subheader("What the benchmark measures")
     st.markdown(
-        "- **Transfer attacks** (*Merge Now, Regret Later*, Gangwal & Sharma 2025). An attacker crafts "
-        "adversarial examples on a surrogate (a fine-tuned or the pretrained model) and sends them to the "
-        "merged model. Metrics: transfer ASR, **relative transfer ASR** (transfer ASR ÷ white-box ASR on the "
-        "surrogate; the default ranking), AASR (transfer ASR averaged over attacks), clean and "
-        "normalized accuracy. "
+        "- **Transfer attacks** ([*Merge Now, Regret Later*](https://arxiv.org/abs/2509.23689), Gangwal & "
+        "Sharma 2025). An attacker crafts adversarial examples on a surrogate (a fine-tuned or the pretrained "
+        "model) and sends them to the merged model. Metrics: transfer ASR, **relative transfer ASR** (transfer "
+        "ASR ÷ white-box ASR on the surrogate; the default ranking), AASR, clean and normalized accuracy. "
         "Lower attack success is better.\n"
-        "- **Backdoors** (*BadMerging*, Zhang et al. 2024; *Backdoor Vectors*, Pawlak et al. 2025). One "
-        "contributor uploads a backdoored model; how often does the trigger still work after merging "
-        "(backdoor ASR), what is left of clean accuracy, and how much do defenses help?\n"
+        "- **Backdoors** ([*BadMerging*](https://arxiv.org/abs/2408.07362), Zhang et al. 2024; *Backdoor "
+        "Vectors*, Pawlak et al. 2025). One contributor uploads a backdoored model: how often does the trigger "
+        "still work after merging (backdoor ASR, beside the no-attack baseline), what is left of clean "
+        "accuracy, and how much do defenses help?\n"
         "- **Accuracy vs security.** Is a more accurate merging method also a more vulnerable one?"
     )
     st.markdown(
-        "**How to read the rankings.** Each method's mean over the settings, with a paired bootstrap 95% CI; "
-        "the Friedman test says whether the methods differ at all; ★ marks the *top group*, the methods not "
-        "significantly worse than the best (Wilcoxon signed-rank, Holm-corrected); methods sharing a letter "
-        "do not differ significantly. Details: `docs/leaderboard.md`, `docs/statistics.md`."
+        "**How to read the rankings.** Each method's mean over the settings, with a paired bootstrap 95% CI. "
+        "The **CI-aware rank** is 1 + the number of methods significantly better (paired tests); methods the "
+        "data cannot tell apart share a rank, and the page says when the settings are too few to separate "
+        "anything. The Friedman test says whether the methods differ at all. Details: `docs/leaderboard.md`."
     )
+    st.subheader("Download the results")
+    with st.container(horizontal=True, gap="small"):
+        st.download_button("Whole database (DuckDB)", lambda: export.duckdb_bytes(ctx.db), "mergesec.duckdb",
+                           "application/octet-stream", key="dl_duckdb", on_click="ignore",
+                           icon=":material/database:")
+        st.download_button("All tables (Parquet + data dictionary, zip)", lambda: export.parquet_zip(ctx.db),
+                           "mergesec_parquet.zip", "application/zip", key="dl_parquet", on_click="ignore",
+                           icon=":material/folder_zip:")
+    st.caption("Every table has its own CSV / Parquet buttons; each file records the suite and filters it was "
+               "taken under (CSV: `# key: value` lines, read with `pandas.read_csv(f, comment='#')`).")
 with right:
     st.subheader("Suites")
     suites = data.suites(ctx.db)
@@ -64,8 +126,9 @@ with right:
     runs = data.runs(ctx.db, ctx.suite_hash)
     if (runs.status == "running").any():
         st.info("A run is in progress; pages show the results committed so far.", icon=":material/sync:")
-    ui.table(runs, "runs", runs[["run_id", "status", "started_at", "units_run", "git_commit"]],
-             column_config={"started_at": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm")})
+    ui.table(runs, "runs", runs[["started_at", "status", "units_run", "git_commit", "command"]],
+             column_config={"started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
+                            "units_run": "units", "git_commit": "commit"})
 
 st.subheader("Submit a method")
 st.markdown(
@@ -73,7 +136,7 @@ st.markdown(
     "hyperparameters, tracks) and the code its `entry_point` names; guide: `submissions/README.md`.\n"
     "2. `mergesec validate submissions/<name>` checks it in seconds on tiny models.\n"
     "3. `mergesec submit submissions/<name>` runs every track it claims and stores the results with provenance; "
-    "they show up here.\n"
-    "4. Open a pull request. `mergesec reproduce <name>` re-runs it from scratch; when every number matches, the "
-    "method page shows the **reproduced** badge."
+    "they show up here, with a page at `method?method=<name>`.\n"
+    "4. Open a pull request. `mergesec reproduce <name>` re-runs it from scratch; when every number matches, "
+    "the method's badge reads **reproduced**."
 )

@@ -21,15 +21,18 @@ if not VULN or not c["merge_examples"]:
     st.info("Needs clean accuracy (merge track) and transfer or backdoor results: `mergesec run`.")
     st.stop()
 c1, c2 = st.columns(2)
-vuln = c1.selectbox("Vulnerability", list(VULN), key="tradeoff_vuln",
+vuln = c1.selectbox("Vulnerability", list(VULN), key="vulnerability", bind="query-params",
                     format_func=lambda k: metric_spec(*VULN[k]).label)
-acc = c2.selectbox("Accuracy", list(ACC), key="tradeoff_acc", format_func=lambda k: metric_spec("merge", k).label)
+acc = c2.selectbox("Accuracy", list(ACC), key="accuracy", bind="query-params",
+                   format_func=lambda k: metric_spec("merge", k).label)
 v_spec, a_spec = metric_spec(*VULN[vuln]), metric_spec("merge", acc)
 
-v_long = data.settings(ctx.db, ctx.suite_hash, VULN[vuln][0], vuln, ())
+# backdoor: attacks only (the no-attack baselines are not a vulnerability), merged models without a defense
+v_filters = (data.freeze({"defense": [tables.NO_DEFENSE], "attack": data.backdoor_attack_names(ctx.db, ctx.suite_hash)})
+             if VULN[vuln][0] == "backdoor" else ())
+v_long = data.settings(ctx.db, ctx.suite_hash, VULN[vuln][0], vuln, v_filters)
 a_long = data.settings(ctx.db, ctx.suite_hash, "merge", acc, ())
-if VULN[vuln][0] == "backdoor":
-    v_long = v_long[v_long.defense == tables.NO_DEFENSE]
+about = ui.about(page="tradeoff", vulnerability=vuln, accuracy=acc, filters=v_filters)
 frame = pd.concat([tables.method_means(a_long, acc).rename(acc), tables.method_means(v_long, vuln).rename(vuln)],
                   axis=1, join="inner").reset_index()
 if len(frame) < 3:
@@ -52,11 +55,13 @@ if corr is not None:
                 f"vulnerable (Spearman ρ = {sp.r:+.2f}, {tables.p_text(sp.p_val)}); "
                 + ("significant at α = 0.05." if sp.p_val < 0.05 else "not significant at α = 0.05."))
 st.altair_chart(plots.scatter(frame, acc, vuln, a_spec.label, v_spec.label), width="stretch")
-ui.downloads(frame, f"tradeoff_{acc}_{vuln}")
+ui.downloads(frame, f"tradeoff_{acc}_{vuln}", about)
 if corr is not None:
-    shown = corr.assign(CI95=corr.CI95.map(lambda ci: f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"))
-    ui.table(shown, "tradeoff_correlation", width=640,
-             column_config={"p_val": st.column_config.NumberColumn(format="%.4f"),
-                            "r": st.column_config.NumberColumn(format="%+.3f")})
-st.caption("Means per method; " + ("backdoor results without a defense. " if VULN[vuln][0] == "backdoor" else "")
+    shown = pd.DataFrame({"test": corr.test.map({"spearman": "Spearman ρ", "kendall": "Kendall τ-b"}),
+                          "methods": corr.n, "coefficient": corr.r.map(lambda r: f"{r:+.3f}"),
+                          "95% CI": corr.CI95.map(lambda ci: f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"),
+                          "p (two-sided)": corr.p_val.map(tables.fmt_p)})
+    ui.table(corr, "tradeoff_correlation", shown, about, width=640)
+st.caption("Means per method; " + ("backdoor attacks without a defense (no-attack baselines excluded). "
+                                    if VULN[vuln][0] == "backdoor" else "")
            + "Spearman's ρ and Kendall's τ-b (pingouin) with 95% CIs.")

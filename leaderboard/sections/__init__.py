@@ -1,0 +1,1 @@
+"""Sections of the method page, one module each."""
