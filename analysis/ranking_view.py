@@ -108,10 +108,14 @@ def metric_spec(track: str, metric: str | None = None) -> Metric:
 def _where(spec: Metric, track: str, suite_hash: str, filters: Filters | None) -> tuple[str, list, list[str]]:
     """WHERE clause and parameters: column names come from the FILTERS whitelist, values only as parameters."""
     clauses, params, ignored = ["suite_hash = ?"], [suite_hash], []
+    filters = dict(filters or {})
+    roles = filters.pop("role", None) or ["attack"]
     if spec.source == "backdoor_metrics":
-        clauses.append("role = 'attack'")  # the clean baselines are not attacks: never ranked (docs/schema.md)
+        # the clean baselines are not attacks: never ranked (docs/schema.md); the claims ask for them by role
+        clauses.append("list_contains(?, role)")
+        params.append([roles] if isinstance(roles, str) else list(roles))
     columns = set(spec.settings) | set(spec.averaged) | {"seed", "method"}
-    for col, value in (filters or {}).items():
+    for col, value in filters.items():
         if col not in FILTERS[track] and col != "method":
             raise MergesecError(
                 f"cannot filter the {track} track by {col!r}; filter by one of {', '.join(FILTERS[track])}"

@@ -20,7 +20,9 @@ def backdoor_settings(store: Store, suite_hash: str) -> pd.DataFrame:
     ``n_seeds`` and, when the view has it, ``role`` (``baseline`` for no-attack rows)."""
     from analysis.ranking_view import settings_table
 
-    everything = {"defense": []}  # the backdoor leaderboard's default is defense `none`; the claims need all
+    # the backdoor leaderboard's default is defense `none` and attacks only; the claims need every defense, and
+    # the baselines so that they can say how many they set aside
+    everything = {"defense": [], "role": ["attack", "baseline"]}
     asr = settings_table(store, suite_hash, "backdoor", "backdoor_asr", everything)
     acc = settings_table(store, suite_hash, "backdoor", "clean_acc", everything)
     if asr.empty:
