@@ -136,8 +136,8 @@ def design_lines(r: RankResult) -> str:
     a = r.ranking.attrs
     lines = [] if a.get("definition") != PER_TARGET_ONLY else [f"compared on: {PER_TARGET_ONLY}"]
     if a.get("n_common") is not None:
-        lines.append(f"compared on: {a['definition']}; {a['n_common']} images over {a['n_settings']} settings "
-                     f"(smallest setting {a['n_common_min']})"
+        lines.append(f"compared on: {a['definition']}; {a['n_common']} (setting, image) pairs over "
+                     f"{a['n_settings']} settings (smallest setting {a['n_common_min']})"
                      + ("; per_target = each model on its own counted set (secondary)"
                         if "per_target" in r.ranking else ""))
     lines.append(f"CI resamples: {a['resampling']}")
