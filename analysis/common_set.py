@@ -33,9 +33,12 @@ COMMON_METRICS = {
     "asr_transfer_all": ("present", "present", False),
 }
 """Transfer metrics recomputed from per-example rows; numerator = counted images the target gets wrong."""
+BACKDOOR_UNIT = ("attack", "variant", "defense", "adversary_task", "target_task", "target_class", "seed")
+"""One stored backdoor unit per method."""
 DEFINITIONS = {
     "common": "common examples (the surrogate and every ranked method correct on the clean image)",
     "present": "all subset images (present for every ranked method)",
+    "triggered": "the triggered test images of the target task (the same for every ranked method)",
 }
 
 
@@ -155,6 +158,16 @@ def common_set(
     fooled = wide["t_fooled"].reindex(columns=methods).fillna(False).astype(bool)
     frame = pd.DataFrame({"mask": mask, "den": den}).join(fooled.mul(mask, axis=0).add_prefix("m:"))
     frame = frame[complete_units.reindex(frame.droplevel("example_id").index).to_numpy()].reset_index()
+    return _assemble(frame, list(UNIT), "task", settings, methods, metric, min_common,
+                     f"images that the surrogate and all {len(methods)} methods classify correctly")
+
+
+def _assemble(frame: pd.DataFrame, unit: list[str], task_col: str, settings: list[str], methods: list[str],
+              metric: str, min_common: int, what: str) -> CommonSet:
+    """The :class:`CommonSet` of a per-(unit, image) frame with columns ``mask`` (image counted), ``den``
+    (in the denominator) and ``m:<method>`` (counted and a success for the method); images are resampled
+    within ``task_col``."""
+    frame = frame.copy()
     frame["n_in_setting"] = frame.groupby(settings)["mask"].transform("sum")
     n_settings_all = frame[settings].drop_duplicates().shape[0]
     frame = frame[frame.n_in_setting >= min_common]
@@ -162,14 +175,14 @@ def common_set(
     if len(kept) < 1:
         raise CommonSetError(
             f"the common set is too small to rank: {len(kept)} of {n_settings_all} settings hold at least "
-            f"{min_common} images that the surrogate and all {len(methods)} methods classify correctly; "
-            "compare fewer methods (the weakest merge shrinks the common set most) or run a larger subset"
+            f"{min_common} {what}; compare fewer methods (the weakest merge shrinks the common set most) or "
+            "run a larger subset"
         )
     tasks, rows = [], []
-    for _, part in frame.groupby("task", sort=True):
+    for _, part in frame.groupby(task_col, sort=True):
         ex_codes, _ = pd.factorize(part.example_id, sort=True)
-        unit_codes = part.groupby(list(UNIT), sort=True).ngroup().to_numpy()
-        units = part[list(UNIT)].drop_duplicates().sort_values(list(UNIT))
+        unit_codes = part.groupby(unit, sort=True).ngroup().to_numpy()
+        units = part[unit].drop_duplicates().sort_values(unit)
         setting_codes = units.groupby(settings, sort=True).ngroup().to_numpy()
         block = units[settings].drop_duplicates().sort_values(settings).reset_index(drop=True)
         num = np.zeros((ex_codes.max() + 1, len(units), len(methods)))
@@ -186,3 +199,36 @@ def common_set(
     n_per_setting = long.drop_duplicates(settings).n_common
     return CommonSet(metric, settings, methods, long, int(n_per_setting.sum()), int(n_per_setting.min()),
                      n_settings_all - len(kept), tasks)
+
+
+def read_backdoor_examples(store: Store, where: str, params: list) -> pd.DataFrame:
+    """Per-example backdoor rows matching ``where`` (over `backdoor_metrics` columns): ``method``, the
+    setting columns, ``seed, example_id, hit`` (triggered image classified as the target class)."""
+    return store.read(
+        f"""SELECT method, {", ".join(BACKDOOR_UNIT)}, example_id, hit
+        FROM (SELECT o.example_id, o.hit, s.* FROM backdoor_outcomes o JOIN backdoor_settings s
+              USING (unit_key, suite_hash, attack, variant, method, defense, seed))
+        WHERE {where}""",
+        params,
+    )
+
+
+def backdoor_set(examples: pd.DataFrame, settings: Sequence[str], min_common: int = MIN_COMMON) -> CommonSet:
+    """Backdoor ASR per (method, setting) from per-example hits, images resampled within the target task.
+
+    Every method is scored on the same triggered images (those present for all methods in a unit); units
+    lacking a method are dropped. Raises :class:`CommonSetError` as :func:`common_set` does."""
+    settings = list(settings)
+    methods = sorted(examples.method.unique())
+    if len(methods) < 2:
+        raise CommonSetError(f"a comparison needs 2 or more methods with per-example rows; got {methods}")
+    unit = [*settings, "seed"]
+    wide = examples.set_index([*unit, "example_id", "method"])["hit"].unstack("method").reindex(columns=methods)
+    present = wide.notna()
+    complete_units = present.groupby(level=unit).any().all(axis=1)
+    mask = present.all(axis=1)
+    hits = wide.fillna(False).astype(bool).mul(mask, axis=0).add_prefix("m:")
+    frame = pd.DataFrame({"mask": mask, "den": mask}).join(hits)
+    frame = frame[complete_units.reindex(frame.droplevel("example_id").index).to_numpy()].reset_index()
+    return _assemble(frame, unit, "target_task", settings, methods, "backdoor_asr", min_common,
+                     "triggered images evaluated for every method")

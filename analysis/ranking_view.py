@@ -209,19 +209,25 @@ def ranking(
         raise StatisticsError(f"no {track} results for suite {suite_hash} with these filters")
     attrs = dict(per_target.attrs)
     settings, hib = attrs["settings"], attrs["higher_is_better"]
-    examples = pd.DataFrame()
+    cs = None
+    where, params, _ = _where(spec, track, suite_hash, filters)
+    min_common = C.MIN_COMMON if min_common is None else min_common
     if surrogate is not None and spec.name in C.COMMON_METRICS:
-        where, params, _ = _where(spec, track, suite_hash, filters)
         examples = C.read_examples(store, where, params)
-    if not examples.empty:
-        cs = C.common_set(examples, spec.name, settings, C.MIN_COMMON if min_common is None else min_common)
+        cs = C.common_set(examples, spec.name, settings, min_common) if not examples.empty else None
+        definition = C.DEFINITIONS[C.COMMON_METRICS[spec.name][0]]
+        unit_text = "attacks and seeds"
+    elif track == "backdoor" and spec.name == "backdoor_asr":
+        examples = C.read_backdoor_examples(store, where, params)
+        cs = C.backdoor_set(examples, settings, min_common) if not examples.empty else None
+        definition, unit_text = C.DEFINITIONS["triggered"], "attacks, variants, defenses and seeds"
+    if cs is not None:
         long, boot = cs.long, cs.boot(n_boot, seed)
         task_boot = cs.boot(n_boot, seed, level="task") if task_level else None
         resampling = (f"test images within each task (tasks fixed; one draw per task shared by all methods, "
-                      f"attacks and seeds), {spec.label} recomputed on the resampled images of each setting")
+                      f"{unit_text}), {spec.label} recomputed on the resampled images of each setting")
         attrs.update(n_common=cs.n_common, n_common_min=cs.n_common_min,
-                     n_settings_dropped_common=cs.n_settings_dropped,
-                     definition=C.DEFINITIONS[C.COMMON_METRICS[spec.name][0]])
+                     n_settings_dropped_common=cs.n_settings_dropped, definition=definition)
     else:
         long = per_target.dropna(subset=[spec.name]).reset_index(drop=True)
         wide = paired_table(long, spec.name, settings)
@@ -239,7 +245,7 @@ def ranking(
     if task_level:
         task_view, task_pairs = rank_from_boot(means, task_boot, hib, alpha)
         stability = stability_from_boot(means, task_boot, hib).sort_values(["rank", "method"], ignore_index=True)
-    if attrs["n_common"] is not None and spec.name != "asr_transfer_all":
+    if attrs["n_common"] is not None and spec.name in ("relative_asr", "asr_transfer", "aasr"):
         kept = long[["method", *settings]]
         pt = per_target.merge(kept, on=["method", *settings]).groupby("method")[spec.name].mean()
         table["per_target"] = table.method.map(pt).to_numpy()

@@ -136,9 +136,10 @@ def design_lines(r: RankResult) -> str:
     a = r.ranking.attrs
     lines = [] if a.get("definition") != PER_TARGET_ONLY else [f"compared on: {PER_TARGET_ONLY}"]
     if a.get("n_common") is not None:
-        lines.append(f"compared on: {a['definition']}; {a['n_common']} images over {a['n_settings']} settings "
-                     f"(smallest setting {a['n_common_min']}); per_target = each model on its own counted "
-                     "set (secondary)")
+        lines.append(f"compared on: {a['definition']}; {a['n_common']} (setting, image) pairs over "
+                     f"{a['n_settings']} settings (smallest setting {a['n_common_min']})"
+                     + ("; per_target = each model on its own counted set (secondary)"
+                        if "per_target" in r.ranking else ""))
     lines.append(f"CI resamples: {a['resampling']}")
     lines.append(f"minimum detectable difference (80% power, alpha 0.05): {100 * a['mdd']:.1f} pp "
                  f"(median over pairs; {100 * a['mdd_holm']:.1f} pp at Holm's first step)"

@@ -615,3 +615,22 @@ def test_statistics_doc_seed_numbers_have_not_drifted():
     doc = (Path(__file__).parents[1] / "docs" / "statistics.md").read_text()
     block = doc.split("<!-- power_plan:begin -->\n")[1].split("<!-- power_plan:end -->")[0]
     assert block == render_markdown(plan(Store(os.environ["MERGESEC_TEST_DB"]), "digits"))
+
+
+def test_backdoor_ranking_resamples_triggered_images_and_averages_the_per_example_hits(tmp_path):
+    from analysis.common_set import backdoor_set
+    from analysis.ranking_view import ranking
+    from tests.test_leaderboard_data import SUITE_HASH, build_db
+
+    store = build_db(tmp_path / "b.duckdb", tasks=("digit", "parity"), attacks=("fgsm",), n_examples=40)
+    rk = ranking(store, SUITE_HASH, "backdoor", "backdoor_asr", {"defense": ["none"]}, n_boot=200)
+    expected = store.read(
+        """SELECT method, avg(asr) AS asr FROM (SELECT method, attack, variant, avg(asr) AS asr FROM (
+               SELECT method, attack, variant, seed, avg(hit::INT) AS asr FROM backdoor_examples
+               WHERE defense = 'none' GROUP BY ALL) GROUP BY ALL) GROUP BY method"""
+    ).set_index("method").asr
+    table = rk.table.set_index("method")
+    np.testing.assert_allclose(table["mean"], expected.loc[table.index])
+    assert "images within each task" in rk.table.attrs["resampling"] and rk.table.attrs["n_common"] > 0
+    with pytest.raises(MergesecError, match="2 or more methods"):
+        backdoor_set(pd.DataFrame({"method": ["a"], "hit": [True]}), [])
