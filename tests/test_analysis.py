@@ -9,7 +9,6 @@
 - WA_WORST: weight averaging 0.99 and every other method ~0.92 (claim 4 supported, claim 1 not supported).
 """
 
-import functools
 import hashlib
 import json
 from pathlib import Path
@@ -278,29 +277,20 @@ def test_report_ranks_each_surrogate_with_the_leaderboards_table(planted):
     assert doc["surrogate"] == "finetuned" and doc["surrogates_ranked"] == ["finetuned", "pretrained"]
 
 
-def test_ranking_section_reads_ci_aware_ranks_and_their_mdd(planted, tmp_path, monkeypatch):
-    """Once ranked_table returns a CI-aware ``rank`` (no ``top_group``) and an ``mdd`` attr, the section
-    says so."""
+def test_ranking_section_reads_ci_aware_ranks_and_their_mdd(planted, tmp_path):
+    """The section shows ranked_table's CI-aware ``rank`` (no ``top_group``) and its ``mdd`` attr."""
     import analysis.ranking_view as RV
     from analysis.report.ranking import RankingInputs, surrogate_ranking
 
     store, suite_hash, *_ = planted
-    original = RV.ranked_table
-
-    @functools.wraps(original)
-    def ci_aware(*args, **kwargs):
-        res = original(*args, **kwargs)
-        attrs = {**res.attrs, "mdd": 0.05, "surrogate": "finetuned"}
-        res = res.drop(columns="top_group")
-        res.attrs = attrs
-        return res
-
-    monkeypatch.setattr(RV, "ranked_table", ci_aware)
     inputs = RankingInputs(store, suite_hash, SUITE, "relative_asr", "relative ASR", 0.05, 2000, 0)
     text, fig = surrogate_ranking(inputs, "finetuned", tmp_path, tmp_path, draw=False)
+    table = RV.ranked_table(store, suite_hash, "transfer", "relative_asr", {"surrogate": ["finetuned"]})
+    assert "top_group" not in table.columns and table.attrs["mdd"] > 0
     assert fig is None and "top_group" not in text and "1 + the number of methods" in text
     assert "and the leaderboard with surrogate `finetuned`" in text  # the leaderboard's bootstrap defaults
-    assert "at 80% power: 5.0 pp" in text and (tmp_path / "transfer_ranking_finetuned.csv").exists()
+    assert f"at 80% power: {100 * table.attrs['mdd']:.1f} pp" in text
+    assert (tmp_path / "transfer_ranking_finetuned.csv").exists()
 
 
 def test_weight_averaging_planted_most_vulnerable(tmp_path):
