@@ -242,7 +242,7 @@ def test_a_connection_held_elsewhere_fails_fast_with_its_pid(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "open"
         t0 = time.perf_counter()
-        with pytest.raises(StoreError, match=f"process {holder.pid} has held it open"):
+        with pytest.raises(StoreError, match=f"process {holder.pid} has held it open read-only"):
             store.migrate()
         assert time.perf_counter() - t0 < 30
     finally:
