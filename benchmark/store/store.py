@@ -29,8 +29,10 @@ from benchmark.store.schema import MIGRATIONS, RESULT_TABLES, SCHEMA_VERSION
 DEFAULT_DB = "results/mergesec.duckdb"
 _LOCK_WAIT_S = 60.0
 _HELD_S = 5.0
-"""A lock held this long by the same other process is an open connection (a notebook, the DuckDB CLI), not a
-short-lived reader: fail with a message naming it instead of waiting out `_LOCK_WAIT_S`."""
+"""A read-only lock held this long by the same other process is an open connection (a notebook, the DuckDB
+CLI), not one of mergesec's one-query readers: fail with a message naming it instead of waiting out
+`_LOCK_WAIT_S`. A writer's lock (another run) is waited for as before."""
+_READER_HINT = "would be able to open this database in read-only mode"  # DuckDB says so when the holder reads
 
 
 def default_db_path() -> Path:
@@ -77,9 +79,10 @@ class Store:
                 break
             except duckdb.IOException as e:
                 now, holder = time.monotonic(), re.search(r"\(PID (\d+)\)", str(e))
-                if holder and now - holders.setdefault(holder.group(1), now) > _HELD_S:
+                reader = holder and _READER_HINT in str(e)
+                if reader and now - holders.setdefault(holder.group(1), now) > _HELD_S:
                     raise StoreError(
-                        f"cannot open {self.path}: process {holder.group(1)} has held it open for "
+                        f"cannot open {self.path}: process {holder.group(1)} has held it open read-only for "
                         f"{_HELD_S:g} s (a notebook or the DuckDB CLI?); close that connection and run the command "
                         "again") from e
                 if "lock" not in str(e).lower() or now - start > _LOCK_WAIT_S:
