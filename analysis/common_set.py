@@ -201,12 +201,17 @@ def _assemble(frame: pd.DataFrame, unit: list[str], task_col: str, settings: lis
                      n_settings_all - len(kept), tasks)
 
 
+BACKDOOR_ROLE = "coalesce(s.role, CASE WHEN s.attack LIKE 'clean%' THEN 'baseline' ELSE 'attack' END)"
+"""A backdoor row's role as the `backdoor_metrics` view defines it (rows stored before the column existed)."""
+
+
 def read_backdoor_examples(store: Store, where: str, params: list) -> pd.DataFrame:
     """Per-example backdoor rows matching ``where`` (over `backdoor_metrics` columns): ``method``, the
     setting columns, ``seed, example_id, hit`` (triggered image classified as the target class)."""
     return store.read(
         f"""SELECT method, {", ".join(BACKDOOR_UNIT)}, example_id, hit
-        FROM (SELECT o.example_id, o.hit, s.* FROM backdoor_outcomes o JOIN backdoor_settings s
+        FROM (SELECT o.example_id, o.hit, s.* REPLACE ({BACKDOOR_ROLE} AS role)
+              FROM backdoor_outcomes o JOIN backdoor_settings s
               USING (unit_key, suite_hash, attack, variant, method, defense, seed))
         WHERE {where}""",
         params,
