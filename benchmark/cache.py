@@ -76,15 +76,19 @@ class Cache:
 
     @contextmanager
     def lock(self, kind: str, spec: Any) -> Iterator[None]:
-        """Exclusive lock on building `spec`'s artefact (a `.lock` file beside it; released on exit or when the
-        process dies), so processes sharing the folder build it once."""
+        """Exclusive lock on building `spec`'s artefact (a `.lock` file beside it, removed when released; a dead
+        process's lock is released by the OS), so processes sharing the folder build it once: a waiter finds
+        the artefact written when it gets the lock. (A waiter on a removed lock file may build concurrently
+        with a newcomer only if the holder failed; atomic writes keep that correct.)"""
         path = self.path(kind, content_hash(spec))
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_suffix(".lock"), "a") as f:
+        lock = path.with_suffix(".lock")
+        with open(lock, "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
             finally:
+                lock.unlink(missing_ok=True)
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def load(self, path: Path) -> StateDict:

@@ -64,9 +64,11 @@ def _zoo_cache(zoo: Path, dst: Path) -> Cache:
 
 def sweep(suite_name: str, tracks: list[str], methods: list[str] | None, executor: str, workers: int,
           zoo: Path, work: Path, cache: Cache | None) -> tuple[list[dict], Cache]:
+    """One executor's sweep into a fresh database under `work`, from `cache` (default: a copy of the zoo)."""
     suite = load_suite(suite_name)
-    cache = cache or _zoo_cache(zoo, work / f"cache-{executor}")
-    store = Store(work / f"{executor}.duckdb")
+    work.mkdir(parents=True)
+    cache = cache or _zoo_cache(zoo, work / "cache")
+    store = Store(work / "results.duckdb")
     store.migrate()
     ctx = RunContext(suite, cache, progress=False)
     runner.register_suite(store, ctx)
@@ -115,15 +117,17 @@ def main() -> None:
                  _node_ip_address="127.0.0.1")
     rows, cache = [], None
     with tempfile.TemporaryDirectory(prefix="mergesec-sweep-") as work:
-        for executor in executors:
+        for i, executor in enumerate(executors):
             out, cache = sweep(args.suite, args.tracks.split(","), args.methods and args.methods.split(","),
-                               executor, args.workers, zoo, Path(work), cache if args.warm else None)
+                               executor, args.workers, zoo, Path(work) / f"{i}-{executor}",
+                               cache if args.warm else None)
             rows += out
     import pandas as pd
 
     df = pd.DataFrame(rows)
-    total = df.groupby("executor", sort=False)[["units", "wall_s", "cpu_s", "unit_s"]].sum().reset_index()
-    total.insert(1, "track", "all")
+    df.insert(0, "run", [i for i, e in enumerate(executors) for _ in args.tracks.split(",")])
+    total = df.groupby(["run", "executor"], sort=False)[["units", "wall_s", "cpu_s", "unit_s"]].sum().reset_index()
+    total.insert(2, "track", "all")
     print(pd.concat([df, total]).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     print(f"load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
 

@@ -109,7 +109,7 @@ def count_work(suite_arg: str, cache: Cache, method: str, workers: int, tmp: Pat
     """Merges and forward passes (batches and images, by kind) of `mergesec run -t merge -t transfer --methods
     <method> -j <workers>` from a copy of `cache` without any method's merged models or target evaluations."""
     root = tmp / f"count-{method}-j{workers}"
-    shutil.copytree(cache.root, root, symlinks=True)
+    shutil.copytree(cache.root, root, symlinks=True, ignore=lambda d, names: [n for n in names if n in PRIVATE_KINDS])
     shutil.copytree(cache.private, root, dirs_exist_ok=True,
                     ignore=lambda d, names: [n for n in names if n in PER_METHOD_KINDS])
     log = root / "trace.jsonl"

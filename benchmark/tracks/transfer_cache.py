@@ -12,6 +12,7 @@ process the values are memoised in memos bounded by bytes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import weakref
@@ -103,6 +104,7 @@ def state(ctx: RunContext) -> TransferState:
     return _STATES[ctx]
 
 
+@functools.cache
 def _model_code() -> dict[str, Any]:
     """Digests of the code every forward pass runs through (classifier, encoder builder, open_clip, torch)."""
     from benchmark.zoo import backbone, model
