@@ -42,6 +42,7 @@ def open_app(monkeypatch, db: Path, page: str | None = None) -> AppTest:
     if page:
         at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]  # the page guard's "could not be shown"
     return at
 
 

@@ -7,6 +7,7 @@ attacks; on-task and off-task variants are ranked separately. Every choice lives
 import pandas as pd
 import streamlit as st
 
+from analysis.ranking_view import metric_spec
 from analysis.stats import StatisticsError
 from leaderboard import data, tables, ui
 
@@ -61,7 +62,7 @@ def attack_table(attack_names: list[str], variant: str | None, name: str) -> Non
         return
     ui.significance_note(asr, True)
     acc = acc.set_index("method").reindex(asr.method)
-    spec = data.metric("backdoor", "backdoor_asr")
+    spec = metric_spec("backdoor", "backdoor_asr")
     shown = tables.ranking_display(asr, True, ctx.suite_hash, data.method_table(ctx.db),
                                    data.badges(ctx.db, ctx.suite_hash))
     shown = shown.rename(columns={"mean": "backdoor ASR", "95% CI": "ASR 95% CI"})

@@ -4,6 +4,7 @@ claims with this benchmark's verdicts), then what is measured, the suite, runs, 
 import pandas as pd
 import streamlit as st
 
+from analysis.ranking_view import metric_spec
 from analysis.stats import StatisticsError
 from leaderboard import claims, data, export, tables, ui
 
@@ -24,7 +25,7 @@ def extremes(label: str, track: str, metric: str, flt: dict) -> None:
     except StatisticsError:
         st.caption(f"{label}: not enough results for a ranking yet.")
         return
-    spec = data.metric(track, metric)
+    spec = metric_spec(track, metric)
 
     def names(rows: pd.DataFrame) -> str:
         return ", ".join(f"[{r.method}]({tables.method_link(r.method, ctx.suite_hash)}) "
