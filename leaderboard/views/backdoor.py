@@ -54,7 +54,10 @@ def attack_table(attack_names: list[str], variant: str | None, name: str) -> Non
     except StatisticsError as e:
         means = (sub.groupby("method", as_index=False)[["backdoor_asr", "clean_acc"]].mean()
                  .sort_values("backdoor_asr", ignore_index=True))
-        st.caption(f"Means without intervals or tests: a ranking needs 2 or more settings every method has ({e}).")
+        settings = sub.groupby(["adversary_task", "target_task", "target_class"]).method.nunique()
+        n, complete = len(settings), int((settings == sub.method.nunique()).sum())
+        st.caption("Means without intervals or tests: a ranking needs at least 2 settings every method has, and "
+                   + (f"this attack has {n} in this suite." if complete == n else f"{e}."))
         shown = means.rename(columns={"backdoor_asr": "backdoor ASR", "clean_acc": "clean accuracy"})
         shown = shown.assign(**floors(sub, means.method.tolist()))
         ui.table(means, f"backdoor_{name}_{defense}", shown, about, key=f"backdoor_table_{name}",
@@ -116,7 +119,7 @@ else:
              key="baseline_table", height=ui.fit_height(len(means), cap=12), column_config=BARS)
 
 st.subheader("Defenses")
-effects = tables.defense_effects(attacks_rows)
+effects = data.defense_effects(ctx.db, ctx.suite_hash)
 if effects.empty:
     st.info(f"No defense results to compare with `{tables.NO_DEFENSE}` yet.")
 else:
