@@ -224,20 +224,14 @@ def results(
 def leaderboard(
     db: DbOpt = None,
     port: Annotated[int, typer.Option("--port", "-p", help="Port to serve on.")] = 8501,
+    address: Annotated[str, typer.Option(
+        "--address", help="Interface to listen on; 0.0.0.0 = every interface (share on a network).")] = "127.0.0.1",
     headless: Annotated[bool, typer.Option("--headless/--browser", help="--browser also opens a browser tab.")] = True,
 ) -> None:
     """Open the Streamlit leaderboard on the results database (read-only; fine while a run writes)."""
-    import subprocess
+    from leaderboard.serve import exec_streamlit
 
-    from benchmark.store import default_db_path
-    from leaderboard.serve import streamlit_command
-
-    cmd = streamlit_command(db or default_db_path(), port, headless)
-    try:
-        # stdin closed: streamlit's first-run e-mail prompt must never block the command
-        raise typer.Exit(subprocess.call(cmd, stdin=subprocess.DEVNULL))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    exec_streamlit(db, port, address, headless)
 
 
 @app.command()

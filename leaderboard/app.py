@@ -48,6 +48,16 @@ pages = [
     st.Page(HERE / "views/tradeoff.py", title="Trade-off", icon=":material/scatter_plot:"),
     st.Page(HERE / "views/method.py", title="Method", icon=":material/person_search:"),
 ]
+notice = st.empty()  # above the page: whether it read the last snapshot
+
+
+def stale_notice() -> None:
+    if st.session_state.get("_stale"):
+        notice.info("A run is writing to the database: this page shows the last snapshot the leaderboard could "
+                    "read; reload in a moment for newer results.", icon=":material/sync:")
+
+
+stale_notice()  # known already when the status query found the lock (a page's st.stop() skips `finally`)
 try:
     st.navigation(pages, position="top").run()
 except data.DatabaseBusy:
@@ -56,7 +66,5 @@ except Exception as e:  # the one place that turns any failure into a sentence, 
     LOG.exception("leaderboard page failed")
     st.error(f"This page could not be shown ({type(e).__name__}). The other pages still work; the server log "
              "has the details.", icon=":material/error:")
-
-if st.session_state.get("_stale"):
-    st.info("A run is writing to the database: this page shows the last snapshot the leaderboard could read; "
-            "reload in a moment for newer results.", icon=":material/sync:")
+finally:
+    stale_notice()

@@ -1,57 +1,51 @@
-"""The papers' claims with this benchmark's verdicts (:mod:`analysis.findings` via
-:func:`analysis.report.build_report`), computed in a background thread so that no page waits for them.
+"""The papers' claims with this benchmark's verdicts (:mod:`analysis.findings`).
 
-:func:`verdicts` returns the finished table for the database's current state, or None while it is being
-computed (it starts the computation if nobody has). Guarantee: never raises; a failure is logged and
-reported as None with the reason in :func:`failure`.
+:func:`stored` reads the ``findings.json`` that `mergesec report` wrote for the suite, if one lies beside
+the database (``report/``, ``reports/<suite>/``) or under the working directory (``reports/<suite>/``);
+:func:`computed` runs :func:`analysis.report.build_report` on request (tens of seconds on a real suite,
+so the Overview never runs it unasked). Both return ``claim, verdict, result`` per claim.
 """
 
-import logging
+import json
 import tempfile
-import threading
+from pathlib import Path
 
 import pandas as pd
+import streamlit as st
 
-LOG = logging.getLogger("mergesec.leaderboard")
-_LOCK = threading.Lock()
-_DONE: dict[tuple, pd.DataFrame] = {}
-_RUNNING: set[tuple] = set()
-_FAILED: dict[tuple, str] = {}
+COLUMNS = ["claim", "verdict", "result"]
 
 
-def _compute(key: tuple, db: str, suite_hash: str) -> None:
+def _table(findings: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"claim": f["title"], "verdict": f["verdict"], "result": f.get("result", "")}
+                         for f in findings], columns=COLUMNS)
+
+
+def stored(db: str, suite: str, suite_hash: str) -> tuple[pd.DataFrame, Path] | None:
+    """The newest stored findings of ``suite_hash`` and where they are, or None."""
+    here = Path(db).resolve().parent
+    candidates = [here / "report", here / "reports" / suite, Path("reports") / suite]
+    found = []
+    for folder in candidates:
+        f = folder / "findings.json"
+        try:
+            doc = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if doc.get("suite_hash") == suite_hash and isinstance(doc.get("findings"), list):
+            found.append((f.stat().st_mtime, f, doc))
+    if not found:
+        return None
+    _, path, doc = max(found, key=lambda t: t[0])
+    return _table(doc["findings"]), path
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def computed(db: str, state: tuple, suite_hash: str) -> pd.DataFrame:
+    """Every finding on the suite's results now (``state``: the database's, the cache key)."""
     from analysis.report import build_report
     from leaderboard.data import Reader
 
-    try:
-        with tempfile.TemporaryDirectory(prefix="mergesec-claims-") as out:
-            rep = build_report(Reader(db), suite_hash, out, figures=False)
-        table = pd.DataFrame([{"claim": f.title, "verdict": f.verdict, "result": f.result} for f in rep.findings])
-        with _LOCK:
-            _DONE[key] = table
-    except Exception as e:  # a background thread: log, never crash the server
-        LOG.warning("checking the papers' claims failed: %s", e)
-        with _LOCK:
-            _FAILED[key] = type(e).__name__
-    finally:
-        with _LOCK:
-            _RUNNING.discard(key)
-
-
-def verdicts(db: str, state: tuple, suite_hash: str) -> pd.DataFrame | None:
-    """``claim, verdict, result`` per claim, or None while they are computed (started here if needed)."""
-    key = (db, state, suite_hash)
-    with _LOCK:
-        if key in _DONE:
-            return _DONE[key]
-        if key in _RUNNING or key in _FAILED:
-            return None
-        _RUNNING.add(key)
-    threading.Thread(target=_compute, args=(key, db, suite_hash), daemon=True, name="mergesec-claims").start()
-    return None
-
-
-def failure(db: str, state: tuple, suite_hash: str) -> str | None:
-    """Why the claims could not be checked for this state, if they could not."""
-    with _LOCK:
-        return _FAILED.get((db, state, suite_hash))
+    with tempfile.TemporaryDirectory(prefix="mergesec-claims-") as out:
+        rep = build_report(Reader(db), suite_hash, out, figures=False)
+    return _table([f.as_dict() for f in rep.findings])

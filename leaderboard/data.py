@@ -368,3 +368,17 @@ def method_names_in(db: str, state: tuple, suite_hash: str, view: str) -> list[s
     if view not in RESULT_VIEWS:
         raise StoreError(f"unknown results view {view!r}")
     return _read(db, f"SELECT DISTINCT method FROM {view} WHERE suite_hash = ?", [suite_hash]).method.tolist()
+
+
+@snapshot
+def defense_effects(db: str, state: tuple, suite_hash: str, defense: str | None = None) -> pd.DataFrame:
+    """:func:`leaderboard.tables.defense_effects` on the suite's attack rows (baselines excluded), for one
+    defense or all; cached, since it bootstraps every (attack, defense) pair."""
+    from leaderboard.tables import defense_effects as effects
+    from leaderboard.tables import is_baseline
+
+    rows = backdoor_rows(db, suite_hash)
+    rows = rows[~is_baseline(rows)]
+    if defense is not None:
+        rows = rows[rows.defense.isin([defense, "none"])]
+    return effects(rows)

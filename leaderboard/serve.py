@@ -9,19 +9,29 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 APP = Path(__file__).resolve().parent / "app.py"
 
 
-def streamlit_command(db: str | Path, port: int, headless: bool = True, address: str | None = None) -> list[str]:
+class Served(NamedTuple):
+    """A running leaderboard server: its base URL and process id."""
+
+    url: str
+    pid: int
+
+
+DEFAULT_ADDRESS = "127.0.0.1"
+
+
+def streamlit_command(db: str | Path, port: int, headless: bool = True, address: str = DEFAULT_ADDRESS) -> list[str]:
     """The `streamlit run` command line (by way of `python -m leaderboard`, which preloads the pages'
-    imports) serving the leaderboard on `db` (read-only) at `port`."""
+    imports) serving the leaderboard on `db` (read-only) at `address:port` (loopback unless told otherwise).
+    Error details are off: a failure the pages do not catch shows a message, never a traceback."""
     cmd = [sys.executable, "-m", "leaderboard", "run", str(APP), "--server.port", str(port),
-           "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
-           "--client.toolbarMode", "viewer"]
-    if address:
-        cmd += ["--server.address", address, "--server.fileWatcherType", "none"]
+           "--server.address", address, "--server.headless", str(headless).lower(),
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+           "--client.showErrorDetails", "none", "--server.fileWatcherType", "none"]
     return [*cmd, "--", "--db", str(db)]
 
 
@@ -48,15 +58,16 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 @contextmanager
-def serving(db: str | Path, log: IO[str] | None = None, timeout: float = 60) -> Iterator[str]:
-    """Serve the leaderboard on `db` at a free loopback port; yields its URL once healthy, stops it after."""
+def serving(db: str | Path, log: IO[str] | None = None, timeout: float = 60) -> Iterator[Served]:
+    """Serve the leaderboard on `db` at a free loopback port; yields its URL and PID once healthy, stops it
+    after."""
     port = free_port()
-    proc = subprocess.Popen(streamlit_command(db, port, address="127.0.0.1"), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(streamlit_command(db, port), stdin=subprocess.DEVNULL,
                             stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, timeout)
-        yield url
+        yield Served(url, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -64,3 +75,18 @@ def serving(db: str | Path, log: IO[str] | None = None, timeout: float = 60) -> 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def exec_streamlit(db: str | Path | None, port: int, address: str = DEFAULT_ADDRESS, headless: bool = True) -> None:
+    """Replace this process by the Streamlit server (`mergesec leaderboard`): one process, no wrapper.
+    Stdin is closed first, so that Streamlit's first-run e-mail prompt can never block."""
+    import os
+
+    from benchmark.store import default_db_path
+
+    cmd = streamlit_command(db or default_db_path(), port, headless, address)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.execv(cmd[0], cmd)

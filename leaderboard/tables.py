@@ -89,7 +89,7 @@ def ranking_display(res: pd.DataFrame, percent: bool, suite_hash: str | None = N
             return [None] * len(names)
         return [meta[col].get(n) if n in meta.index else None for n in names]
 
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "rank": res["rank"].to_numpy(),
         "method": [method_link(n, suite_hash) for n in names],
         "badge": [(badges or {}).get(n, "") for n in names],
@@ -99,6 +99,7 @@ def ranking_display(res: pd.DataFrame, percent: bool, suite_hash: str | None = N
         "paper": [paper_url(p) for p in field("paper")],
         "code": [c if isinstance(c, str) and c.startswith("http") else None for c in field("code_url")],
     })
+    return out.drop(columns=[c for c in ("paper", "code") if out[c].isna().all()])
 
 
 def by_method_task(long: pd.DataFrame, metric: str, order: list[str] | None = None) -> pd.DataFrame:

@@ -42,6 +42,7 @@ def open_app(monkeypatch, db: Path, page: str | None = None) -> AppTest:
     if page:
         at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]  # the page guard's "could not be shown"
     return at
 
 
@@ -314,3 +315,12 @@ def test_downloads_are_csv_and_parquet():
                        "meta": [{"k": 1}, None]})
     back = pd.read_parquet(io.BytesIO(parquet_bytes(df)))
     assert back["mean"].tolist() == [0.1, 0.2] and back.method.tolist() == ["a", "b"]
+
+
+def test_server_command_listens_on_loopback_and_hides_error_details():
+    from leaderboard.serve import streamlit_command
+
+    cmd = streamlit_command("x.duckdb", 8501)
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--client.showErrorDetails") + 1] == "none"
+    assert streamlit_command("x.duckdb", 1, address="0.0.0.0")[cmd.index("--server.address") + 1] == "0.0.0.0"

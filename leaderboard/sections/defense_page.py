@@ -12,7 +12,7 @@ def effects(ctx: ui.Context, defense: str) -> None:
     rows = rows[~tables.is_baseline(rows)]
     about = ui.about(page="method", method=defense)
     st.subheader("Effect on each attack")
-    eff = tables.defense_effects(rows[rows.defense.isin([defense, tables.NO_DEFENSE])])
+    eff = data.defense_effects(ctx.db, ctx.suite_hash, defense)
     if eff.empty:
         st.info("No backdoor results with and without this defense to compare yet: `mergesec submit` runs it.")
     else:

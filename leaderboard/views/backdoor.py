@@ -7,6 +7,7 @@ attacks; on-task and off-task variants are ranked separately. Every choice lives
 import pandas as pd
 import streamlit as st
 
+from analysis.ranking_view import metric_spec
 from analysis.stats import StatisticsError
 from leaderboard import data, tables, ui
 
@@ -53,7 +54,10 @@ def attack_table(attack_names: list[str], variant: str | None, name: str) -> Non
     except StatisticsError as e:
         means = (sub.groupby("method", as_index=False)[["backdoor_asr", "clean_acc"]].mean()
                  .sort_values("backdoor_asr", ignore_index=True))
-        st.caption(f"Means without intervals or tests: a ranking needs 2 or more settings every method has ({e}).")
+        settings = sub.groupby(["adversary_task", "target_task", "target_class"]).method.nunique()
+        n, complete = len(settings), int((settings == sub.method.nunique()).sum())
+        st.caption("Means without intervals or tests: a ranking needs at least 2 settings every method has, and "
+                   + (f"this attack has {n} in this suite." if complete == n else f"{e}."))
         shown = means.rename(columns={"backdoor_asr": "backdoor ASR", "clean_acc": "clean accuracy"})
         shown = shown.assign(**floors(sub, means.method.tolist()))
         ui.table(means, f"backdoor_{name}_{defense}", shown, about, key=f"backdoor_table_{name}",
@@ -61,7 +65,7 @@ def attack_table(attack_names: list[str], variant: str | None, name: str) -> Non
         return
     ui.significance_note(asr, True)
     acc = acc.set_index("method").reindex(asr.method)
-    spec = data.metric("backdoor", "backdoor_asr")
+    spec = metric_spec("backdoor", "backdoor_asr")
     shown = tables.ranking_display(asr, True, ctx.suite_hash, data.method_table(ctx.db),
                                    data.badges(ctx.db, ctx.suite_hash))
     shown = shown.rename(columns={"mean": "backdoor ASR", "95% CI": "ASR 95% CI"})
@@ -115,7 +119,7 @@ else:
              key="baseline_table", height=ui.fit_height(len(means), cap=12), column_config=BARS)
 
 st.subheader("Defenses")
-effects = tables.defense_effects(attacks_rows)
+effects = data.defense_effects(ctx.db, ctx.suite_hash)
 if effects.empty:
     st.info(f"No defense results to compare with `{tables.NO_DEFENSE}` yet.")
 else:

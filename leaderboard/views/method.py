@@ -102,7 +102,7 @@ with left:
 with right:
     st.subheader("Provenance")
     runs = data.method_runs(ctx.db, ctx.suite_hash, method, is_defense[method])
-    shown = runs.assign(hardware=runs.hardware.map(ui.hardware_text))[
+    shown = runs.assign(hardware=runs.hardware.map(ui.hardware_text), git_commit=runs.git_commit.str[:10])[
         ["started_at", "git_commit", "mergesec_version", "hardware", "command", "units"]]
     ui.table(runs, f"{method}_runs", shown, ui.about(page="method", method=method), column_config={
         "started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),

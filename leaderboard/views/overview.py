@@ -4,7 +4,9 @@ claims with this benchmark's verdicts), then what is measured, the suite, runs, 
 import pandas as pd
 import streamlit as st
 
+from analysis.ranking_view import metric_spec
 from analysis.stats import StatisticsError
+from benchmark.errors import MergesecError
 from leaderboard import claims, data, export, tables, ui
 
 ctx = ui.context()
@@ -24,7 +26,7 @@ def extremes(label: str, track: str, metric: str, flt: dict) -> None:
     except StatisticsError:
         st.caption(f"{label}: not enough results for a ranking yet.")
         return
-    spec = data.metric(track, metric)
+    spec = metric_spec(track, metric)
 
     def names(rows: pd.DataFrame) -> str:
         return ", ".join(f"[{r.method}]({tables.method_link(r.method, ctx.suite_hash)}) "
@@ -55,19 +57,22 @@ st.caption("95% CIs in brackets; “least vulnerable” lists every method of CI
            "significantly better). Click a method for its page.")
 
 st.markdown("**The papers' claims, tested on these results**")
-state = data.db_state(ctx.db)
-verdicts = claims.verdicts(ctx.db, state, ctx.suite_hash)
+found = claims.stored(ctx.db, ctx.suite, ctx.suite_hash)
+verdicts, source = (found[0], f"stored by `mergesec report` in `{found[1].parent.name}/`") if found else (None, "")
+if verdicts is None and st.toggle("Check the claims now (tens of seconds)", key="claims", bind="query-params"):
+    try:
+        with st.spinner("Testing every claim on the stored results…"):
+            verdicts, source = claims.computed(ctx.db, data.db_state(ctx.db), ctx.suite_hash), "computed now"
+    except MergesecError as e:
+        st.info(f"The claims could not be checked on this database: {e}")
 if verdicts is not None:
     ui.table(verdicts, "claims", verdicts[["claim", "verdict"]], ui.about(page="overview", table="claims"),
              width="stretch", column_config={"claim": st.column_config.TextColumn("claim", width="large")})
-    with st.expander("How each claim was tested"):
+    with st.expander(f"How each claim was tested ({source})"):
         for r in verdicts.itertuples():
-            st.markdown(f"**{ui.md_escape(r.claim)}** — *{r.verdict}*. {ui.md_escape(r.result)}")
-elif claims.failure(ctx.db, state, ctx.suite_hash):
-    st.caption("The claims could not be checked on this database (`mergesec report` shows why).")
-else:
-    st.caption(":material/hourglass_top: Checking the papers' claims in the background; reload in a few "
-               "seconds. `mergesec report` writes the full analysis.")
+            st.markdown(f"**{ui.md_escape(r.claim)}** — *{ui.md_escape(r.verdict)}*. {ui.md_escape(r.result)}")
+elif not found:
+    st.caption("No stored findings for this suite beside the database; `mergesec report` writes them.")
 
 with st.container(horizontal=True):
     st.metric("Merging methods", int(c["methods"]), border=True)
