@@ -135,9 +135,13 @@ class RunContext:
 
         tasks = self.suite.task_names
         zoo = self.zoo
+
+        def on_device(state: StateDict) -> StateDict:  # merges compute where their inputs are
+            return {k: v.to(self.device) for k, v in state.items()}
+
         mctx = MergeContext(
-            pretrained=zoo.pretrained,
-            finetuned=[zoo.finetuned[t] for t in tasks],
+            pretrained=on_device(zoo.pretrained),
+            finetuned=[on_device(zoo.finetuned[t]) for t in tasks],
             tasks=tasks,
             classifier_factory=lambda sd, i, adapter=None: zoo.classifier(sd, tasks[i], adapter),
             dev_data=[self.data(t).dev for t in tasks],
@@ -145,7 +149,7 @@ class RunContext:
         )
         trace.record("merge", method=method, seed=int(seed))
         t0 = time.perf_counter()
-        out = merge(method, zoo.pretrained, mctx.finetuned, context=mctx, **hparams)
+        out = merge(method, mctx.pretrained, mctx.finetuned, context=mctx, **hparams)
         seconds = time.perf_counter() - t0
         if isinstance(out, MergeOutput):
             return MergedModel(out.state_dict, list(out.adapters), seconds, key)

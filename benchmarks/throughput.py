@@ -48,15 +48,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def rate(fn, n_images: int, device: torch.device, repeats: int = 1) -> float:
-    """Images per second of `fn()` (which processes `n_images`), after one warm-up call."""
+def rate(fn, n_images: int, device: torch.device, repeats: int = 1) -> tuple[float, float]:
+    """Images per second of `fn()` (which processes `n_images`), after one warm-up call: by wall clock, and
+    by this process's CPU time (on a shared CPU the second is what the load average does not distort)."""
     fn()
     _sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         fn()
     _sync(device)
-    return repeats * n_images / (time.perf_counter() - t0)
+    return repeats * n_images / (time.perf_counter() - t0), repeats * n_images / (time.process_time() - c0)
 
 
 def grads_per_image(attack: str, eps: float, steps: int) -> int:
@@ -136,17 +137,17 @@ def main() -> None:
 
     t = suite.transfer
     pgd = ATTACKS["pgd"](t.eps, t.steps)
-    raw_fb, raw_f = rate(fwd_bwd, n, device), rate(fwd, n, device)
-    craft = rate(lambda: pgd.craft(model, x, y, seed=0, batch_size=bs), n, device)
+    (raw_fb, raw_fb_cpu), (raw_f, raw_f_cpu) = rate(fwd_bwd, n, device), rate(fwd, n, device)
+    craft, craft_cpu = rate(lambda: pgd.craft(model, x, y, seed=0, batch_size=bs), n, device)
     ratio = craft * t.steps / raw_fb
     print(f"raw forward+backward (input gradient): {raw_fb:10.2f} images/s")
     print(f"PGD-{t.steps} crafting:                     {craft:10.2f} images/s = {ratio:.3f} x raw fwd+bwd / "
-          f"{t.steps} (target >= 0.9)")
+          f"{t.steps} (target >= 0.9; by process CPU time {craft_cpu * t.steps / raw_fb_cpu:.3f})")
     test = load_task(suite, task.name).test
     n_eval = min(len(test), n)
     from torch.utils.data import Subset
 
-    clean = rate(lambda: dataset_accuracy(model, Subset(test, range(n_eval))), n_eval, device)
+    clean, _ = rate(lambda: dataset_accuracy(model, Subset(test, range(n_eval))), n_eval, device)
     print(f"clean evaluation (dataset_accuracy):   {clean:10.2f} images/s vs raw forward {raw_f:10.2f} images/s "
           f"({clean / raw_f:.3f}; data {'generation' if suite.data['source'] == 'synthetic' else 'decoding'} "
           "included)")
@@ -160,6 +161,11 @@ def main() -> None:
           f"{work['eval_forwards']:,} forwards + {work['eval_grads']:,} input gradients to evaluate")
     print(f"projected on this device: crafting {crafting / 3600:.2f} h + evaluation {evaluation / 3600:.2f} h = "
           f"{(crafting + evaluation) / 3600:.2f} h (merges excluded)")
+    if device.type == "cpu":  # the same from process CPU time: what an unloaded machine would take
+        cpu_h = (work["crafting_grads"] / raw_fb_cpu + work["eval_forwards"] / raw_f_cpu
+                 + work["eval_grads"] / raw_fb_cpu) / 3600
+        print(f"projected from process CPU time (an unloaded machine, {torch.get_num_threads()} thread(s)): "
+              f"{cpu_h:.2f} h; raw forward+backward {raw_fb_cpu:.2f}, raw forward {raw_f_cpu:.2f} images/CPU-s")
     print(f"disk per seed: {work['disk']}")
 
 if __name__ == "__main__":

@@ -98,3 +98,21 @@ def test_cli_device_cuda_without_cuda_exits_2_with_one_line(command, tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: --device 'cuda' asks for CUDA")
     assert not (tmp_path / "r.duckdb").exists()  # refused before anything is written
+
+
+def test_data_workers_stream_the_same_batches(monkeypatch):
+    """`$MERGESEC_DATA_WORKERS` decodes in worker processes; the batches (order and values) do not change."""
+    import numpy as np
+
+    from benchmark.data import batches
+    from benchmark.data.loader import WORKERS_ENV
+    from benchmark.data.synthetic import SyntheticImages
+
+    ds = SyntheticImages("t", "test", np.arange(10), n_classes=3, image_size=8, seed=0)
+    serial = list(batches(ds, batch_size=4))
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    parallel = list(batches(ds, batch_size=4))
+    assert [len(y) for _, y in parallel] == [4, 4, 2]
+    for (xa, ya), (xb, yb) in zip(serial, parallel, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert torch.equal(torch.cat([y for _, y in parallel]), torch.arange(10) % 3)
