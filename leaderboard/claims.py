@@ -1,6 +1,6 @@
-"""The papers' claims with this benchmark's verdicts (:mod:`analysis.findings`).
+"""The papers' claims with this benchmark's verdicts (:mod:`analysis.claims`).
 
-:func:`stored` reads the ``findings.json`` that `mergesec report` wrote for the suite, if one lies beside
+:func:`stored` reads the ``findings.json`` that `mergesec analyze` wrote for the suite, if one lies beside
 the database (``report/``, ``reports/<suite>/``) or under the working directory (``reports/<suite>/``);
 :func:`computed` runs :func:`analysis.report.build_report` on request (tens of seconds on a real suite,
 so the Overview never runs it unasked). Both return ``claim, verdict, result`` per claim.

@@ -250,7 +250,7 @@ def method_hparams(db: str, state: tuple, suite_hash: str, method: str) -> list[
 @snapshot
 def reproductions(db: str, state: tuple, suite_hash: str, subject: str) -> pd.DataFrame:
     """The `reproduce` verdicts of a submission on the suite, newest first, with the code hash each is for."""
-    from benchmark.submissions.status import CURRENT_DIGEST_SQL
+    from benchmark.store.digest import CURRENT_DIGEST_SQL
 
     return _read(db, f"""SELECT verdict, json_extract_string(details, '$.code_hash') AS code_hash, max_abs_diff,
         n_compared, tolerance, checked_at, suite_hash, run_id, rows_digest, {CURRENT_DIGEST_SQL} AS current_digest
@@ -332,9 +332,13 @@ def method_table(db: str, state: tuple) -> pd.DataFrame:
 
 @snapshot
 def verdicts(db: str, state: tuple, suite_hash: str) -> pd.DataFrame:
-    """Every `reproduce` verdict on the suite: ``subject, verdict, code_hash, checked_at``."""
-    return _read(db, """SELECT subject, verdict, json_extract_string(details, '$.code_hash') AS code_hash,
-        checked_at FROM reproductions WHERE suite_hash = ?""", [suite_hash])
+    """Every `reproduce` verdict on the suite: ``subject, suite_hash, verdict, code_hash, checked_at,
+    rows_digest, current_digest`` (the digest of the rows the verdict checked, as they are stored now)."""
+    from benchmark.store.digest import CURRENT_DIGEST_SQL
+
+    return _read(db, f"""SELECT subject, suite_hash, verdict, json_extract_string(details, '$.code_hash') AS code_hash,
+        checked_at, rows_digest, {CURRENT_DIGEST_SQL} AS current_digest FROM reproductions r
+        WHERE suite_hash = ?""", [suite_hash])
 
 
 def badges(db: str, suite_hash: str) -> dict[str, str]:

@@ -55,15 +55,19 @@ def method_link(name: str, suite_hash: str | None = None) -> str:
 
 def badge(meta: dict | None, verdicts: pd.DataFrame) -> str:
     """A method's standing as one word or two: ``built-in`` (mergesec's own code), else the latest
-    `reproduce` verdict reached on its current code hash (a verdict on older code does not count)."""
+    `reproduce` verdict reached on its current code hash (a verdict on older code does not count); a
+    "reproduced" verdict counts only while the rows it checked are stored unchanged (their digest), else it
+    reads "reproduction not verified"."""
     if not meta:
         return "unregistered"
     if str(meta.get("source", "")) == "builtin":
         return "built-in"
-    mine = verdicts[verdicts.code_hash == meta.get("code_hash")] if meta.get("code_hash") else verdicts.iloc[:0]
+    from benchmark.store.digest import current_verdicts
+
+    mine = current_verdicts(verdicts, meta.get("code_hash"))
     if mine.empty:
         return "not reproduced since its code changed" if len(verdicts) else "not reproduced yet"
-    verdict = mine.sort_values("checked_at", ascending=False).verdict.iat[0]
+    verdict = mine.verdict.iat[0]
     return "reproduced" if verdict == "reproduced" else f"reproduction {verdict}"
 
 

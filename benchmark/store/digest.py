@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from benchmark.store.schema import RESULT_TABLES
 
@@ -55,3 +56,22 @@ def combined(digests: dict[str, str | None]) -> str:
     """One digest of several units' digests: sha256 of 'key:digest' joined by ',' in key order (the SQL
     `sha256(string_agg(unit_key || ':' || rows_digest, ',' ORDER BY unit_key))` gives the same)."""
     return hashlib.sha256(",".join(f"{k}:{digests[k] or ''}" for k in sorted(digests)).encode()).hexdigest()
+
+
+CURRENT_DIGEST_SQL = """(SELECT sha256(string_agg(u.unit_key || ':' || coalesce(u.rows_digest, ''), ','
+    ORDER BY u.unit_key)) FROM units_done u
+    WHERE list_contains(json_extract_string(r.details, '$.unit_keys[*]'), u.unit_key))"""
+"""SQL (over `reproductions r`): the combined digest (`digest.combined`) of the units the verdict checked
+(`details.unit_keys`), as they are stored now; a badge needs it to equal the verdict's `rows_digest`."""
+
+
+def current_verdicts(verdicts: pd.DataFrame, code_hash: str | None) -> pd.DataFrame:
+    """The latest verdict per suite among `verdicts` (rows with `suite_hash`, `verdict`, `code_hash`,
+    `checked_at`, `rows_digest`, `current_digest`) reached on the code with hash `code_hash`; verdicts on
+    other code are ignored. A "reproduced" verdict whose `rows_digest` is not the digest of the rows stored
+    now (`current_digest`: rows replaced since, or a verdict inserted by hand without a reproduction) becomes
+    "not verified"."""
+    mine = verdicts[verdicts.code_hash == code_hash] if code_hash else verdicts.iloc[:0]
+    mine = mine.sort_values("checked_at", ascending=False, kind="stable").drop_duplicates("suite_hash")
+    forged = (mine.verdict == "reproduced") & (mine.rows_digest.isna() | (mine.rows_digest != mine.current_digest))
+    return mine.assign(verdict=mine.verdict.where(~forged, "not verified"))

@@ -12,16 +12,12 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.store import Store
+from benchmark.store.digest import CURRENT_DIGEST_SQL, current_verdicts
 from benchmark.submissions.loader import list_slugs, load_submission, submissions_dir
 from benchmark.submissions.manifest import SubmissionError
 
 VERDICT_COLUMNS = ["subject", "suite", "suite_hash", "verdict", "code_hash", "checked_at", "rows_digest",
                    "current_digest"]
-CURRENT_DIGEST_SQL = """(SELECT sha256(string_agg(u.unit_key || ':' || coalesce(u.rows_digest, ''), ','
-    ORDER BY u.unit_key)) FROM units_done u
-    WHERE list_contains(json_extract_string(r.details, '$.unit_keys[*]'), u.unit_key))"""
-"""SQL (over `reproductions r`): the combined digest (`digest.combined`) of the units the verdict checked
-(`details.unit_keys`), as they are stored now; a badge needs it to equal the verdict's `rows_digest`."""
 COLUMNS = ["submission", "kind", "tracks", "suites", "code_hash", "reproduced"]
 KINDS = {"merge": "merge method", "defense": "defense"}
 
@@ -35,18 +31,6 @@ def stored_verdicts(store: Store) -> pd.DataFrame:
                json_extract_string(r.details, '$.code_hash') AS code_hash, r.checked_at, r.rows_digest,
                {CURRENT_DIGEST_SQL} AS current_digest
         FROM reproductions r LEFT JOIN suites s USING (suite_hash) ORDER BY r.checked_at DESC""")
-
-
-def current_verdicts(verdicts: pd.DataFrame, code_hash: str | None) -> pd.DataFrame:
-    """The latest verdict per suite among `verdicts` (rows with `suite_hash`, `verdict`, `code_hash`,
-    `checked_at`, `rows_digest`, `current_digest`) reached on the code with hash `code_hash`; verdicts on
-    other code are ignored. A "reproduced" verdict whose `rows_digest` is not the digest of the rows stored
-    now (`current_digest`: rows replaced since, or a verdict inserted by hand without a reproduction) becomes
-    "not verified"."""
-    mine = verdicts[verdicts.code_hash == code_hash] if code_hash else verdicts.iloc[:0]
-    mine = mine.sort_values("checked_at", ascending=False, kind="stable").drop_duplicates("suite_hash")
-    forged = (mine.verdict == "reproduced") & (mine.rows_digest.isna() | (mine.rows_digest != mine.current_digest))
-    return mine.assign(verdict=mine.verdict.where(~forged, "not verified"))
 
 
 def reproduced(verdicts: pd.DataFrame, code_hash: str) -> str:

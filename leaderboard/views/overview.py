@@ -58,7 +58,7 @@ st.caption("95% CIs in brackets; “least vulnerable” lists every method of CI
 
 st.markdown("**The papers' claims, tested on these results**")
 found = claims.stored(ctx.db, ctx.suite, ctx.suite_hash)
-verdicts, source = (found[0], f"stored by `mergesec report` in `{found[1].parent.name}/`") if found else (None, "")
+verdicts, source = (found[0], f"stored by `mergesec analyze` in `{found[1].parent.name}/`") if found else (None, "")
 if verdicts is None and st.toggle("Check the claims now (tens of seconds)", key="claims", bind="query-params"):
     try:
         with st.spinner("Testing every claim on the stored results…"):
@@ -72,7 +72,7 @@ if verdicts is not None:
         for r in verdicts.itertuples():
             st.markdown(f"**{ui.md_escape(r.claim)}** — *{ui.md_escape(r.verdict)}*. {ui.md_escape(r.result)}")
 elif not found:
-    st.caption("No stored findings for this suite beside the database; `mergesec report` writes them.")
+    st.caption("No stored findings for this suite beside the database; `mergesec analyze` writes them.")
 
 with st.container(horizontal=True):
     st.metric("Merging methods", int(c["methods"]), border=True)
