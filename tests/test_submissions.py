@@ -365,8 +365,8 @@ def test_cli_list_submissions_reads_manifests_and_current_verdicts(tmp_path):
     rows = {r["submission"]: r for r in json.loads(out.stdout.split("\n", 1)[1])}
     assert set(rows) == {"bad_manifest", "model_breadcrumbs", "touchy", "tv_trim_defense"}
     assert rows["model_breadcrumbs"] == {
-        "submission": "model_breadcrumbs", "kind": "merge method", "tracks": "merge, transfer", "suites": "digits",
-        "code_hash": hashes["model_breadcrumbs"], "reproduced": "digits: reproduced"}
+        "submission": "model_breadcrumbs", "kind": "merge method", "tracks": "merge, transfer",
+        "suites": "digits, digits-ci", "code_hash": hashes["model_breadcrumbs"], "reproduced": "digits: reproduced"}
     assert rows["tv_trim_defense"]["kind"] == "defense" and rows["tv_trim_defense"]["tracks"] == "backdoor"
     assert rows["tv_trim_defense"]["reproduced"].startswith("no: the code changed")  # verdict on other code
     assert rows["touchy"]["reproduced"] == "digits: not verified" and rows["bad_manifest"]["kind"].startswith("invalid")

@@ -27,8 +27,8 @@ def tiny_copy(slug: str, tmp: Path) -> Path:
     folder = shutil.copytree(ROOT / "submissions" / slug, tmp / slug)
     toml = folder / "submission.toml"
     text = toml.read_text()
-    assert 'suites = ["digits"]' in text
-    toml.write_text(text.replace('suites = ["digits"]', 'suites = ["digits", "digits-tiny"]'))
+    assert 'suites = ["digits", "digits-ci"]' in text
+    toml.write_text(text.replace('suites = ["digits", "digits-ci"]', 'suites = ["digits", "digits-ci", "digits-tiny"]'))
     return folder
 
 
