@@ -22,12 +22,10 @@ demo: setup
 	@echo "Results: $(DB)   Findings report: $(REPORT)/report.md"
 	@echo "Open the leaderboard with:  .venv/bin/mergesec leaderboard --db $(DB)"
 
-# Lint, the reproducibility check of the example submissions on digits (builds the digits zoo, which the
-# slow tests then reuse), then the whole test suite.
+# Lint, then the reproducibility check of the example submissions (on the declared CI configuration
+# `digits-ci`) and the whole test suite side by side, one core each (scripts/ci_test.sh).
 test: setup
-	.venv/bin/ruff check .
-	CI_REPRO_OUT=$(CI_OUT) bash scripts/ci_reproduce.sh
-	MERGESEC_TEST_CACHE=$(CI_OUT)/cache MERGESEC_ARTIFACTS=$(CI_OUT)/artifacts .venv/bin/python -m pytest -q
+	CI_OUT=$(CI_OUT) bash scripts/ci_test.sh
 
 lint: setup
 	.venv/bin/ruff check .
