@@ -68,7 +68,8 @@ PUBLISHED: dict[str, dict[str, Source]] = {
         "lr": Source(1e-3, f"{ADA} `torch.optim.Adam(lr=1e-3)`"),
         "steps": Source(500, f"{ADA} `epochs = 500`"),
         "batch_size": Source(16, f"{ADA} test-time loaders, batch size 16"),
-        "batches_per_step": Source(2, f"{ADA} inner loop `if i > 0: break` (batches 0 and 1 per task per step)"),
+        "batches_per_step": Source(2, f"{ADA} inner loop `if i > 0: # Execute only one step` / `break` after "
+                                   "batches 0 and 1 of each task"),
     },
     "surgery_task_arithmetic": {
         "scaling_coef": Source(0.3, "Representation Surgery (Yang et al., ICML 2024) on task arithmetic λ = 0.3"),
@@ -80,19 +81,19 @@ PUBLISHED: dict[str, dict[str, Source]] = {
     "consensus_ta": {
         "scaling_coef": Source(0.3, "Task arithmetic's λ = 0.3 (Consensus TA applies it to the masked sum)"),
         "tall_mask_lambda": Source(0.4, f"{MERGESEC}: middle of the TALL-masks paper's validation grid "
-                                   "{{0.2, …, 0.6}} (data-free, no search)"),
+                                   "{0.2, …, 0.6} (data-free, no search)"),
         "min_agreement": Source(2, "TALL masks (Wang et al., ICML 2024) Sec. 4: k = 2"),
     },
     "tsv_m": {
         "scaling_coef": Source(1.0, f"{FB} config/method/task_singular_vector/TaskSingularVectorMerging.yaml "
-                               "`alpha: 1`; TSV paper α = 1.0"),
+                               "`alpha: 1`"),
     },
     "iso_c": {
         "scaling_coef": Source(1.0, f"{FB} config/method/isotropic_merging/iso_c.yaml `scaling_factor: 1.0`"),
     },
     "iso_cts": {
         "scaling_coef": Source(1.0, f"{FB} config/method/isotropic_merging/iso_cts.yaml `scaling_factor: 1.0`"),
-        "common_space_fraction": Source(0.8, f"{FB} iso_cts.yaml `common_space_fraction: 0.8`; Iso paper 0.8"),
+        "common_space_fraction": Source(0.8, f"{FB} iso_cts.yaml `common_space_fraction: 0.8`"),
     },
     "wudi": {
         "steps": Source(400, f"{FB} config/method/wudi/wudi.yaml `iter_num: 400`"),
