@@ -470,5 +470,5 @@ def test_docs_paper_scale_numbers_match_the_throughput_benchmark():
     assert f"{work['crafting_grads']:,} input gradients to craft" in docs
     assert f"{work['eval_forwards']:,} forwards and {work['eval_grads']:,} input gradients" in docs
     assert work["disk"].replace(" x ", " × ") in docs
-    assert "VMI 60" in docs and "{'fgsm': 1, 'pgd': 10, 'mifgsm': 10, 'difgsm': 10, 'tifgsm': 10, 'vmifgsm': 60}" in \
+    assert "VMI 210" in docs and "{'fgsm': 1, 'pgd': 10, 'mifgsm': 10, 'difgsm': 10, 'tifgsm': 10, 'vmifgsm': 210}" in \
         work["summary"]
