@@ -43,8 +43,10 @@ if res.attrs.get("filters_ignored"):
     st.caption(f"{spec.label.capitalize()} comes from the merge track; the "
                f"{', '.join(res.attrs['filters_ignored'])} filter does not apply to it.")
 
-fr = data.friedman(ctx.db, ctx.suite_hash, TRACK, metric, frozen).iloc[0]
-differ = fr.p_unc < 0.05
+try:
+    fr = data.friedman(ctx.db, ctx.suite_hash, TRACK, metric, frozen).iloc[0]
+except StatisticsError:  # one setting: the ranking resamples its images, but there is nothing to rank across
+    fr = None
 best, worst = res.iloc[0], res.iloc[-1]
 best_word = "highest" if spec.higher_is_better else "lowest"
 first = res[res["rank"] == res["rank"].min()].method.tolist()
@@ -53,19 +55,24 @@ with st.container(horizontal=True):
               help=f"{best_word} mean {spec.label}; tied: " + ", ".join(first))
     st.metric(f"Mean {spec.label}", tables.fmt_value(best["mean"], spec.percent), border=True,
               help=f"95% CI {tables.fmt_ci(best.ci_low, best.ci_high, spec.percent)}")
-    st.metric("Friedman p", tables.fmt_p(fr.p_unc), border=True,
-              help=f"Q = {fr.Q:.2f}, df = {int(fr.ddof1)}, Kendall's W = {fr.W:.2f}")
+    if fr is not None:
+        st.metric("Friedman p", tables.fmt_p(fr.p_unc), border=True,
+                  help=f"Q = {fr.Q:.2f}, df = {int(fr.ddof1)}, Kendall's W = {fr.W:.2f}")
+if fr is None:
+    friedman = (f"The filters leave {int(res.n_settings.iat[0])} setting: no Friedman test (it ranks methods "
+                "across settings); the intervals resample that setting's test images.")
+else:
+    friedman = (f"**Friedman test:** χ²({int(fr.ddof1)}) = {fr.Q:.2f}, {tables.p_text(fr.p_unc)}, Kendall's W = "
+                f"{fr.W:.2f} over {int(fr.n_settings)} complete settings"
+                + (f" ({int(fr.n_settings_dropped)} incomplete dropped)" if fr.n_settings_dropped else "")
+                + ". " + ("The methods differ significantly (α = 0.05)." if fr.p_unc < 0.05
+                          else "No significant difference between the methods (α = 0.05)."))
 st.markdown(
     f"**{best.method}** has the {best_word} mean {spec.label} "
     f"({tables.fmt_value(best['mean'], spec.percent)}, 95% CI "
     f"{tables.fmt_ci(best.ci_low, best.ci_high, spec.percent)}); **{worst.method}** the "
     f"{'lowest' if spec.higher_is_better else 'highest'} ({tables.fmt_value(worst['mean'], spec.percent)}, "
-    f"{tables.fmt_ci(worst.ci_low, worst.ci_high, spec.percent)}). "
-    f"**Friedman test:** χ²({int(fr.ddof1)}) = {fr.Q:.2f}, {tables.p_text(fr.p_unc)}, Kendall's W = "
-    f"{fr.W:.2f} over {int(fr.n_settings)} complete settings"
-    + (f" ({int(fr.n_settings_dropped)} incomplete dropped)" if fr.n_settings_dropped else "")
-    + ". " + ("The methods differ significantly (α = 0.05)." if differ
-              else "No significant difference between the methods (α = 0.05).")
+    f"{tables.fmt_ci(worst.ci_low, worst.ci_high, spec.percent)}). " + friedman
 )
 ui.significance_note(res, spec.percent)
 ui.ranking(res, spec, f"transfer_ranking_{metric}", about, key="transfer_ranking")
@@ -82,7 +89,8 @@ try:
                "Nemenyi is more conservative than the paired tests behind the CI-aware rank.")
     ui.downloads(ranks, f"transfer_nemenyi_{metric}", about)
 except StatisticsError as e:
-    st.info(f"No CD diagram: {e}")
+    st.info("No CD diagram: it ranks methods across settings, and the filters leave one." if fr is None
+            else f"No CD diagram: {e}")
 
 st.subheader("Method × task")
 long = data.settings(ctx.db, ctx.suite_hash, TRACK, metric, frozen)
