@@ -191,7 +191,8 @@ def test_docs_tables_are_generated_and_drift_is_caught(run, tmp_path):
     assert "clean_fixed_trigger" in written and "asr-floor[ibvs]" in written and "with_patch" in written
     assert bdocs.main([*args, "--check"]) == 0
     body = bdocs._body(written, "results")
-    doc.write_text(written.replace(body, re.sub(r"0\.(\d)", lambda m: f"0.{(int(m.group(1)) + 1) % 10}", body, count=1)))
+    bumped = re.sub(r"0\.(\d)", lambda m: f"0.{(int(m.group(1)) + 1) % 10}", body, count=1)
+    doc.write_text(written.replace(body, bumped))
     assert bdocs.main([*args, "--check"]) == 1  # one digit changed: drift
     assert bdocs.main(["--db", str(tmp_path / "none.duckdb"), "--doc", str(doc)]) == 2
     shipped = os.environ.get("MERGESEC_TEST_DB")
