@@ -66,9 +66,6 @@ METRICS: dict[str, dict[str, Metric]] = {
         for m in (
             Metric("backdoor_asr", "backdoor ASR", "backdoor_metrics", "backdoor_asr", False, _BACKDOOR_SETTINGS,
                    help="share of triggered non-target-class test images classified as the target class"),
-            Metric("asr_minus_floor", "ASR − floor", "backdoor_metrics", "asr_minus_floor", False,
-                   _BACKDOOR_SETTINGS, help="backdoor ASR minus the target-class rate on the same images without "
-                                            "the trigger (what the trigger adds)"),
             Metric("clean_acc", "clean accuracy", "backdoor_metrics", "clean_acc", True, _BACKDOOR_SETTINGS,
                    help="merged (backdoored) model's mean clean accuracy over the merged tasks"),
         )

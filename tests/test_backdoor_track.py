@@ -167,3 +167,35 @@ def test_a_plugin_defense_sees_only_what_a_defender_has(run, monkeypatch):
               and not (isinstance(o, Cache) and o.root == inputs.cache.root)]
     assert leaked == []
     assert inputs.context.classifier_factory(inputs.pretrained, 0)(torch.zeros(1, 3, 16, 16)).shape[-1] == 10
+
+
+def test_docs_tables_are_generated_and_drift_is_caught(run, tmp_path):
+    import os
+    import re
+
+    from benchmark.tracks import backdoor_docs as bdocs
+
+    _, store, _, d = run
+    text = bdocs.DOC.read_text()
+    assert bdocs.block_names(text) == ["results", "patch"]
+    outside = bdocs.BLOCK.sub("", text)
+    pasted = [ln for ln in outside.splitlines() if ln.startswith("|") and re.search(r"\d\.\d{3}", ln)]
+    assert pasted == []  # no hand-pasted result table outside the generated blocks
+    doc = tmp_path / "backdoor.md"
+    doc.write_text(text)
+    args = ["--db", str(store.path), "--cache", str(d / "cache"), "--suite", str(d / "tiny-backdoor.yaml"),
+            "--doc", str(doc)]
+    assert bdocs.main([*args, "--check"]) == 1  # the placeholders are not what this database gives
+    assert bdocs.main(args) == 0
+    written = doc.read_text()
+    assert "clean_fixed_trigger" in written and "asr-floor[ibvs]" in written and "with_patch" in written
+    assert bdocs.main([*args, "--check"]) == 0
+    body = bdocs._body(written, "results")
+    bumped = re.sub(r"0\.(\d)", lambda m: f"0.{(int(m.group(1)) + 1) % 10}", body, count=1)
+    doc.write_text(written.replace(body, bumped))
+    assert bdocs.main([*args, "--check"]) == 1  # one digit changed: drift
+    assert bdocs.main(["--db", str(tmp_path / "none.duckdb"), "--doc", str(doc)]) == 2
+    shipped = os.environ.get("MERGESEC_TEST_DB")
+    if shipped:  # the shipped document against a full digits sweep
+        cache = os.environ.get("MERGESEC_TEST_CACHE", "cache")
+        assert bdocs.main(["--db", shipped, "--cache", cache, "--check"]) == 0

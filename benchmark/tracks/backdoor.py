@@ -4,16 +4,18 @@ with the benign ones (optionally under a defense); clean accuracy and backdoor A
 Configuration: the suite's `backdoor:` section (adversary task, attack list, merge methods, defenses with
 their hyperparameters, seeds). One unit = (attack, variant, method, defense, seed):
 
-- attacks: each entry of `backdoor.attacks` (naive BadNets, BadMerging on-/off-task, BV, SBV), plus a
-  `clean` baseline per distinct trigger (every contributor benign, the same trigger pasted: the ASR the
-  pretrained model's inherent response to the patch gives after merging);
+- attacks: each entry of `backdoor.attacks` (naive BadNets, BadMerging on-/off-task, BV, SBV), plus the
+  baselines (`role = 'baseline'`, every contributor benign): `clean_fixed_trigger` per (target, patch size),
+  a fixed pattern on the benign merge (BadMerging's clean rows), and `clean_inherent` per optimised patch
+  (the Backdoor Vectors paper's inherent trigger);
 - methods: the run's merge methods restricted to `backdoor.methods` (when the suite lists them);
 - defenses: `none`, each defense in `backdoor.defenses`, and every registered non-built-in defense (a plugin
   or submission) with its default hyperparameters.
 
 Backdoored models, triggers, shadow heads and IBVS vectors are built once and cached (content-addressed, like
-the zoo). Within a run, merges are memoised per (models, method, seed) so defenses and the clean rows that
-share a merge do not merge again. Rows go to `backdoor_settings`, `backdoor_task_acc`, `backdoor_outcomes`.
+the zoo). Within a run, merges are memoised per (models, method, seed) so defenses and the baseline rows that
+share a merge do not merge again, and one clean pass per merged model gives clean accuracy and every row's
+ASR floor. Rows go to `backdoor_settings`, `backdoor_task_acc`, `backdoor_outcomes`.
 """
 
 from __future__ import annotations
