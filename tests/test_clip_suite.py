@@ -238,7 +238,9 @@ def test_every_track_runs_on_a_huggingface_suite(tiny_checkpoint, data_dir, tmp_
     raw = tiny_clip_raw(tiny_checkpoint)
     raw["transfer"].update(attacks=["fgsm", "pgd"], subset_size=4)
     bd = raw["backdoor"]
-    bd.update(adversary_task="alpha", methods=["task_arithmetic"], defenses={"ibvs": bd["defenses"]["ibvs"]})
+    # two tasks: the defender injects into alpha (task 0), not the off-task target beta
+    bd.update(adversary_task="alpha", methods=["task_arithmetic"],
+              defenses={"ibvs": {**bd["defenses"]["ibvs"], "inject_task": 0}})
     bd["attacks"] = [{**bd["attacks"][0], "patch_size": 4},
                      {**bd["attacks"][2], "target_task": "beta", "patch_size": 4, "n_target_images": 3}]
     suite = write_suite(tmp_path / "clip-tiny.yaml", raw)
@@ -443,7 +445,9 @@ def test_smoke_suite_runs_all_three_tracks_on_cpu(tiny_checkpoint, tmp_path):
     raw["recipe"]["finetune"].update(epochs=1, batch_size=16, warmup_steps=0)
     raw["transfer"].update(attacks=["pgd"], subset_size=3)
     bd = raw["backdoor"]
-    bd.update(methods=["task_arithmetic"], defenses={"ibvs": bd["defenses"]["ibvs"]}, adversary_task="gtsrb",
+    # tasks [cars, gtsrb]: the defender injects into gtsrb (task 1), not the off-task target cars
+    bd.update(methods=["task_arithmetic"], defenses={"ibvs": {**bd["defenses"]["ibvs"], "inject_task": 1}},
+              adversary_task="gtsrb",
               attacks=[{**bd["attacks"][0], "patch_size": 4}])
     suite = write_suite(tmp_path / "smoke-tiny.yaml", raw)
     assert suite.backbone.pretrained == "random" and suite.data["source"] == "synthetic"
