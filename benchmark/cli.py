@@ -27,6 +27,9 @@ CacheOpt = Annotated[
 ]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | csv | json | markdown")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+WorkersOpt = Annotated[int, typer.Option(
+    "--workers", "-j", min=1, envvar="MERGESEC_WORKERS",
+    help="Worker processes computing units (each on $MERGESEC_THREADS threads); results are identical.")]
 ExecutorOpt = Annotated[str | None, typer.Option(
     "--executor", envvar="MERGESEC_EXECUTOR",
     help="serial | process | ray [env MERGESEC_EXECUTOR; default process with -j > 1, else serial].")]
@@ -89,10 +92,7 @@ def run(
     db: DbOpt = None,
     cache: CacheOpt = None,
     quiet: QuietOpt = False,
-    workers: Annotated[int, typer.Option(
-        "--workers", "-j", min=1, envvar="MERGESEC_WORKERS",
-        help="Worker processes computing units (each on $MERGESEC_THREADS threads); results are identical.",
-    )] = 1,
+    workers: WorkersOpt = 1,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
     device: DeviceOpt = None,
@@ -331,19 +331,24 @@ def submit(
     quiet: QuietOpt = False,
     fmt: FormatOpt = "table",
     device: DeviceOpt = None,
+    workers: WorkersOpt = 1,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
-    """Validate a submission, run every track it claims, store the results with provenance, print its ranks."""
+    """Validate a submission, run every track it claims (in this process, -j workers or on Ray; every worker
+    registers the submission), store the results with provenance, print its ranks."""
     import time
 
     from benchmark.device import use_device
     from benchmark.submissions.sandbox import Limits
-    from benchmark.submissions.workflow import method_rows
+    from benchmark.submissions.workflow import Execution, method_rows
     from benchmark.submissions.workflow import submit as run_submission
 
     use_device(device)
     t0 = time.perf_counter()
     r = run_submission(submission, suite, db, cache, Limits.from_env(time_limit, memory_limit, not no_isolation),
-                       progress=not quiet, command=" ".join(["mergesec", *sys.argv[1:]]))
+                       progress=not quiet, command=" ".join(["mergesec", *sys.argv[1:]]),
+                       execution=Execution(executor, workers, ray_address))
     sub = r.submission
     if r.units_run == 0:
         typer.echo(f"{sub.slug} (content hash {sub.code_hash}) is already stored for suite {r.suite.name}: "
@@ -373,19 +378,24 @@ def reproduce(
     quiet: QuietOpt = False,
     fmt: FormatOpt = "table",
     device: DeviceOpt = None,
+    workers: WorkersOpt = 1,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Re-run submissions from scratch (fresh cache and database) and compare every stored metric; exit 0 only
-    if all match within the tolerance. The verdict is stored for the leaderboard's reproduced badge."""
+    if all match within the tolerance. The verdict is stored for the leaderboard's reproduced badge. The
+    submission's units run on the chosen executor (a Ray cluster must see the fresh cache: pass none but a
+    local cluster, or run reproduce on the head node with a shared TMPDIR)."""
     from benchmark.device import use_device
     from benchmark.submissions.sandbox import Limits
-    from benchmark.submissions.workflow import DEFAULT_TOLERANCE
+    from benchmark.submissions.workflow import DEFAULT_TOLERANCE, Execution
     from benchmark.submissions.workflow import reproduce as run_reproduce
 
     use_device(device)
     tol = DEFAULT_TOLERANCE if tolerance is None else tolerance
     verdicts = run_reproduce("all" if targets == ["all"] else list(targets), suite, db, tol,
                              Limits.from_env(time_limit, memory_limit, not no_isolation), progress=not quiet,
-                             builtins=not skip_builtins)
+                             builtins=not skip_builtins, execution=Execution(executor, workers, ray_address))
     failed = 0
     for v in verdicts:
         worst = "n/a" if v.max_abs_diff is None else f"{v.max_abs_diff:.3g}"

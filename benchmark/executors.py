@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +30,9 @@ from benchmark.suites import Suite
 from benchmark.tracks import Unit, get_track
 
 Result = tuple[Unit, dict[str, pd.DataFrame], float]
+WorkerSetup = Callable[[], None]
+"""Run once in every worker process before its first unit (e.g. registering a submission's method there); it
+must pickle by reference (a module-level class or function, not a closure)."""
 
 
 def execute(unit: Unit, ctx: RunContext) -> tuple[dict[str, pd.DataFrame], float]:
@@ -59,9 +62,11 @@ class SerialExecutor:
 _WORKER_CTX: RunContext | None = None
 
 
-def _init_worker(raw: dict[str, Any], cache_root: str, threads: int) -> None:
+def _init_worker(raw: dict[str, Any], cache_root: str, threads: int, setup: WorkerSetup | None) -> None:
     global _WORKER_CTX
     torch.set_num_threads(threads)
+    if setup is not None:
+        setup()
     _WORKER_CTX = RunContext(Suite(raw=raw), Cache(Path(cache_root)), progress=False)
 
 
@@ -75,17 +80,18 @@ class ProcessExecutor:
     the floats match a serial run's). At most `2 * workers` units are in flight, so a failure stops the run
     soon and a stop (Ctrl-C) cancels what has not started."""
 
-    def __init__(self, suite: Suite, cache: Cache, workers: int, threads: int | None = None):
+    def __init__(self, suite: Suite, cache: Cache, workers: int, threads: int | None = None,
+                 setup: WorkerSetup | None = None):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        self.suite, self.cache, self.workers = suite, cache, workers
+        self.suite, self.cache, self.workers, self.setup = suite, cache, workers, setup
         self.threads = threads or torch.get_num_threads()
 
     def map(self, units: list[Unit]) -> Iterator[Result]:
         pending = iter(units)
         with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker,
-                                 initargs=(self.suite.raw, str(self.cache.root), self.threads)) as pool:
+                                 initargs=(self.suite.raw, str(self.cache.root), self.threads, self.setup)) as pool:
             running: dict[Future, Unit] = {}
             try:
                 while True:
@@ -106,19 +112,21 @@ EXECUTORS = ("serial", "process", "ray")
 
 
 def make_executor(name: str | None, ctx: RunContext, workers: int = 1, ray_address: str | None = None,
-                  ray_cpus: float | None = None, ray_gpus: float | None = None) -> Executor:
+                  ray_cpus: float | None = None, ray_gpus: float | None = None,
+                  setup: WorkerSetup | None = None) -> Executor:
     """The executor called `name` over `ctx`'s suite and cache. None picks `process` when `workers` > 1, else
-    `serial`; `workers` sizes the process pool; the `ray_*` options go to `RayExecutor`."""
+    `serial`; `workers` sizes the process pool; the `ray_*` options go to `RayExecutor`; `setup` runs once in
+    every worker process (this process already has what it sets up)."""
     from benchmark.errors import UnknownNameError
 
     name = name or ("process" if workers > 1 else "serial")
     if name == "serial":
         return SerialExecutor(ctx)
     if name == "process":
-        return ProcessExecutor(ctx.suite, ctx.cache, workers)
+        return ProcessExecutor(ctx.suite, ctx.cache, workers, setup=setup)
     if name == "ray":
         from benchmark.ray_executor import RayExecutor, UnitResources
 
         return RayExecutor(ctx.suite, ctx.cache, ray_address, UnitResources.of(ctx.suite, ray_cpus, ray_gpus),
-                           device=str(ctx.device))
+                           device=str(ctx.device), setup=setup)
     raise UnknownNameError("executor", name, list(EXECUTORS))

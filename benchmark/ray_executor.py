@@ -87,11 +87,11 @@ def cache_id(cache: Cache) -> str:
     return path.read_text().strip()
 
 
-_CONTEXTS: dict[tuple[str, str, str], Any] = {}
+_CONTEXTS: dict[tuple[str, str, str, Any], Any] = {}
 
 
 def run_unit_on_worker(raw: dict[str, Any], cache_root: str, token: str, threads: int, unit: Unit,
-                       device: str = "cpu") -> tuple[dict[str, pd.DataFrame], float]:
+                       device: str = "cpu", setup: Any = None) -> tuple[dict[str, pd.DataFrame], float]:
     """Body of the Ray task: one unit in this worker process on `device` (a GPU task sees only the GPU Ray
     gave it, as `cuda`), with a `RunContext` kept for the later units of the same suite and cache (the memos
     of a worker, as in `ProcessExecutor`)."""
@@ -112,9 +112,11 @@ def run_unit_on_worker(raw: dict[str, Any], cache_root: str, token: str, threads
             "filesystem (NFS, CephFS, Lustre) at that path on every node, or pass a shared --cache")
     torch.set_num_threads(threads)
     suite = Suite(raw=raw)
-    key = (suite.hash, cache_root, device)
+    key = (suite.hash, cache_root, device, setup)
     if key not in _CONTEXTS:
         _CONTEXTS.clear()
+        if setup is not None:  # `benchmark.executors.WorkerSetup`, once per worker process and run
+            setup()
         _CONTEXTS[key] = RunContext(suite, Cache(root), progress=False, device=torch.device(device))
     return execute(unit, _CONTEXTS[key])
 
@@ -128,10 +130,11 @@ class RayExecutor:
 
     def __init__(self, suite: Suite, cache: Cache, address: str | None = None,
                  resources: UnitResources | None = None, threads: int | None = None,
-                 max_in_flight: int | None = None, max_retries: int = MAX_RETRIES, device: str = "cpu"):
+                 max_in_flight: int | None = None, max_retries: int = MAX_RETRIES, device: str = "cpu",
+                 setup: Any = None):
         import torch
 
-        self.suite, self.cache, self.address, self.device = suite, cache, address, device
+        self.suite, self.cache, self.address, self.device, self.setup = suite, cache, address, device, setup
         self.resources = resources or UnitResources.of(suite)
         self.threads = threads or torch.get_num_threads()
         self.max_in_flight, self.max_retries = max_in_flight, max_retries
@@ -168,7 +171,7 @@ class RayExecutor:
             try:
                 while True:
                     while len(running) < window and (unit := next(pending, None)) is not None:
-                        running[task.remote(raw, root, token, self.threads, unit, self.device)] = unit
+                        running[task.remote(raw, root, token, self.threads, unit, self.device, self.setup)] = unit
                     if not running:
                         return
                     ready, _ = ray.wait(list(running), num_returns=1)

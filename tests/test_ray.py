@@ -176,3 +176,27 @@ def test_artefacts_are_built_once_under_their_lock(tmp_path):
     assert outs == ["3.0", "3.0"]
     assert log.read_text().count("built") == 1
     shutil.rmtree(tmp_path / "c")
+
+
+@pytest.mark.slow
+def test_a_submission_runs_on_ray_as_it_runs_in_this_process(cluster, tmp_path):
+    """`mergesec submit --executor ray`: every Ray worker registers the (sandboxed) submission itself, and the
+    stored rows equal a serial submit's."""
+    from tests.conftest import tiny_suite_raw, write_suite
+    from tests.test_submissions_e2e import tiny_copy
+
+    suite_path = tmp_path / "digits-tiny.yaml"
+    write_suite(suite_path, tiny_suite_raw())
+    folder = tiny_copy("model_breadcrumbs", tmp_path)
+    stores = {}
+    for name, extra in {"serial": [], "ray": ["--executor", "ray", "--ray-address", cluster]}.items():
+        db = tmp_path / f"{name}.duckdb"
+        out = subprocess.run([sys.executable, "-m", "benchmark.cli", "submit", str(folder), "--suite", str(suite_path),
+                              "--db", str(db), "--cache", str(tmp_path / f"cache-{name}"), "--quiet", *extra],
+                             capture_output=True, text=True, env=ENV, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        stores[name] = Store(db)
+    for table in ("merge_eval", "transfer_metrics", "transfer_examples"):
+        x, y = _results(stores["serial"], table), _results(stores["ray"], table)
+        assert len(x) > 0 and set(x.method) == {"model_breadcrumbs"}
+        pd.testing.assert_frame_equal(x, y, check_exact=True)

@@ -112,3 +112,17 @@ def register_submission(sub: Submission, limits: Limits | None = None) -> Any:
         return reg.register(reg.build(sub, limits or Limits.from_env()), replace=old is not None)
     except reg.error as e:
         raise SubmissionError(f"submission {sub.slug!r}: {e}") from None
+
+
+@dataclass(frozen=True)
+class RegisterInWorker:
+    """`benchmark.executors.WorkerSetup` for a submission's units: loads and registers the submission in a
+    worker process (a `-j` or Ray worker), so its method or defense is found there as in the driver."""
+
+    folder: str
+    limits: Limits
+
+    def __call__(self) -> None:
+        from benchmark.submissions.loader import load_submission
+
+        register_submission(load_submission(self.folder), self.limits)

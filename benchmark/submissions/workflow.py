@@ -120,13 +120,26 @@ def _register_rows(sub: Submission, store: Store, ctx: Any) -> None:
         "authors": ", ".join(m.authors), "code_hash": sub.code_hash, "updated_at": runner._now()})
 
 
+@dataclass(frozen=True)
+class Execution:
+    """Where a submission's units run: `benchmark.executors.make_executor`'s `name` (serial, process, ray),
+    `workers` and `ray_address`; every worker registers the submission first (`RegisterInWorker`)."""
+
+    name: str | None = None
+    workers: int = 1
+    ray_address: str | None = None
+
+
 def _run_tracks(sub: Submission, suite: Suite, store: Store, cache: Cache, limits: Limits, progress: bool,
-                command: str) -> Any:
+                command: str, execution: Execution = Execution()) -> Any:
     """Run the units of the claimed tracks that evaluate `sub` into `store` with `benchmark.runner.run_units`
     (a `runs` row with the provenance), restricted to the submission's units (so a defense's run does not
-    recompute the rest of the backdoor sweep). A crash inside a track becomes a `SubmissionError`."""
+    recompute the rest of the backdoor sweep), on `execution`'s executor. A crash inside a track becomes a
+    `SubmissionError`."""
     from benchmark import runner
     from benchmark.context import RunContext
+    from benchmark.executors import make_executor
+    from benchmark.submissions.registration import RegisterInWorker
 
     register_submission(sub, limits)
     tracks = _tracks(sub)
@@ -135,7 +148,10 @@ def _run_tracks(sub: Submission, suite: Suite, store: Store, cache: Cache, limit
     _register_rows(sub, store, ctx)
     config = {"submission": sub.slug, "code_hash": sub.code_hash}
     try:
-        return runner.run_units(ctx, tracks, units, store, config, command, f"{sub.slug} on {suite.name}")
+        executor = make_executor(execution.name, ctx, execution.workers, execution.ray_address,
+                                 setup=RegisterInWorker(str(sub.folder), limits))
+        return runner.run_units(ctx, tracks, units, store, config, command, f"{sub.slug} on {suite.name}",
+                                executor)
     except SubmissionError:
         raise
     except Exception as e:
@@ -187,9 +203,9 @@ class SubmitReport:
 
 def submit(target: str | Path, suite: str | Path | None = None, db: Path | str | None = None,
            cache: Path | str | None = None, limits: Limits | None = None, progress: bool = True,
-           command: str = "") -> SubmitReport:
-    """Validate, run and store a submission (see the module docstring). Raises `SubmissionError` with the
-    reason on failure, leaving the database unchanged."""
+           command: str = "", execution: Execution = Execution()) -> SubmitReport:
+    """Validate, run (on `execution`'s executor) and store a submission (see the module docstring). Raises
+    `SubmissionError` with the reason on failure, leaving the database unchanged."""
     from benchmark.submissions.check import validate
 
     t0 = time.perf_counter()
@@ -206,7 +222,8 @@ def submit(target: str | Path, suite: str | Path | None = None, db: Path | str |
         return SubmitReport(sub, s, tracks, 0, len(done), 0, time.perf_counter() - t0, None, main.path)
     with tempfile.TemporaryDirectory(prefix="mergesec-submit-") as tmp:
         staging = Store(Path(tmp) / "staging.duckdb")
-        summary = _run_tracks(sub, s, staging, cache_, limits, progress, command or f"mergesec submit {sub.slug}")
+        summary = _run_tracks(sub, s, staging, cache_, limits, progress, command or f"mergesec submit {sub.slug}",
+                              execution)
         # promoted only now that every unit succeeded; a failure above leaves the main database untouched
         n = _promote(main, staging, stale)
     return SubmitReport(sub, s, tracks, n, 0, len(stale), time.perf_counter() - t0,
@@ -436,12 +453,14 @@ def _match_threads(main: Store, unit_keys: list[str]) -> _Threads:
 
 def reproduce(targets: list[str | Path] | str, suite: str | Path | None = None, db: Path | str | None = None,
               tolerance: float = DEFAULT_TOLERANCE, limits: Limits | None = None, progress: bool = True,
-              cache: Path | str | None = None, record: bool = True, builtins: bool = True) -> list[Verdict]:
+              cache: Path | str | None = None, record: bool = True, builtins: bool = True,
+              execution: Execution = Execution()) -> list[Verdict]:
     """Re-run submissions from scratch and compare with the stored rows (module docstring). `targets` is
     "all", or slugs/folders. With `builtins`, the stored rows of the built-in methods the submission is
     ranked against (same suite and tracks) are re-run and checked too. `cache` defaults to a fresh temporary
     folder (the point of reproducing);
-    passing one is for tests. Records one `reproductions` row per submission when `record`."""
+    passing one is for tests. The submission's own units run on `execution`'s executor. Records one
+    `reproductions` row per submission when `record`."""
     from benchmark.provenance import provenance
 
     limits = limits or Limits.from_env()
@@ -472,7 +491,7 @@ def reproduce(targets: list[str | Path] | str, suite: str | Path | None = None, 
             threads = _match_threads(main, current.unit_key.tolist())
             try:
                 summary = _run_tracks(sub, s, fresh, shared_cache, limits, progress,
-                                      f"mergesec reproduce {sub.slug}")
+                                      f"mergesec reproduce {sub.slug}", execution)
                 run_id = getattr(summary, "run_id", None)
                 fresh_units = _units_of(fresh, s.hash, sub)
                 keys = sorted(set(current.unit_key) | set(fresh_units.unit_key))
