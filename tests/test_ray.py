@@ -28,6 +28,9 @@ TRACKS = ["merge", "transfer", "backdoor"]
 METHODS = ["task_arithmetic", "ties"]
 TABLES = ("merge_eval", "transfer_metrics", "transfer_examples", "backdoor_metrics", "backdoor_examples")
 RAY_CLI = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` command of this interpreter
+# a throw-away cluster on loopback: no usage reports, and no token (a token file left in ~/.ray by another
+# local cluster would not match this one's)
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
 def _free_port() -> int:
@@ -41,7 +44,7 @@ def cluster():
     """A local Ray cluster bound to 127.0.0.1 with two CPU slots; stopped afterwards."""
     port = _free_port()
     tmp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths live under it
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, **RAY_ENV}
     subprocess.run([*RAY_CLI, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
                     "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false",
                     "--temp-dir", tmp, "--disable-usage-stats"], check=True, capture_output=True, env=env,
@@ -79,7 +82,7 @@ def _same_rows(a: Store, b: Store) -> None:
         pd.testing.assert_frame_equal(x, y, check_exact=True)
 
 
-ENV = {**os.environ, "MERGESEC_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+ENV = {**os.environ, "MERGESEC_THREADS": "1", **RAY_ENV}
 
 
 @pytest.mark.slow
