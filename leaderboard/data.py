@@ -65,15 +65,8 @@ class Reader(Store):
 
 
 def db_state(db: str) -> tuple:
-    """The database file's and its write-ahead log's (mtime, size): the cache key of every query."""
-    out = []
-    for f in (Path(db), Path(db + ".wal")):
-        try:
-            s = f.stat()
-            out.append((s.st_mtime_ns, s.st_size))
-        except OSError:
-            out.append(None)
-    return tuple(out)
+    """:func:`leaderboard.snapshots.file_state` of the database: the cache key of every query."""
+    return snapshots.file_state(db)
 
 
 def _mark_stale() -> None:

@@ -22,9 +22,10 @@ _LOCK = threading.Lock()
 _COPIES: dict[str, tuple[Path, tuple, float]] = {}  # resolved db -> (copy, db state copied, when)
 
 
-def _state(db: Path) -> tuple:
+def file_state(db: str | Path) -> tuple:
+    """The database file's and its write-ahead log's (mtime, size): what changes when a writer commits."""
     out = []
-    for f in (db, Path(f"{db}.wal")):
+    for f in (Path(db), Path(f"{db}.wal")):
         try:
             s = f.stat()
             out.append((s.st_mtime_ns, s.st_size))
@@ -40,13 +41,13 @@ def refresh(db: str | Path, force: bool = False) -> Path | None:
     key = str(db)
     with _LOCK:
         old = _COPIES.get(key)
-        state = _state(db)
+        state = file_state(db)
         if old and (old[1] == state or (not force and time.monotonic() - old[2] < REFRESH_EVERY_S)):
             return old[0]
         target = _DIR / f"{hashlib.sha256(key.encode()).hexdigest()[:12]}-{time.monotonic_ns()}.duckdb"
         try:
             with duckdb.connect(key, read_only=True):  # a shared lock: no writer while we copy
-                state = _state(db)
+                state = file_state(db)
                 shutil.copyfile(db, target)
                 if Path(f"{db}.wal").exists():
                     shutil.copyfile(f"{db}.wal", f"{target}.wal")
