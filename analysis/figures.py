@@ -195,11 +195,11 @@ def backdoor_bars(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def cd(ranks: pd.DataFrame, title: str) -> Figure:
-    """:func:`analysis.stats.cd_diagram` at the report's font size."""
+def cd(ranks: pd.DataFrame, title: str, p_values: pd.DataFrame | None = None) -> Figure:
+    """:func:`analysis.stats.cd_diagram` at the report's font size; bars from ``p_values`` when given."""
     from analysis.stats import cd_diagram
 
-    return cd_diagram(ranks, title=title, fontsize=FONT)
+    return cd_diagram(ranks, title=title, fontsize=FONT, p_values=p_values)
 
 
 def _p(p: float) -> str:

@@ -14,9 +14,8 @@ from analysis import claims as C
 from analysis.report.tables import fmt_table
 from benchmark.store import Store
 
-SHOWN = ("method", "mean", "ci_low", "ci_high", "n_settings", "rank", "top_group", "letters")
-"""The ranking's columns shown (``rank`` is CI-aware once analysis.ranking_view has it; ``top_group`` is
-shown while it exists)."""
+SHOWN = ("method", "mean", "ci_low", "ci_high", "n_settings", "rank", "letters", "per_target")
+"""The ranking's columns shown (``rank`` is CI-aware; ``per_target``: each method on its own counted set)."""
 
 
 @dataclass(frozen=True)
@@ -40,26 +39,25 @@ def surrogate_ranking(
     as showing the same table only when the bootstrap settings are ranked_table's defaults (the
     leaderboard's)."""
     from analysis import figures as G
-    from analysis.queries import transfer_long
-    from analysis.ranking_view import ranked_table
-    from analysis.stats import StatisticsError, friedman_test, nemenyi_critical_difference
+    from analysis.ranking_view import ranked_table, ranking
+    from analysis.stats import StatisticsError, friedman_test, nemenyi_critical_difference, p_value_matrix
 
     cmd = (f"mergesec rank --suite {r.suite_name} --track transfer --metric {r.metric} --surrogate {surrogate} "
            f"--n-boot {r.n_boot} --seed {r.seed}")
     try:
-        ranked = ranked_table(r.store, r.suite_hash, "transfer", r.metric, {"surrogate": [surrogate]},
-                              n_boot=r.n_boot, seed=r.seed, alpha=r.alpha)
-        long = transfer_long(r.store, r.suite_hash, r.metric, surrogate)
-        fr = friedman_test(long, r.metric, C.clustered.TRANSFER_SETTING).iloc[0]
-        ranks = nemenyi_critical_difference(long, r.metric, C.clustered.TRANSFER_SETTING, higher_is_better=False,
-                                            alpha=r.alpha)
+        # the same values and decisions as ranked_table (the leaderboard's table): Friedman and the average
+        # ranks on its per-setting values, the CD diagram's bars from its Holm-corrected pairwise decisions
+        rk = ranking(r.store, r.suite_hash, "transfer", r.metric, {"surrogate": [surrogate]},
+                     n_boot=r.n_boot, seed=r.seed, alpha=r.alpha, task_level=False)
+        ranked, settings = rk.table, rk.table.attrs["settings"]
+        fr = friedman_test(rk.long, r.metric, settings).iloc[0]
+        ranks = nemenyi_critical_difference(rk.long, r.metric, settings, higher_is_better=False, alpha=r.alpha)
+        decisions = p_value_matrix(rk.pairs, list(ranked.method))
     except StatisticsError as e:
         return f"### Surrogate `{surrogate}`\n\nNo ranking: {e}", None
     ranked.to_csv(csv_dir / f"transfer_ranking_{surrogate}.csv", index=False)
     shown = ranked[[c for c in SHOWN if c in ranked]]
-    rank_text = ("`rank` = 1 + the number of methods significantly less vulnerable (ties share a rank)"
-                 if "top_group" not in ranked else
-                 "`top_group` = not significantly more vulnerable than the best")
+    rank_text = "`rank` = 1 + the number of methods significantly less vulnerable (ties share a rank)"
     mdd = ranked.attrs.get("mdd")
     defaults = inspect.signature(ranked_table).parameters
     same = (r.n_boot, r.seed, r.alpha) == tuple(defaults[k].default for k in ("n_boot", "seed", "alpha"))
@@ -81,9 +79,10 @@ def surrogate_ranking(
     fig_path = None
     if draw:
         name = f"cd_diagram_{surrogate}.png"
-        fig_path = G.save(G.cd(ranks, f"{r.label}, surrogate {surrogate}: average rank (1 = least vulnerable)"),
-                          out / name)
+        title = f"{r.label}, surrogate {surrogate}: average rank (1 = least vulnerable)"
+        fig_path = G.save(G.cd(ranks, title, decisions), out / name)
         lines += ["", f"![critical-difference diagram, surrogate {surrogate}]({name})", "",
-                  f"Critical-difference diagram (Nemenyi, CD = {ranks.cd.iat[0]:.2f}): least vulnerable on the "
-                  "left; methods joined by a bar do not differ significantly."]
+                  "Critical-difference diagram: average rank over the settings, least vulnerable on the left; "
+                  "methods joined by a bar do not differ by the same Holm-corrected pairwise tests as the ranks "
+                  "and letters above."]
     return "\n".join(lines), fig_path

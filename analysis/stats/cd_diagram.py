@@ -23,7 +23,11 @@ def cd_diagram(
     avg = ranks.set_index("method")["avg_rank"].sort_values()
     matrix = p_values if p_values is not None else pd.DataFrame(ranks.attrs["p_values"])
     matrix = matrix.loc[avg.index, avg.index]
-    fig = Figure(figsize=(max(6.0, 0.55 * len(avg)), 1.2 + ROW_IN * (len(avg) + 1) / 2))
+    # the method labels hang outside the rank axis, left and right: leave them room so none is cut off
+    label_in = 0.6 * fontsize / 72 * (max(len(str(m)) for m in avg.index) + 8)
+    width, height = max(6.0, 0.55 * len(avg)) + 2 * label_in, 1.2 + ROW_IN * (len(avg) + 1) / 2
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=label_in / width, right=1 - label_in / width, top=1 - 0.45 / height, bottom=0.02)
     ax = fig.add_subplot()
     sp.critical_difference_diagram(
         avg, matrix, alpha=alpha, ax=ax, label_props={"fontsize": fontsize},
