@@ -111,6 +111,8 @@ def main() -> None:
     build_zoo(load_suite(args.suite), Cache(zoo), progress=False)
     print(f"zoo: {time.perf_counter() - t0:.1f} s (cached in {zoo})")
     if "ray" in executors:
+        # a throw-away cluster on loopback: no token (it would be left in ~/.ray for later clusters to reject)
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         import ray
 
         ray.init(address="local", num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
