@@ -90,10 +90,11 @@ def bwrap_argv(code: Path, inputs: Path, outputs: Path, worker: Path, tmp_mb: in
             a += ["--ro-bind", str(p), str(p)]
     for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"):
         a += ["--ro-bind-try", f, f]
+    # the private /tmp first: an interpreter or virtualenv that lives under /tmp is bound on top of it
+    a += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
     for d in _python_dirs():
         a += ["--ro-bind", str(d), str(d)]
-    a += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
-          "--ro-bind", str(code), CODE, "--ro-bind", str(inputs), IN, "--bind", str(outputs), OUT,
+    a += ["--ro-bind", str(code), CODE, "--ro-bind", str(inputs), IN, "--bind", str(outputs), OUT,
           "--ro-bind", str(worker), WORKER, "--chdir", "/tmp"]
     if seccomp_fd is not None:
         a += ["--seccomp", str(seccomp_fd)]
