@@ -4,6 +4,8 @@ back through the one store writer, in completion order; an executor only compute
 - `SerialExecutor`: one unit after another in this process, sharing one `RunContext`'s memos.
 - `ProcessExecutor`: a pool of worker processes, each with its own `RunContext` over the same
   content-addressed cache (artefacts are written atomically, so workers that build the same one agree).
+  Units that share an in-process memo (`Track.affinity`, e.g. one merged model under several defenses) go to
+  one worker together (`affinity_batches`), so no worker recomputes what another holds.
   Units are independent functions of cached inputs, so the results equal the serial ones whatever the
   worker count (a test checks it). Workers are spawned, so, as with any `multiprocessing` spawn, the calling
   program's `__main__` must be import-safe (`mergesec` and `python -m benchmark.cli` are).
@@ -27,7 +29,7 @@ import torch
 from benchmark.cache import Cache
 from benchmark.context import RunContext
 from benchmark.suites import Suite
-from benchmark.tracks import Unit, get_track
+from benchmark.tracks import Unit, affinity_batches, get_track
 
 Result = tuple[Unit, dict[str, pd.DataFrame], float]
 WorkerSetup = Callable[[], None]
@@ -70,15 +72,20 @@ def _init_worker(raw: dict[str, Any], cache_root: str, threads: int, setup: Work
     _WORKER_CTX = RunContext(Suite(raw=raw), Cache(Path(cache_root)), progress=False)
 
 
-def _execute_in_worker(unit: Unit) -> tuple[dict[str, pd.DataFrame], float]:
+def execute_batch(units: list[Unit], ctx: RunContext) -> list[tuple[dict[str, pd.DataFrame], float]]:
+    """`execute` of each unit of an affinity batch, in order, over one context (so they share its memos)."""
+    return [execute(unit, ctx) for unit in units]
+
+
+def _execute_in_worker(units: list[Unit]) -> list[tuple[dict[str, pd.DataFrame], float]]:
     assert _WORKER_CTX is not None, "worker not initialised"
-    return execute(unit, _WORKER_CTX)
+    return execute_batch(units, _WORKER_CTX)
 
 
 class ProcessExecutor:
     """`workers` spawned processes, each on `threads` torch threads (default: this process's count, so
-    the floats match a serial run's). At most `2 * workers` units are in flight, so a failure stops the run
-    soon and a stop (Ctrl-C) cancels what has not started."""
+    the floats match a serial run's). Units go out in affinity batches; at most `2 * workers` batches are in
+    flight, so a failure stops the run soon and a stop (Ctrl-C) cancels what has not started."""
 
     def __init__(self, suite: Suite, cache: Cache, workers: int, threads: int | None = None,
                  setup: WorkerSetup | None = None):
@@ -88,21 +95,22 @@ class ProcessExecutor:
         self.threads = threads or torch.get_num_threads()
 
     def map(self, units: list[Unit]) -> Iterator[Result]:
-        pending = iter(units)
+        pending = iter(affinity_batches(units))
         with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker,
                                  initargs=(self.suite.raw, str(self.cache.root), self.threads, self.setup)) as pool:
-            running: dict[Future, Unit] = {}
+            running: dict[Future, list[Unit]] = {}
             try:
                 while True:
-                    while len(running) < 2 * self.workers and (unit := next(pending, None)) is not None:
-                        running[pool.submit(_execute_in_worker, unit)] = unit
+                    while len(running) < 2 * self.workers and (batch := next(pending, None)) is not None:
+                        running[pool.submit(_execute_in_worker, batch)] = batch
                     if not running:
                         return
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:
-                        unit = running.pop(future)
-                        yield unit, *future.result()
+                        batch = running.pop(future)
+                        for unit, (tables, seconds) in zip(batch, future.result(), strict=True):
+                            yield unit, tables, seconds
             finally:
                 for future in running:
                     future.cancel()

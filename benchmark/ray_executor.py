@@ -3,7 +3,8 @@
 The contract is `benchmark.executors.Executor`'s: `map(units)` yields `(unit, tables, seconds)` as units
 finish and never touches the results database; the driver (`benchmark.runner`) stays its one writer.
 
-- Each unit is one task declaring its resources (`UnitResources`: CPUs, and a GPU fraction so several
+- Each affinity batch of units (`benchmark.tracks.affinity_batches`; most batches are one unit) is one task
+  declaring its resources (`UnitResources`: CPUs, and a GPU fraction so several
   ViT-B/32 units share one GPU), taken from the suite's `execution:` section or the command line.
 - Workers share the content-addressed cache through a shared filesystem mounted at the same path on every
   node; artefacts are written atomically and built under a per-artefact file lock (`benchmark.cache`), so
@@ -29,7 +30,7 @@ import pandas as pd
 from benchmark.cache import Cache
 from benchmark.errors import MergesecError, MissingResourceError
 from benchmark.suites import Suite
-from benchmark.tracks import Unit
+from benchmark.tracks import Unit, affinity_batches
 
 RAY_INSTALL = "pip install 'mergesec[ray]'"
 CACHE_ID_FILE = ".mergesec-cache-id"
@@ -90,15 +91,15 @@ def cache_id(cache: Cache) -> str:
 _CONTEXTS: dict[tuple[str, str, str, Any], Any] = {}
 
 
-def run_unit_on_worker(raw: dict[str, Any], cache_root: str, token: str, threads: int, unit: Unit,
-                       device: str = "cpu", setup: Any = None) -> tuple[dict[str, pd.DataFrame], float]:
-    """Body of the Ray task: one unit in this worker process on `device` (a GPU task sees only the GPU Ray
-    gave it, as `cuda`), with a `RunContext` kept for the later units of the same suite and cache (the memos
-    of a worker, as in `ProcessExecutor`)."""
+def run_units_on_worker(raw: dict[str, Any], cache_root: str, token: str, threads: int, units: list[Unit],
+                        device: str = "cpu", setup: Any = None) -> list[tuple[dict[str, pd.DataFrame], float]]:
+    """Body of the Ray task: one affinity batch of units (`benchmark.tracks.affinity_batches`) in this worker
+    process on `device` (a GPU task sees only the GPU Ray gave it, as `cuda`), with a `RunContext` kept for the
+    later units of the same suite and cache (the memos of a worker, as in `ProcessExecutor`)."""
     import torch
 
     from benchmark.context import RunContext
-    from benchmark.executors import execute
+    from benchmark.executors import execute_batch
 
     root = Path(cache_root)
     try:
@@ -118,14 +119,14 @@ def run_unit_on_worker(raw: dict[str, Any], cache_root: str, token: str, threads
         if setup is not None:  # `benchmark.executors.WorkerSetup`, once per worker process and run
             setup()
         _CONTEXTS[key] = RunContext(suite, Cache(root), progress=False, device=torch.device(device))
-    return execute(unit, _CONTEXTS[key])
+    return execute_batch(units, _CONTEXTS[key])
 
 
 class RayExecutor:
     """Units as Ray tasks on the cluster at `address` (None: `$RAY_ADDRESS`, else a new local cluster).
 
-    At most `max_in_flight` units are submitted at a time (default: twice what the cluster can run at once),
-    so a failing unit stops the run soon and a stop cancels what has not started.
+    At most `max_in_flight` tasks (affinity batches) are submitted at a time (default: twice what the cluster
+    can run at once), so a failing unit stops the run soon and a stop cancels what has not started.
     """
 
     def __init__(self, suite: Suite, cache: Cache, address: str | None = None,
@@ -163,21 +164,22 @@ class RayExecutor:
         ray = require_ray()
         started = self._connect(ray)
         try:
-            task = ray.remote(run_unit_on_worker).options(
+            task = ray.remote(run_units_on_worker).options(
                 num_cpus=self.resources.cpus, num_gpus=self.resources.gpus,
                 max_retries=self.max_retries, retry_exceptions=False, name="mergesec-unit")
             raw, root, token = ray.put(self.suite.raw), str(self.cache.root.resolve()), cache_id(self.cache)
-            window, pending, running = self._window(ray), iter(units), {}
+            window, pending, running = self._window(ray), iter(affinity_batches(units)), {}
             try:
                 while True:
-                    while len(running) < window and (unit := next(pending, None)) is not None:
-                        running[task.remote(raw, root, token, self.threads, unit, self.device, self.setup)] = unit
+                    while len(running) < window and (batch := next(pending, None)) is not None:
+                        running[task.remote(raw, root, token, self.threads, batch, self.device, self.setup)] = batch
                     if not running:
                         return
                     ready, _ = ray.wait(list(running), num_returns=1)
                     for ref in ready:
-                        unit = running.pop(ref)
-                        yield unit, *self._result(ray, ref, unit)
+                        batch = running.pop(ref)
+                        for unit, (tables, seconds) in zip(batch, self._result(ray, ref, batch), strict=True):
+                            yield unit, tables, seconds
             finally:
                 for ref in running:
                     ray.cancel(ref)
@@ -185,7 +187,7 @@ class RayExecutor:
             if started:
                 ray.shutdown()
 
-    def _result(self, ray: Any, ref: Any, unit: Unit) -> tuple[dict[str, pd.DataFrame], float]:
+    def _result(self, ray: Any, ref: Any, batch: list[Unit]) -> list[tuple[dict[str, pd.DataFrame], float]]:
         from ray.exceptions import RayTaskError, WorkerCrashedError
 
         try:
@@ -195,5 +197,7 @@ class RayExecutor:
                 raise e.cause from None
             raise
         except WorkerCrashedError as e:
-            raise RayExecutorError(f"unit {unit.label()} ({unit.key}): its Ray worker died {self.max_retries + 1} "
-                                   "times; see the worker logs under /tmp/ray/session_latest/logs") from e
+            unit, more = batch[0], f" and the {len(batch) - 1} units batched with it" if len(batch) > 1 else ""
+            raise RayExecutorError(f"unit {unit.label()} ({unit.key}){more}: its Ray worker died "
+                                   f"{self.max_retries + 1} times; see the worker logs under "
+                                   "/tmp/ray/session_latest/logs") from e

@@ -139,17 +139,17 @@ def test_missing_ray_is_one_clear_error(tmp_path, monkeypatch):
 
 def test_a_worker_without_the_drivers_cache_fails_clearly(tmp_path):
     """A worker that sees no cache, or another one, at the driver's path refuses to compute."""
-    from benchmark.ray_executor import RayExecutorError, cache_id, run_unit_on_worker
+    from benchmark.ray_executor import RayExecutorError, cache_id, run_units_on_worker
     from benchmark.tracks import Unit
 
     token = cache_id(Cache(tmp_path / "driver"))
     assert cache_id(Cache(tmp_path / "driver")) == token  # stable
     unit = Unit("merge", {})
     with pytest.raises(RayExecutorError, match=r"cannot see the driver's cache.*no cache there"):
-        run_unit_on_worker({}, str(tmp_path / "elsewhere"), token, 1, unit)
+        run_units_on_worker({}, str(tmp_path / "elsewhere"), token, 1, [unit])
     cache_id(Cache(tmp_path / "other"))
     with pytest.raises(RayExecutorError, match="another cache is mounted there"):
-        run_unit_on_worker({}, str(tmp_path / "other"), token, 1, unit)
+        run_units_on_worker({}, str(tmp_path / "other"), token, 1, [unit])
 
 
 def test_unit_resources_come_from_the_suite_and_stay_out_of_its_hash(tmp_path):

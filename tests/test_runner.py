@@ -8,12 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import pandas as pd
 import pytest
 
-from benchmark import runner
+from benchmark import runner, trace
 from benchmark.cache import Cache
 from benchmark.context import RunContext
 from benchmark.store import Store, open_store
@@ -196,7 +197,12 @@ def test_worker_processes_store_what_a_serial_run_stores(tmp_path):
            *[a for t in tracks for a in ("--track", t)], "--methods", ",".join(methods), "--db", str(parallel.path),
            "--cache", str(tmp_path / "pc"), "--quiet", "--workers", "2"]
     _zoo_only(tmp_path / "zoo", tmp_path / "pc")
-    b = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "MERGESEC_THREADS": "1"})
+    log = tmp_path / "trace.jsonl"
+    b = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                       env={**os.environ, "MERGESEC_THREADS": "1", trace.ENV: str(log)})
+    # affinity batches: each backdoor merge (set of models, method, seed) is computed by one worker only
+    merges = Counter(e["models"] for e in trace.read(log) if e.get("track") == "backdoor" and e["models"] != "defense")
+    assert merges and set(merges.values()) == {1}, merges
     a = runner.run(suite, tracks, serial, _zoo_only(tmp_path / "zoo", tmp_path / "sc"), methods, progress=False)
     assert a.units_run == a.units_total > 0
     assert f"{a.units_total} units run, 0 already stored" in b.stdout

@@ -5,6 +5,6 @@ from benchmark.tracks import (
     merge_eval,  # noqa: F401
     transfer,  # noqa: F401
 )
-from benchmark.tracks.base import TRACKS, Track, Unit, get_track, register_track
+from benchmark.tracks.base import TRACKS, Track, Unit, affinity_batches, get_track, register_track
 
-__all__ = ["TRACKS", "Track", "Unit", "get_track", "register_track"]
+__all__ = ["TRACKS", "Track", "Unit", "affinity_batches", "get_track", "register_track"]

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from benchmark import trace
 from benchmark.errors import MergesecError
 from benchmark.hashing import content_hash
 from benchmark.tracks.base import Track, Unit, register_track
@@ -242,6 +243,7 @@ def defended_model(ctx: RunContext, s: Setting, bd: Backdoor, method: str, mh: d
             a is b for a, b in zip(finetuned, models, strict=True))
         if same and mkey in memo:
             return memo[mkey]
+        trace.record("merge", track="backdoor", method=method, seed=int(seed), models=mkey if same else "defense")
         out = as_output(merge(method, pretrained, finetuned, context=mctx, **mh), len(tasks))
         if same:
             _remember(memo, mkey, out, MERGE_MEMO)
@@ -330,6 +332,12 @@ class BackdoorTrack(Track):
         """The attack's parameters name the setting too (two entries may differ only in them); the method's
         and defense's hyperparameters and every code version do not."""
         return {**super().setting(description), "attack_params": description.get("hparams", {}).get("attack")}
+
+    def affinity(self, description):
+        """The merged model a unit evaluates (set of models, method, seed): its defenses and the settings that
+        merge the same models reuse that merge (and its clean pass) in one worker."""
+        s = Setting(description["attack"], description["variant"], description["hparams"]["attack"])
+        return (s.models_key, description["method"], description["seed"])
 
     def run_unit(self, unit, ctx):
         from benchmark.metrics.backdoor import backdoor_asr, clean_predictions, mean_clean_accuracy

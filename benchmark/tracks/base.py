@@ -5,6 +5,7 @@ described by JSON-able data only (so it can be shipped to a Ray worker), and its
 that description, which always includes the suite hash and the code identity of the method it evaluates.
 """
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -53,6 +54,33 @@ class Track:
         """The part of a unit's description that names its setting: all but the versions of the code
         (`code`) and of the hyperparameters (`hparams`) it runs."""
         return {k: v for k, v in description.items() if k not in ("code", "hparams")}
+
+    def affinity(self, description: dict[str, Any]) -> Hashable | None:
+        """Units with the same (non-None) affinity share an expensive in-process memo (e.g. one merged model
+        evaluated under several defenses): executors run consecutive ones in one worker (`affinity_batches`).
+        It only decides where a unit runs, never its result. Default: none."""
+        return None
+
+
+MAX_BATCH = 32
+"""Most units in one affinity batch (what an interrupted worker loses at most)."""
+
+
+def affinity_batches(units: list[Unit]) -> list[list[Unit]]:
+    """`units` in order, cut into runs of consecutive units with the same non-None `Track.affinity` (at most
+    `MAX_BATCH` each); a unit without affinity is a batch of its own. A worker given a batch computes each
+    shared memo once, where units dealt out one by one would have every worker compute it again."""
+    batches: list[list[Unit]] = []
+    last: Hashable | None = None
+    for unit in units:
+        key = get_track(unit.track).affinity(unit.description)
+        key = None if key is None else (unit.track, key)
+        if key is not None and key == last and len(batches[-1]) < MAX_BATCH:
+            batches[-1].append(unit)
+        else:
+            batches.append([unit])
+        last = key
+    return batches
 
 
 TRACKS: dict[str, Track] = {}
