@@ -3,12 +3,16 @@
 A merged model is computed once per (method, hyperparameters, seed) for the lifetime of the cache, whatever
 the number of worker processes: it is a content-addressed artefact (kind `merged`) keyed by the content
 digests of the weights it merges, the method, its hyperparameters and code, and the seed; builders take the
-cache's lock. A merge that returns per-task adapters (arbitrary modules, which mergesec never pickles) is
-kept in memory only. In-memory memos are bounded by bytes.
+cache's lock. A merge that returns per-task adapters is cached too when its method registers `load_adapter`
+(`register_merge`): the adapters' tensors are stored beside the merged weights in the same artefact, under
+the same checksum, and each adapter is rebuilt from its state dict on load (never unpickled). A method whose
+adapters have no such hook is merged once per process and kept in memory only. In-memory memos are bounded
+by bytes.
 """
 
 import inspect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -33,25 +37,48 @@ class MergedModel:
     state_dict: StateDict
     adapters: list[nn.Module | None]
     seconds: float
-    key: str = ""  # content address: the `merged` artefact's key (with the adapters' identity if it has any)
-    digest: str = field(default="", repr=False)  # state_digest of `state_dict`, set on first use
+    key: str = ""  # content address: the `merged` artefact's key
+    digest: str = field(default="", repr=False)  # `weights_digest()`, set on first use
 
     def weights_digest(self) -> str:
-        """Content digest of the merged weights (and the key, which identifies any adapters)."""
+        """Content digest of the merged weights and, if there are adapters, of their classes and tensors: equal
+        digests mean the same computation (a target evaluation is keyed by it)."""
         if not self.digest:
-            self.digest = state_digest(self.state_dict) + ("" if self.cacheable else f"+{self.key}")
+            self.digest = state_digest(self.state_dict)
+            if any(a is not None for a in self.adapters):
+                classes = [a and f"{type(a).__module__}.{type(a).__qualname__}" for a in self.adapters]
+                self.digest += "+" + content_hash([classes, state_digest(adapter_state(self.adapters))])
         return self.digest
-
-    @property
-    def cacheable(self) -> bool:
-        """Whether the model is fully described by its state dict (no adapter modules)."""
-        return all(a is None for a in self.adapters)
 
 
 MERGED_MEMO_BYTES = 2 << 30  # merged models kept in memory per process; older ones are reloaded from the cache
 
 
 SECONDS = "__merge_seconds__"  # the merge's wall time, stored beside the weights in a `merged` artefact
+ADAPTER = "__adapter__"  # task i's adapter tensors are `__adapter__.<i>.<key of its state_dict()>` there
+HAS_ADAPTER = "__has_adapter__"  # uint8, one per task: which tasks have an adapter (a module may hold no tensor)
+
+
+def adapter_state(adapters: list[nn.Module | None]) -> StateDict:
+    """The adapters' tensors as a `merged` artefact stores them beside the merged weights."""
+    state = {f"{ADAPTER}.{i}.{k}": v for i, a in enumerate(adapters) if a is not None
+             for k, v in a.state_dict().items()}
+    return {**state, HAS_ADAPTER: torch.tensor([a is not None for a in adapters], dtype=torch.uint8)}
+
+
+def pop_adapters(state: StateDict, n_tasks: int, load: Callable[[StateDict], nn.Module] | None
+                 ) -> list[nn.Module | None]:
+    """Remove the adapters' tensors from a loaded `merged` artefact and rebuild each adapter with `load`."""
+    has = state.pop(HAS_ADAPTER, None)
+    if has is None:
+        return [None] * n_tasks
+    assert load is not None, "a merged artefact holds adapters only for methods that register load_adapter"
+    adapters: list[nn.Module | None] = []
+    for i, flag in enumerate(has.tolist()):
+        prefix = f"{ADAPTER}.{i}."
+        own = {k[len(prefix):]: state.pop(k) for k in [k for k in state if k.startswith(prefix)]}
+        adapters.append(load(own) if flag else None)
+    return adapters
 
 
 class RunContext:
@@ -112,21 +139,29 @@ class RunContext:
 
     def merged(self, method: str, hparams: dict[str, Any], seed: int) -> MergedModel:
         """The suite's fine-tuned encoders merged with `method`: from the memo, else the cache (kind `merged`),
-        else merged once (under the cache's lock, so concurrent workers merge it once) and cached."""
+        else merged once (under the cache's lock, so concurrent workers merge it once) and cached (a merge with
+        adapters only if its method registers `load_adapter`). A reloaded model computes bitwise what the
+        fresh one did."""
+        from benchmark.merging import get_method
+
         spec = self.merged_spec(method, hparams, seed)
         key = content_hash(spec)
         if key in self._merged:
             return self._merged[key]
+        load_adapter = get_method(method).load_adapter
         with self.cache.lock("merged", spec):
             if self.cache.has("merged", spec):
                 state = self.cache.load(self.cache.path("merged", key))
                 seconds = float(state.pop(SECONDS))
-                self._merged[key] = MergedModel(state, [None] * len(self.suite.task_names), seconds, key)
+                adapters = pop_adapters(state, len(self.suite.task_names), load_adapter)
+                self._merged[key] = MergedModel(state, adapters, seconds, key)
                 return self._merged[key]
             model = self._merge(method, hparams, seed, key)
-            if model.cacheable:
-                self.cache.save("merged", spec, {**model.state_dict,
-                                                 SECONDS: torch.tensor(model.seconds, dtype=torch.float64)})
+            with_adapters = any(a is not None for a in model.adapters)
+            if not with_adapters or load_adapter is not None:
+                self.cache.save("merged", spec, {
+                    **model.state_dict, SECONDS: torch.tensor(model.seconds, dtype=torch.float64),
+                    **(adapter_state(model.adapters) if with_adapters else {})})
         self._merged[key] = model
         return model
 

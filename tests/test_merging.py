@@ -94,6 +94,8 @@ def test_register_duplicate_bad_needs_and_bad_signature(scratch_registry):
         register_merge("x3", hparams={"lam": 0.1})(lambda pretrained, finetuned: pretrained)
     with pytest.raises(MergeRegistrationError, match="requires \\['lam'\\] but hparams"):
         register_merge("x4")(lambda pretrained, finetuned, lam: pretrained)
+    with pytest.raises(MergeRegistrationError, match="load_adapter must be a function"):
+        register_merge("x5", load_adapter="SurgeryAdapter")(lambda pretrained, finetuned: pretrained)
 
 
 def test_plugin_source_recorded(scratch_registry):

@@ -465,24 +465,27 @@ def test_adversarial_key_covers_weights_arguments_batch_size_and_code(key_setup,
 
 @pytest.mark.slow
 def test_each_merge_and_forward_pass_once_whatever_the_workers(key_setup, monkeypatch):
-    """A run in this process and `mergesec run -j 2` merge each (method, seed) once, evaluate each target once
-    on the clean subset and once per adversarial set, and store the same rows."""
+    """A run in this process and `mergesec run -j 2` merge each (method, seed) once (Surgery's adapters
+    included), evaluate each target once on the clean subset and once per adversarial set, and store the same
+    rows."""
     from collections import Counter
 
     from benchmark import trace
 
     raw, tmp, zoo_cache = key_setup
-    raw = {**raw, "transfer": {**raw["transfer"], "attacks": ["fgsm", "pgd"]}}
+    surgery = "surgery_task_arithmetic"
+    raw = {**raw, "transfer": {**raw["transfer"], "attacks": ["fgsm", "pgd"]},
+           "merging": {**raw["merging"], "methods": {**raw["merging"]["methods"], surgery: {"steps": 5}}}}
     path = tmp / "j.yaml"
     suite = write_suite(path, raw)
-    methods, tracks, n_tasks = ["weight_averaging", "task_arithmetic"], ["merge", "transfer"], len(raw["tasks"])
+    methods, n_tasks = ["weight_averaging", "task_arithmetic", surgery], len(raw["tasks"])
     counts, rows = {}, {}
     for j in (1, 2):
         cache, log, db = tmp / f"cache-j{j}", tmp / f"trace-j{j}.jsonl", tmp / f"j{j}.duckdb"
         shutil.copytree(zoo_cache.root, cache)
         monkeypatch.setenv(trace.ENV, str(log))
         if j == 1:
-            runner.run(suite, tracks, Store(db), Cache(cache), methods, progress=False)
+            runner.run(suite, ["merge", "transfer"], Store(db), Cache(cache), methods, progress=False)
         else:  # spawned workers re-import __main__: run the CLI in its own process
             subprocess.run([sys.executable, "-m", "benchmark.cli", "run", "--suite", str(path), "-t", "merge", "-t",
                             "transfer", "--methods", ",".join(methods), "--db", str(db), "--cache", str(cache), "-q",

@@ -10,8 +10,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from torch import nn
+
 from benchmark.errors import MergeRegistrationError
 from benchmark.registry import Registry, check_name, check_signature
+from benchmark.types import StateDict
 
 ENTRY_POINT_GROUP = "mergesec.merge_methods"
 NEEDS = frozenset({"unlabelled_dev", "labelled_dev", "classifier_factory"})
@@ -28,6 +31,10 @@ class MergeMethod:
     `fn(pretrained, finetuned, seed, **hparams)` when it declares the need `"seed"` (a random method: the
     unit's merge seed, `MergeContext.seed`, reaches it, so two seeds give two merges).
     Data-dependent: `fn(ctx: MergeContext, **hparams) -> StateDict | MergeOutput` (the seed is `ctx.seed`).
+
+    `load_adapter(state_dict) -> nn.Module` rebuilds one of the method's `MergeOutput` adapters from its
+    `state_dict()` (an eval-mode module computing exactly what the original did), so a merge with adapters is
+    cached like any other (`RunContext.merged`); without it such a merge is kept in memory only.
     """
 
     name: str
@@ -37,6 +44,7 @@ class MergeMethod:
     paper: str = ""
     citation: str = ""
     source: str = "builtin"
+    load_adapter: Callable[[StateDict], nn.Module] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "needs", frozenset(self.needs))
@@ -59,6 +67,8 @@ def _check_method(method: MergeMethod) -> None:
     check_name(method.name, fail)
     positional = ["pretrained", "finetuned", *([SEED] if method.seeded else [])] if method.data_free else ["ctx"]
     expected = f"fn({', '.join(positional)}, **hparams)"
+    if method.load_adapter is not None and not callable(method.load_adapter):
+        fail("load_adapter must be a function state_dict -> nn.Module")
     check_signature(method.fn, needs=method.needs, valid_needs=NEEDS | {SEED}, hparams=method.hparams,
                     n_positional=len(positional), rule=f"its signature must be {expected}", fail=fail)
 
@@ -75,12 +85,12 @@ list_methods = METHODS.names
 
 def register_merge(
     name: str, *, needs: Iterable[str] = (), hparams: Mapping[str, Any] | None = None, paper: str = "",
-    citation: str = "", replace: bool = False,
+    citation: str = "", replace: bool = False, load_adapter: Callable[[StateDict], nn.Module] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering `fn` as merge method `name`; returns `fn` unchanged (marked `__merge_method__`).
 
     `citation` defaults to the function's docstring. `source` is "builtin" for mergesec's own methods and
-    "plugin:<module>" otherwise.
+    "plugin:<module>" otherwise. `load_adapter`: see `MergeMethod`.
     """
     return METHODS.decorator(replace=replace, name=name, needs=frozenset(needs), hparams=dict(hparams or {}),
-                             paper=paper, citation=citation)
+                             paper=paper, citation=citation, load_adapter=load_adapter)

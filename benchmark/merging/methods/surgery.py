@@ -26,6 +26,16 @@ class SurgeryAdapter(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features - self.up(torch.relu(self.down(features)))
 
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor]) -> SurgeryAdapter:
+        """The frozen eval-mode adapter holding `state` (its `state_dict()`); dims from the weight shapes. Built
+        on the meta device, so no initialisation runs and no random number is drawn."""
+        rank, dim = state["down.weight"].shape
+        with torch.device("meta"):
+            adapter = cls(dim, rank)
+        adapter.load_state_dict(state, assign=True)
+        return adapter.eval().requires_grad_(False)
+
 
 @torch.no_grad()
 def _features(model: nn.Module, batches: object) -> torch.Tensor:
@@ -62,6 +72,7 @@ def train_adapter(
     hparams={"scaling_coef": 0.3, "rank": 16, "steps": 1000, "lr": 1e-3, "batch_size": 16},
     paper="Representation Surgery (Yang et al., ICML 2024)",
     citation="Yang et al. Representation surgery for multi-task model merging. ICML 2024. arXiv:2402.02705",
+    load_adapter=SurgeryAdapter.from_state,
 )
 def surgery_task_arithmetic(
     ctx: MergeContext, scaling_coef: float, rank: int, steps: int, lr: float, batch_size: int
