@@ -134,6 +134,33 @@ def test_forged_worker_output_is_refused(case, expected, tmp_path, monkeypatch):
     scene.assert_contained(str(e.value))
 
 
+def test_output_folder_is_bounded_in_files_and_bytes(tmp_path, monkeypatch):
+    """fill_outputs tries to add 10,000 files to the folder the parent reads, then writes 4 GiB into each
+    result file: no file is added, the first one stops at the call's RLIMIT_FSIZE (so the total stays within
+    len(out_files) x file_limit), and the failure says where a submission may write."""
+    from safetensors.numpy import save_file
+
+    from benchmark.submissions.check import smoke_inputs
+    from benchmark.submissions.loader import call
+    from benchmark.submissions.sandbox import failure
+
+    scene = Scene("fill_outputs", tmp_path, monkeypatch)
+    sub, inputs = load_submission(scene.folder), smoke_inputs()
+    with call(sub, {}, Limits(timeout_s=120, memory_mb=8192, tmp_mb=16), len(inputs) - 1, repeat=2) as c:
+        for path, sd in zip(c.input_paths(), inputs, strict=True):
+            save_file(sd, str(path))
+        res = c.result()
+        sizes = {p.name: p.lstat().st_size for p in (c.dir / "out").iterdir()}
+        names, limit = c.out_files(), c.file_limit()
+    assert limit == 16 * 2**20 and sorted(sizes) == sorted(names) == ["result.json", "result_0.safetensors",
+                                                                       "result_1.safetensors"]
+    assert sizes["result_1.safetensors"] == limit and sum(sizes.values()) <= len(names) * limit
+    msg = str(failure(sub.slug, res))
+    assert "(running the method): OSError: [Errno 27] File too large" in msg, msg
+    assert "each file at most 16 MiB; return the result instead of writing files" in msg, msg
+    scene.assert_contained(msg)
+
+
 @pytest.mark.parametrize(("make", "expected"), [
     (lambda f: (f / "__pycache__").mkdir() or (f / "__pycache__" / "breadcrumbs.cpython-311.pyc").write_bytes(b"x"),
      "__pycache__/: compiled bytecode is refused"),

@@ -1,10 +1,12 @@
 """Run submitted (untrusted) code in a separate, isolated process with time, memory and size limits.
 
 Each `Call` makes a private temporary directory: `code/` (a read-only copy of exactly the hashed files,
-`files.snapshot`), `in/` (the inputs as safetensors, written by the parent) and `out/` (the worker's only
-writable host folder). The worker (`worker.py`, `python -I -B`) runs inside the bubblewrap sandbox of
-`isolation.py` and gets its request on stdin. The parent keeps the request in memory and trusts nothing the
-worker writes: `out/` must hold exactly the expected files, each opened without following symlinks; the
+`files.snapshot`), `in/` (the inputs as safetensors, written by the parent) and `out/` (the expected result
+files, created empty by the parent: inside the sandbox they are the only writable host files, each capped
+by RLIMIT_FSIZE, and no file can be added). The worker (`worker.py`, `python -I -B`) runs inside the
+bubblewrap sandbox of `isolation.py` and gets its request on stdin. The parent keeps the request in memory
+and trusts nothing the worker writes: `out/` must hold exactly the expected files, each opened without
+following symlinks; the
 JSON answer is size-capped; only the tail of stderr is kept (a pipe drained by a thread); every safetensors
 header is checked (keys, dtypes, shapes, total size) before its data is read (`outputs.py`); nothing is
 ever unpickled. After `timeout_s` the sandbox is killed. Without bubblewrap nothing runs unless
@@ -36,14 +38,16 @@ DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_MB = 8192
 MAX_ANSWER_BYTES = 1_000_000
 STDERR_TAIL_BYTES = 4000
+ANSWER = "result.json"
 _LIVE: set[Call] = set()
 
 
 @dataclass(frozen=True)
 class Limits:
     """Resource limits of one sandboxed call. `memory_mb` caps the worker's address space (RLIMIT_AS); it
-    includes the ~3.5 GiB that importing torch maps, so keep it well above that. `file_mb` caps every file
-    the worker writes (RLIMIT_FSIZE), `tmp_mb` its private /tmp. `isolate=False` runs the worker without
+    includes the ~3.5 GiB that importing torch maps, so keep it well above that. `file_mb` is the most
+    RLIMIT_FSIZE can be (every file the worker writes; `Call.file_limit` sets it per call), `tmp_mb` the size
+    of its private /tmp. `isolate=False` runs the worker without
     the bubblewrap boundary (trusted code only)."""
 
     timeout_s: float = DEFAULT_TIMEOUT_S
@@ -124,13 +128,27 @@ class Call:
             return [(f"result_{r}.safetensors", pre) for r in range(self.repeat)]
         return [(f"result_{r}_{i}.safetensors", fts[i]) for r in range(self.repeat) for i in range(len(fts))]
 
+    def out_files(self) -> list[str]:
+        """Every file the worker may write into what the parent reads: `result.json` and the outputs."""
+        return [ANSWER, *(n for n, _ in self.expected_outputs())]
+
+    def file_limit(self) -> int:
+        """This call's RLIMIT_FSIZE in bytes: room for the largest expected output (its reference input's size
+        + 1 MiB for the header), at least the private /tmp's size (which bounds /tmp anyway), at most
+        `Limits.file_mb`. The worker writes at most `len(out_files()) * file_limit()` bytes the parent reads."""
+        need = max((ref.stat().st_size for _, ref in self.expected_outputs()), default=0) + 2**20
+        return min(self.limits.file_mb * 2**20, max(self.limits.tmp_mb * 2**20, need))
+
     def start(self) -> Call:
         fds: tuple[int, ...] = ()
+        for name in self.out_files():  # pre-created: inside the sandbox only these are writable
+            (self.dir / "out" / name).touch()
+        self.request["rlimits"]["FSIZE"] = self.file_limit()
         if self.limits.isolate:
             fd = isolation.seccomp_fd()
             fds = () if fd is None else (fd,)
-            argv = isolation.bwrap_argv(self.dir / "code", self.dir / "in", self.dir / "out", WORKER,
-                                        self.limits.tmp_mb, fd)
+            argv = isolation.bwrap_argv(self.dir / "code", self.dir / "in", self.dir / "out", self.out_files(),
+                                        WORKER, self.limits.tmp_mb, fd)
             env = dict(isolation.ENV)
         else:
             argv = [sys.executable, "-I", "-B", str(WORKER)]
@@ -213,13 +231,14 @@ class Call:
     def _read_outputs(self) -> list[bytes] | str:
         """The checked bytes of every expected output, or why the output folder is not as expected."""
         expected = self.expected_outputs()
-        names = {"result.json", *(n for n, _ in expected)}
+        names = set(self.out_files())
         found = set(os.listdir(self.dir / "out"))
-        if found - names:
+        if found - names:  # only without isolation: inside the sandbox /io/out is read-only but for `names`
             return (f"the worker wrote unexpected files {sorted(found - names)[:5]}; a submission may only return "
                     "its value (write nothing to the working folder)")
-        if names - found:
-            return f"the worker reported success but wrote no {sorted(names - found)[0]}"
+        empty = sorted(n for n in names if n not in found or (self.dir / "out" / n).lstat().st_size == 0)
+        if empty:
+            return f"the worker reported success but wrote no {empty[0]}"
         out = []
         for name, ref in expected:
             what = "the merged state dict" if self.kind == "merge" else "a defended model"
@@ -228,7 +247,7 @@ class Call:
         return out
 
     def _read_answer(self) -> dict[str, Any] | None:
-        data = read_regular(self.dir / "out" / "result.json", MAX_ANSWER_BYTES)
+        data = read_regular(self.dir / "out" / ANSWER, MAX_ANSWER_BYTES)
         if data is None:
             return None
         try:

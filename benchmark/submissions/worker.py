@@ -5,7 +5,8 @@ Protocol: the request arrives as JSON on stdin: {"folder", "inputs", "outputs", 
 "hparams", "ops": subset of ["inspect", "call"], "n_finetuned", "repeat", "seed", "rlimits"}. The worker sets
 the rlimits, reads `<inputs>/pretrained.safetensors` and `<inputs>/finetuned_<i>.safetensors` (only for
 "call"), writes `<outputs>/result_<r>.safetensors` (kind merge) or `<outputs>/result_<r>_<i>.safetensors`
-(kind defense, one per fine-tuned model) for r in range(repeat), then `<outputs>/result.json`:
+(kind defense, one per fine-tuned model) for r in range(repeat), then `<outputs>/result.json` (every output
+file exists, empty, before the worker starts; it writes them in place):
 {"ok": bool, "stage": ..., "error": ..., "signature": ..., "parameters": [...]}.
 
 Everything the worker writes is untrusted (the submitted code runs in this process): the parent keeps its
@@ -15,6 +16,7 @@ the standard library, torch and safetensors, so it starts as fast as torch impor
 
 from __future__ import annotations
 
+import errno
 import importlib
 import inspect
 import json
@@ -27,9 +29,27 @@ from typing import Any
 
 
 def _write(out: Path, result: dict[str, Any]) -> None:
-    tmp = out / "result.json.tmp"
-    tmp.write_text(json.dumps(result, default=str))
-    os.replace(tmp, out / "result.json")
+    """Write the answer in place: `result.json` is a file the parent created (inside the sandbox `<outputs>`
+    is read-only, so it cannot be replaced by a rename)."""
+    (out / "result.json").write_text(json.dumps(result, default=str))
+
+
+def _save(data: bytes, path: Path) -> None:
+    """Write serialised safetensors in place (`safetensors.torch.save_file` renames a temporary file, which the
+    read-only `<outputs>` refuses)."""
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+_WRITE_ERRORS = (errno.EROFS, errno.EFBIG, errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EDQUOT)
+
+
+def _write_hint(e: BaseException, rlimits: dict[str, int]) -> str:
+    """What to do about a refused write: the sandbox is read-only but for /tmp and the result files."""
+    if not isinstance(e, OSError) or e.errno not in _WRITE_ERRORS:
+        return ""
+    return (f" (the sandbox is read-only except its private /tmp and the result files mergesec reads, each file at "
+            f"most {rlimits.get('FSIZE', 0) / 2**20:g} MiB; return the result instead of writing files)")
 
 
 def _signature_problem(fn: Any, kind: str, hparams: dict[str, Any]) -> tuple[str, list[str], str | None]:
@@ -94,7 +114,7 @@ def main(request: dict[str, Any]) -> int:
         kind, hparams = request["kind"], dict(request["hparams"])
 
         import torch
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file, save
 
         torch.set_grad_enabled(False)
 
@@ -155,7 +175,7 @@ def main(request: dict[str, Any]) -> int:
                        [{k: v.clone() for k, v in sd.items()} for sd in finetuned], **hparams)
             result["stage"] = "output"
             if kind == "merge":
-                save_file(_to_state_dict(value, "the returned value", torch), str(out / f"result_{r}.safetensors"))
+                _save(save(_to_state_dict(value, "the returned value", torch)), out / f"result_{r}.safetensors")
             else:
                 if not isinstance(value, list | tuple):
                     raise _OutputError(
@@ -168,15 +188,15 @@ def main(request: dict[str, Any]) -> int:
                         "return one per input model, in order"
                     )
                 for i, sd in enumerate(value):
-                    save_file(_to_state_dict(sd, f"the returned value[{i}]", torch),
-                              str(out / f"result_{r}_{i}.safetensors"))
+                    _save(save(_to_state_dict(sd, f"the returned value[{i}]", torch)),
+                          out / f"result_{r}_{i}.safetensors")
         result.update(ok=True, stage="done")
     except _OutputError as e:
         result["error"] = str(e)
     except MemoryError as e:
         result.update(stage=result["stage"], error=f"MemoryError: {e}", memory=True)
     except BaseException as e:  # the submitted code may raise anything, SystemExit included
-        msg = f"{type(e).__name__}: {e}"[:2000]
+        msg = f"{type(e).__name__}: {e}"[:1700] + _write_hint(e, request.get("rlimits") or {})
         result["error"] = msg
         result["memory"] = "can't allocate memory" in msg or "out of memory" in msg.lower()
         frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.startswith(folder)]
