@@ -29,11 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.submissions import isolation
+from benchmark.submissions.data import FACTORY, CallData
 from benchmark.submissions.files import snapshot
 from benchmark.submissions.manifest import SubmissionError
 from benchmark.submissions.outputs import read_checked, read_regular, spec_of
 
 WORKER = Path(__file__).with_name("worker.py")
+PACKAGE = Path(__file__).resolve().parents[1]
+"""mergesec's own `benchmark` package: read-only in the sandbox of a call that needs `classifier_factory`."""
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_MB = 8192
 MAX_ANSWER_BYTES = 1_000_000
@@ -96,7 +99,7 @@ class Call:
 
     def __init__(self, slug: str, folder: Path, code_hash: str, entry_point: str, kind: str,
                  hparams: dict[str, Any], limits: Limits, n_finetuned: int | None = None, repeat: int = 1,
-                 seed: int = 0):
+                 data: CallData | None = None):
         isolation.require(limits.isolate)
         self.slug, self.limits, self.kind, self.repeat = slug, limits, kind, repeat
         self.n_finetuned = n_finetuned or 0
@@ -105,12 +108,17 @@ class Call:
         for d in ("code", "in", "out"):
             (self.dir / d).mkdir()
         snapshot(Path(folder), self.dir / "code", code_hash)
-        where = ({"folder": isolation.CODE, "inputs": isolation.IN, "outputs": isolation.OUT} if limits.isolate
-                 else {k: str(self.dir / d) for k, d in (("folder", "code"), ("inputs", "in"), ("outputs", "out"))})
+        self.data = data or CallData()
+        self.data.write(self.dir / "in")
+        self.package = PACKAGE if FACTORY in self.data.needs else None
+        where = ({"folder": isolation.CODE, "inputs": isolation.IN, "outputs": isolation.OUT,
+                  "package": isolation.PKG} if limits.isolate
+                 else {k: str(self.dir / d) for k, d in (("folder", "code"), ("inputs", "in"), ("outputs", "out"))}
+                 | {"package": str(PACKAGE.parent)})
         self.request = {**where, "entry_point": entry_point, "kind": kind, "hparams": hparams,
                         "ops": ["inspect"] if n_finetuned is None else ["inspect", "call"],
-                        "n_finetuned": self.n_finetuned, "repeat": repeat, "seed": seed,
-                        "rlimits": limits.rlimits()}
+                        "n_finetuned": self.n_finetuned, "repeat": repeat, "seed": self.data.seed,
+                        "rlimits": limits.rlimits(), **self.data.request()}
         self._proc: subprocess.Popen | None = None
         self._t0 = 0.0
 
@@ -148,7 +156,7 @@ class Call:
             fd = isolation.seccomp_fd()
             fds = () if fd is None else (fd,)
             argv = isolation.bwrap_argv(self.dir / "code", self.dir / "in", self.dir / "out", self.out_files(),
-                                        WORKER, self.limits.tmp_mb, fd)
+                                        WORKER, self.limits.tmp_mb, fd, self.package)
             env = dict(isolation.ENV)
         else:
             argv = [sys.executable, "-I", "-B", str(WORKER)]

@@ -2,16 +2,19 @@
 `python -I -B worker.py` (inside the bubblewrap sandbox, `isolation.py`); never imported by the parent.
 
 Protocol: the request arrives as JSON on stdin: {"folder", "inputs", "outputs", "entry_point", "kind",
-"hparams", "ops": subset of ["inspect", "call"], "n_finetuned", "repeat", "seed", "rlimits"}. The worker sets
-the rlimits, reads `<inputs>/pretrained.safetensors` and `<inputs>/finetuned_<i>.safetensors` (only for
-"call"), writes `<outputs>/result_<r>.safetensors` (kind merge) or `<outputs>/result_<r>_<i>.safetensors`
-(kind defense, one per fine-tuned model) for r in range(repeat), then `<outputs>/result.json` (every output
-file exists, empty, before the worker starts; it writes them in place):
+"hparams", "ops": subset of ["inspect", "call"], "n_finetuned", "repeat", "seed", "rlimits", "needs",
+"tasks", "n_dev", "backbone", "package"}. The worker sets the rlimits, reads `<inputs>/pretrained.safetensors`
+and `<inputs>/finetuned_<i>.safetensors` (only for "call") and, for a data-dependent method, the files of
+`data.py` (`dev_<i>.safetensors`, `heads.safetensors`), writes `<outputs>/result_<r>.safetensors` (kind
+merge) or `<outputs>/result_<r>_<i>.safetensors` (kind defense, one per fine-tuned model) for r in
+range(repeat), then `<outputs>/result.json` (every output file exists, empty, before the worker starts; it
+writes them in place):
 {"ok": bool, "stage": ..., "error": ..., "signature": ..., "parameters": [...]}.
 
 Everything the worker writes is untrusted (the submitted code runs in this process): the parent keeps its
 own copy of the request and checks every output file (`sandbox.py`, `outputs.py`). The worker uses only
-the standard library, torch and safetensors, so it starts as fast as torch imports.
+the standard library, torch and safetensors, so it starts as fast as torch imports; only a method that
+needs `classifier_factory` also imports mergesec's own `benchmark` package (from `<package>`, read-only).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import random
 import sys
 import traceback
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 
@@ -52,21 +56,31 @@ def _write_hint(e: BaseException, rlimits: dict[str, int]) -> str:
             f"most {rlimits.get('FSIZE', 0) / 2**20:g} MiB; return the result instead of writing files)")
 
 
-def _signature_problem(fn: Any, kind: str, hparams: dict[str, Any]) -> tuple[str, list[str], str | None]:
-    """(signature text, parameter names, problem or None) for `fn(pretrained, finetuned, **hparams)`."""
+def positional_names(needs: list[str]) -> list[str]:
+    """The positional parameters of the entry point for these needs (the built-in methods' contract)."""
+    if set(needs) - {"seed"}:
+        return ["ctx"]
+    return ["pretrained", "finetuned", *(["seed"] if "seed" in needs else [])]
+
+
+def _signature_problem(fn: Any, kind: str, hparams: dict[str, Any],
+                       needs: list[str]) -> tuple[str, list[str], str | None]:
+    """(signature text, parameter names, problem or None) for `fn(<positional_names(needs)>, **hparams)`."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError) as e:
         return "?", [], f"cannot read the signature of the entry point ({e})"
     params = list(sig.parameters.values())
     names = [p.name for p in params]
+    n = len(positional_names(needs))
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) < 2 or params[:2] != positional[:2]:
+    if len(positional) < n or params[:n] != positional[:n]:
+        why = f" (submission.toml declares needs {needs})" if needs else ""
         return str(sig), names, (
-            f"the entry point must be fn(pretrained, finetuned, **hyperparameters) -> "
-            f"{'state dict' if kind == 'merge' else 'list of state dicts'}; got fn{sig}"
+            f"the entry point must be fn({', '.join(positional_names(needs))}, **hyperparameters) -> "
+            f"{'state dict' if kind == 'merge' else 'list of state dicts'}{why}; got fn{sig}"
         )
-    rest = {p.name: p for p in params[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    rest = {p.name: p for p in params[n:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params)
     unaccepted = [h for h in hparams if h not in rest and not takes_kwargs]
     if unaccepted:
@@ -100,6 +114,40 @@ def _to_state_dict(obj: Any, what: str, torch: Any) -> dict[str, Any]:
             raise _OutputError(f"{what}[{k!r}] is a {v.layout} tensor; return dense tensors")
         out[k] = v.detach().to("cpu").contiguous().clone()
     return out
+
+
+def _data(request: dict[str, Any], needs: list[str], inputs: Path, torch: Any, load_file: Any) -> dict[str, Any] | None:
+    """The context fields besides the weights and seed of a data-dependent call (`benchmark.merging.context.
+    MergeContext`'s `tasks`, `dev_data`, `classifier_factory`), from the files the parent wrote
+    (`data.py`); None for a data-free call."""
+    if not set(needs) - {"seed"}:
+        return None
+    dev = None
+    if {"unlabelled_dev", "labelled_dev"} & set(needs):
+        from torch.utils.data import TensorDataset
+
+        dev = []
+        for i in range(int(request["n_dev"])):
+            d = load_file(str(inputs / f"dev_{i}.safetensors"))
+            dev.append(TensorDataset(d["x"], d.get("y", torch.full((len(d["x"]),), -1, dtype=torch.long))))
+    factory = None
+    if "classifier_factory" in needs:  # mergesec's own code, read-only in the sandbox
+        sys.path.insert(0, request["package"])
+        from benchmark.defenses.api import TaskClassifiers
+        from benchmark.suites.spec import BackboneSpec
+        from benchmark.zoo.model import ClassificationHead
+
+        flat = load_file(str(inputs / "heads.safetensors"))
+        heads = []
+        for i in range(len(request["tasks"])):
+            w, b = flat[f"{i}.weight"], flat[f"{i}.bias"]
+            head = ClassificationHead(w.shape[1], w.shape[0])
+            head.load_state_dict({"weight": w, "bias": b})
+            heads.append(head.eval().requires_grad_(False))
+        spec = dict(request["backbone"])
+        spec.update(mean=tuple(spec["mean"]), std=tuple(spec["std"]))
+        factory = TaskClassifiers(BackboneSpec(**spec), tuple(heads))
+    return {"tasks": list(request["tasks"]), "dev_data": dev, "classifier_factory": factory}
 
 
 class _OutputError(Exception):
@@ -144,7 +192,8 @@ def main(request: dict[str, Any]) -> int:
             raise TypeError(f"{request['entry_point']} is a {type(fn).__name__}, not a callable")
 
         result["stage"] = "signature"
-        sig, names, problem = _signature_problem(fn, kind, hparams)
+        needs = list(request.get("needs") or [])
+        sig, names, problem = _signature_problem(fn, kind, hparams, needs)
         result["signature"], result["parameters"] = sig, names
         if problem:
             result["error"] = problem
@@ -159,8 +208,9 @@ def main(request: dict[str, Any]) -> int:
         pretrained = load_file(str(inputs / "pretrained.safetensors"))
         finetuned = [load_file(str(inputs / f"finetuned_{i}.safetensors"))
                      for i in range(int(request["n_finetuned"]))]
+        seed = int(request.get("seed", 0))
+        data = _data(request, needs, inputs, torch, load_file)
         for r in range(int(request.get("repeat", 1))):
-            seed = int(request.get("seed", 0))
             random.seed(seed)
             torch.manual_seed(seed)
             try:
@@ -171,8 +221,12 @@ def main(request: dict[str, Any]) -> int:
                 pass
             result["stage"] = "call"
             # fresh copies every time, so an in-place edit of the inputs cannot leak into the next repeat
-            value = fn({k: v.clone() for k, v in pretrained.items()},
-                       [{k: v.clone() for k, v in sd.items()} for sd in finetuned], **hparams)
+            pre = {k: v.clone() for k, v in pretrained.items()}
+            fts = [{k: v.clone() for k, v in sd.items()} for sd in finetuned]
+            if data is not None:  # data-dependent: fn(ctx, **hparams)
+                value = fn(SimpleNamespace(pretrained=pre, finetuned=fts, seed=seed, **data), **hparams)
+            else:
+                value = fn(pre, fts, *([seed] if "seed" in needs else []), **hparams)
             result["stage"] = "output"
             if kind == "merge":
                 _save(save(_to_state_dict(value, "the returned value", torch)), out / f"result_{r}.safetensors")
