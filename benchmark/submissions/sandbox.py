@@ -105,7 +105,7 @@ class Call:
         self.n_finetuned = n_finetuned or 0
         self._tmp = tempfile.TemporaryDirectory(prefix="mergesec-sandbox-")
         self.dir = Path(self._tmp.name)
-        for d in ("code", "in", "out"):
+        for d in ("code", "in", "out", "tmp"):  # tmp: HOME and TMPDIR without isolation (inside: a tmpfs)
             (self.dir / d).mkdir()
         snapshot(Path(folder), self.dir / "code", code_hash)
         self.data = data or CallData()
@@ -160,11 +160,11 @@ class Call:
             env = dict(isolation.ENV)
         else:
             argv = [sys.executable, "-I", "-B", str(WORKER)]
-            env = {**isolation.ENV, "HOME": str(self.dir / "out"), "TMPDIR": str(self.dir / "out"),
+            env = {**isolation.ENV, "HOME": str(self.dir / "tmp"), "TMPDIR": str(self.dir / "tmp"),
                    "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         self._t0 = time.perf_counter()
         try:
-            self._proc = subprocess.Popen(argv, cwd=self.dir / "out", env=env, stdin=subprocess.PIPE,
+            self._proc = subprocess.Popen(argv, cwd=self.dir / "tmp", env=env, stdin=subprocess.PIPE,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                           start_new_session=True, pass_fds=fds)
         finally:
