@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from benchmark.submissions import Limits, SubmissionError, load_submission
-from benchmark.submissions.check import SMOKE_BACKBONE, _SMOKE_SHAPES, smoke_data, smoke_inputs, validate
+from benchmark.submissions.check import SMOKE_BACKBONE, SMOKE_SHAPES, smoke_data, smoke_inputs, validate
 from benchmark.submissions.manifest import parse_manifest
 
 FIXTURE = Path(__file__).parent / "fixtures" / "data_submissions" / "entropy_scaling"
@@ -38,7 +38,7 @@ def test_smoke_backbone_is_the_smoke_encoder():
     from benchmark.zoo.backbone import build_encoder
 
     enc = build_encoder(BackboneSpec(**{**SMOKE_BACKBONE, "mean": (0.5,) * 3, "std": (0.25,) * 3}))
-    assert {k: tuple(v.shape) for k, v in enc.state_dict().items()} == _SMOKE_SHAPES
+    assert {k: tuple(v.shape) for k, v in enc.state_dict().items()} == SMOKE_SHAPES
 
 
 def test_validate_runs_a_data_dependent_submission_in_the_sandbox():

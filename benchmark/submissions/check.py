@@ -26,7 +26,7 @@ SMOKE_BACKBONE = {"kind": "open_clip_vit", "mean": [0.5, 0.5, 0.5], "std": [0.25
                                                  "heads": 2, "mlp_ratio": 2.0, "output_dim": 4}}
 """The `BackboneSpec` (as JSON) of the smoke encoder, for a method that needs `classifier_factory`."""
 SMOKE_CLASSES, SMOKE_DEV = 3, 8
-_SMOKE_SHAPES = {  # SMOKE_BACKBONE's state dict: a 1-block open_clip ViT, width 8
+SMOKE_SHAPES = {  # SMOKE_BACKBONE's state dict: a 1-block open_clip ViT, width 8
     "class_embedding": (8,),
     "positional_embedding": (5, 8),
     "conv1.weight": (8, 3, 2, 2),
@@ -61,7 +61,7 @@ class ValidationReport:
 def smoke_inputs(n_models: int = N_SMOKE_MODELS, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Pretrained + `n_models` fine-tuned float32 state dicts (fine-tuned = pretrained + small noise)."""
     rng = np.random.default_rng(seed)
-    pre = {k: rng.standard_normal(s).astype(np.float32) * 0.1 for k, s in _SMOKE_SHAPES.items()}
+    pre = {k: rng.standard_normal(s).astype(np.float32) * 0.1 for k, s in SMOKE_SHAPES.items()}
     fts = [{k: v + rng.standard_normal(v.shape).astype(np.float32) * 0.01 for k, v in pre.items()}
            for _ in range(n_models)]
     return [pre, *fts]
