@@ -3,6 +3,7 @@ validate, a call through `merge()` bitwise identical inside the sandbox, without
 submit on the tiny suite with and without isolation. Fixture: tests/fixtures/data_submissions/."""
 
 import importlib.util
+import json
 import re
 import shutil
 from pathlib import Path
@@ -90,6 +91,31 @@ def test_merge_is_bitwise_identical_inside_outside_the_sandbox_and_in_process():
     assert inside.keys() == outside.keys() == here.keys() == ctx.pretrained.keys()
     assert all(torch.equal(inside[k], outside[k]) and torch.equal(inside[k], here[k]) for k in here)
     assert not all(torch.equal(here[k], ctx.pretrained[k]) for k in here)
+
+
+SEEDED = """import torch
+
+def merge(pretrained, finetuned, seed, scale=0.01):
+    g = torch.Generator().manual_seed(seed)
+    return {k: v + scale * torch.randn(v.shape, generator=g) for k, v in pretrained.items()}
+"""
+
+
+def test_a_seeded_submission_gets_the_units_seed(tmp_path):
+    """needs = ["seed"]: fn(pretrained, finetuned, seed), called with MergeContext.seed through `merge()`."""
+    from benchmark.merging import MergeContext, merge
+    from benchmark.submissions.registration import build_method
+
+    folder = tmp_path / "seeded_noise"
+    folder.mkdir()
+    (folder / "noise.py").write_text(SEEDED)
+    toml = {**BASE, "name": "seeded_noise", "entry_point": "noise:merge", "needs": ["seed"]}
+    (folder / "submission.toml").write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in toml.items()))
+    method = build_method(load_submission(folder), LIMITS)
+    pre, *fts = [{k: torch.from_numpy(v) for k, v in sd.items()} for sd in smoke_inputs()]
+    got = merge(method, pre, fts, context=MergeContext(seed=7))
+    g = torch.Generator().manual_seed(7)
+    assert all(torch.equal(got[k], v + 0.01 * torch.randn(v.shape, generator=g)) for k, v in pre.items())
 
 
 def test_a_factory_the_sandbox_cannot_rebuild_is_refused():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.submissions.data import DEV_NEEDS, FACTORY, CallData
+from benchmark.submissions.data import DEV_NEEDS, FACTORY, CallData, order_metadata
 from benchmark.submissions.loader import Submission, call, load_submission
 from benchmark.submissions.manifest import SubmissionError
 from benchmark.submissions.sandbox import Limits, failure
@@ -103,7 +103,7 @@ def validate(target: str | Path, limits: Limits | None = None) -> ValidationRepo
     data = smoke_data(frozenset(sub.manifest.needs), n)
     with call(sub, dict(sub.manifest.hyperparameters), limits, n, repeat=2, data=data) as c:
         for path, sd in zip(c.input_paths(), inputs, strict=True):
-            save_file(sd, str(path))
+            save_file(sd, str(path), order_metadata(sd))
         res = c.result()
     if not res.ok:
         raise failure(sub.slug, res)

@@ -17,6 +17,7 @@ The parent holds numpy arrays only, so `validate` (which never imports torch) us
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,13 @@ import numpy as np
 DEV_NEEDS = frozenset({"unlabelled_dev", "labelled_dev"})
 FACTORY = "classifier_factory"
 HEADS_FILE = "heads.safetensors"
+ORDER = "mergesec.order"
+
+
+def order_metadata(state: dict[str, Any]) -> dict[str, str]:
+    """safetensors metadata recording a state dict's key order (the format sorts keys; the worker restores
+    the order, so a method that iterates keys sees them as in process)."""
+    return {ORDER: json.dumps(list(state))}
 
 
 def dev_file(i: int) -> str:

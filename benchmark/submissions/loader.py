@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmark.submissions.data import CallData
+from benchmark.submissions.data import CallData, order_metadata
 from benchmark.submissions.files import check_files, content_hash
 from benchmark.submissions.manifest import MANIFEST, SubmissionError, SubmissionManifest, load_manifest
 from benchmark.submissions.sandbox import Call, Limits, failure
@@ -121,7 +121,7 @@ def _write_inputs(c: Call, pretrained: StateDict, finetuned: list[StateDict]) ->
     from safetensors.torch import save_file
 
     for path, sd in zip(c.input_paths(), [pretrained, *finetuned], strict=True):
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in sd.items()}, str(path))
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in sd.items()}, str(path), order_metadata(sd))
 
 
 def _check_state(sub: Submission, result: Any, reference: StateDict, what: str) -> None:

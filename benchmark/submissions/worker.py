@@ -116,6 +116,16 @@ def _to_state_dict(obj: Any, what: str, torch: Any) -> dict[str, Any]:
     return out
 
 
+def _load_ordered(path: Path, load_file: Any) -> dict[str, Any]:
+    """A state dict the parent wrote, in its original key order (`data.order_metadata`)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        order = json.loads((f.metadata() or {}).get("mergesec.order", "[]"))
+    state = load_file(str(path))
+    return {k: state[k] for k in order} if sorted(order) == sorted(state) else state
+
+
 def _data(request: dict[str, Any], needs: list[str], inputs: Path, torch: Any, load_file: Any) -> dict[str, Any] | None:
     """The context fields besides the weights and seed of a data-dependent call (`benchmark.merging.context.
     MergeContext`'s `tasks`, `dev_data`, `classifier_factory`), from the files the parent wrote
@@ -205,8 +215,8 @@ def main(request: dict[str, Any]) -> int:
             return 0
 
         result["stage"] = "inputs"
-        pretrained = load_file(str(inputs / "pretrained.safetensors"))
-        finetuned = [load_file(str(inputs / f"finetuned_{i}.safetensors"))
+        pretrained = _load_ordered(inputs / "pretrained.safetensors", load_file)
+        finetuned = [_load_ordered(inputs / f"finetuned_{i}.safetensors", load_file)
                      for i in range(int(request["n_finetuned"]))]
         seed = int(request.get("seed", 0))
         data = _data(request, needs, inputs, torch, load_file)
