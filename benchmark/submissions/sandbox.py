@@ -6,10 +6,10 @@ files, created empty by the parent: inside the sandbox they are the only writabl
 by RLIMIT_FSIZE, and no file can be added). The worker (`worker.py`, `python -I -B`) runs inside the
 bubblewrap sandbox of `isolation.py` and gets its request on stdin. The parent keeps the request in memory
 and trusts nothing the worker writes: `out/` must hold exactly the expected files, each opened without
-following symlinks; the
-JSON answer is size-capped; only the tail of stderr is kept (a pipe drained by a thread); every safetensors
-header is checked (keys, dtypes, shapes, total size) before its data is read (`outputs.py`); nothing is
-ever unpickled. After `timeout_s` the sandbox is killed. Without bubblewrap nothing runs unless
+following symlinks; the JSON answer is size-capped; only the tail of stderr is kept (a pipe drained by a
+thread); every safetensors header is checked (keys, dtypes, shapes, total size) before its data is read
+(`outputs.py`); nothing is ever unpickled. A data-dependent call also gets exactly its declared data
+(`data.py`) in `in/`. After `timeout_s` the sandbox is killed. Without bubblewrap nothing runs unless
 `Limits.isolate` is False (the CLI's `--no-isolation`).
 """
 
@@ -50,8 +50,8 @@ class Limits:
     """Resource limits of one sandboxed call. `memory_mb` caps the worker's address space (RLIMIT_AS); it
     includes the ~3.5 GiB that importing torch maps, so keep it well above that. `file_mb` is the most
     RLIMIT_FSIZE can be (every file the worker writes; `Call.file_limit` sets it per call), `tmp_mb` the size
-    of its private /tmp. `isolate=False` runs the worker without
-    the bubblewrap boundary (trusted code only)."""
+    of its private /tmp. `isolate=False` runs the worker without the bubblewrap boundary (trusted code
+    only)."""
 
     timeout_s: float = DEFAULT_TIMEOUT_S
     memory_mb: int = DEFAULT_MEMORY_MB

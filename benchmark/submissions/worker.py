@@ -56,7 +56,7 @@ def _write_hint(e: BaseException, rlimits: dict[str, int]) -> str:
             f"most {rlimits.get('FSIZE', 0) / 2**20:g} MiB; return the result instead of writing files)")
 
 
-def positional_names(needs: list[str]) -> list[str]:
+def _positional_names(needs: list[str]) -> list[str]:
     """The positional parameters of the entry point for these needs (the built-in methods' contract)."""
     if set(needs) - {"seed"}:
         return ["ctx"]
@@ -65,19 +65,19 @@ def positional_names(needs: list[str]) -> list[str]:
 
 def _signature_problem(fn: Any, kind: str, hparams: dict[str, Any],
                        needs: list[str]) -> tuple[str, list[str], str | None]:
-    """(signature text, parameter names, problem or None) for `fn(<positional_names(needs)>, **hparams)`."""
+    """(signature text, parameter names, problem or None) for `fn(<_positional_names(needs)>, **hparams)`."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError) as e:
         return "?", [], f"cannot read the signature of the entry point ({e})"
     params = list(sig.parameters.values())
     names = [p.name for p in params]
-    n = len(positional_names(needs))
+    n = len(_positional_names(needs))
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if len(positional) < n or params[:n] != positional[:n]:
         why = f" (submission.toml declares needs {needs})" if needs else ""
         return str(sig), names, (
-            f"the entry point must be fn({', '.join(positional_names(needs))}, **hyperparameters) -> "
+            f"the entry point must be fn({', '.join(_positional_names(needs))}, **hyperparameters) -> "
             f"{'state dict' if kind == 'merge' else 'list of state dicts'}{why}; got fn{sig}"
         )
     rest = {p.name: p for p in params[n:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
