@@ -118,6 +118,16 @@ def test_a_seeded_submission_gets_the_units_seed(tmp_path):
     assert all(torch.equal(got[k], v + 0.01 * torch.randn(v.shape, generator=g)) for k, v in pre.items())
 
 
+def test_a_data_free_signature_with_needs_is_refused_with_the_contract(tmp_path):
+    folder = shutil.copytree(Path(__file__).resolve().parents[1] / "submissions" / "model_breadcrumbs",
+                             tmp_path / "model_breadcrumbs")
+    toml = folder / "submission.toml"
+    toml.write_text(toml.read_text().replace("[hyperparameters]", 'needs = ["unlabelled_dev"]\n\n[hyperparameters]'))
+    with pytest.raises(SubmissionError, match=re.escape("with needs ['unlabelled_dev'] the entry point is "
+                                                        "fn(ctx, **hyperparameters)")):
+        validate(folder, LIMITS)
+
+
 def test_a_factory_the_sandbox_cannot_rebuild_is_refused():
     import dataclasses
 

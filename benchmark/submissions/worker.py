@@ -90,9 +90,10 @@ def _signature_problem(fn: Any, kind: str, hparams: dict[str, Any],
         )
     missing = [n for n, p in rest.items() if p.default is p.empty and n not in hparams]
     if missing:
+        form = f"fn({', '.join(_positional_names(needs))}, **hyperparameters)"
         return str(sig), names, (
             f"fn{sig} requires {missing} but submission.toml's [hyperparameters] does not set them; "
-            "add them there (or give them defaults)"
+            f"add them there (or give them defaults); with needs {needs} the entry point is {form}"
         )
     return str(sig), names, None
 
