@@ -134,6 +134,21 @@ def test_forged_worker_output_is_refused(case, expected, tmp_path, monkeypatch):
     scene.assert_contained(str(e.value))
 
 
+def test_a_data_dependent_attack_is_contained(tmp_path, monkeypatch):
+    """read_outside as a data-dependent method (dev data and a classifier factory, so mergesec's own package
+    is bound into the sandbox too): it still reads nothing outside, and validate passes."""
+    scene = Scene("read_outside", tmp_path, monkeypatch)
+    with open(scene.folder / "method.py", "a") as f:
+        f.write("\n\ndef merge_ctx(ctx):\n    ctx.classifier_factory(ctx.pretrained, 0)(ctx.dev_data[0][:2][0])\n"
+                "    return merge(ctx.pretrained, ctx.finetuned)\n")
+    toml = scene.folder / "submission.toml"
+    toml.write_text(toml.read_text().replace('entry_point = "method:merge"', 'entry_point = "method:merge_ctx"\n'
+                                             'needs = ["unlabelled_dev", "classifier_factory"]'))
+    report = validate(scene.folder, LIMITS)
+    assert "classifier_factory, unlabelled_dev" in report.checks[-2]
+    scene.assert_contained("\n".join(report.checks))
+
+
 def test_output_folder_is_bounded_in_files_and_bytes(tmp_path, monkeypatch):
     """fill_outputs tries to add 10,000 files to the folder the parent reads, then writes 4 GiB into each
     result file: no file is added, the first one stops at the call's RLIMIT_FSIZE (so the total stays within
