@@ -246,14 +246,14 @@ def _descendants(pid: int) -> set[int]:
 def test_docs_state_the_boundary_limits():
     """docs/submitting.md quotes the sandbox's limits; they must be the code's."""
     from benchmark.store.store import _HELD_S
-    from benchmark.submissions.sandbox import MAX_ANSWER_BYTES, STDERR_TAIL_BYTES
+    from benchmark.submissions.sandbox import HEADER_ROOM_MB, MAX_ANSWER_BYTES, STDERR_TAIL_BYTES
 
     doc = " ".join((ROOT / "docs" / "submitting.md").read_text().split())
     lim = Limits()
     for text in (f"default {lim.file_mb} MiB", f"tmpfs of {lim.tmp_mb} MiB", f"last {STDERR_TAIL_BYTES} bytes",
                  f"fails after {_HELD_S:g} s", f"`RLIMIT_NOFILE` {lim.rlimits()['NOFILE']}",
                  f"capped at {MAX_ANSWER_BYTES // 1_000_000} MB", f"time limit + {lim.rlimits()['CPU'] - 600} s",
-                 f"default {lim.memory_mb} MiB"):
+                 f"default {lim.memory_mb} MiB", f"largest expected output + {HEADER_ROOM_MB} MiB"):
         assert text in doc, text
 
 

@@ -159,3 +159,10 @@ def test_submit_with_and_without_isolation_stores_identical_rows(tmp_path, tiny_
         assert len(got) == len(tiny_suite.task_names)
         rows.append(got.drop(columns=[c for c in got.columns if "second" in c or c.endswith("_s")]))
     assert rows[0].equals(rows[1])
+
+
+def test_docs_quote_the_data_paths_numbers():
+    from benchmark.submissions.check import SMOKE_DEV
+
+    doc = " ".join((Path(__file__).resolve().parents[1] / "docs" / "submitting.md").read_text().split())
+    assert f"random dev images ({SMOKE_DEV} per task)" in doc

@@ -42,6 +42,8 @@ DEFAULT_MEMORY_MB = 8192
 MAX_ANSWER_BYTES = 1_000_000
 STDERR_TAIL_BYTES = 4000
 ANSWER = "result.json"
+HEADER_ROOM_MB = 1
+"""How much larger than its reference input an output may be (a different safetensors header)."""
 _LIVE: set[Call] = set()
 
 
@@ -142,9 +144,9 @@ class Call:
 
     def file_limit(self) -> int:
         """This call's RLIMIT_FSIZE in bytes: room for the largest expected output (its reference input's size
-        + 1 MiB for the header), at least the private /tmp's size (which bounds /tmp anyway), at most
+        + `HEADER_ROOM_MB`), at least the private /tmp's size (which bounds /tmp anyway), at most
         `Limits.file_mb`. The worker writes at most `len(out_files()) * file_limit()` bytes the parent reads."""
-        need = max((ref.stat().st_size for _, ref in self.expected_outputs()), default=0) + 2**20
+        need = max((ref.stat().st_size for _, ref in self.expected_outputs()), default=0) + HEADER_ROOM_MB * 2**20
         return min(self.limits.file_mb * 2**20, max(self.limits.tmp_mb * 2**20, need))
 
     def start(self) -> Call:
