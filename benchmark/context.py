@@ -166,6 +166,7 @@ class RunContext:
         return model
 
     def _merge(self, method: str, hparams: dict[str, Any], seed: int, key: str) -> MergedModel:
+        from benchmark.defenses.api import TaskClassifiers
         from benchmark.merging import MergeContext, MergeOutput, merge
 
         tasks = self.suite.task_names
@@ -178,7 +179,8 @@ class RunContext:
             pretrained=on_device(zoo.pretrained),
             finetuned=[on_device(zoo.finetuned[t]) for t in tasks],
             tasks=tasks,
-            classifier_factory=lambda sd, i, adapter=None: zoo.classifier(sd, tasks[i], adapter),
+            classifier_factory=TaskClassifiers(self.suite.backbone, tuple(zoo.heads[t] for t in tasks),
+                                               str(zoo.device)),
             dev_data=[self.data(t).dev for t in tasks],
             seed=seed,
         )

@@ -134,6 +134,48 @@ def test_forged_worker_output_is_refused(case, expected, tmp_path, monkeypatch):
     scene.assert_contained(str(e.value))
 
 
+def test_a_data_dependent_attack_is_contained(tmp_path, monkeypatch):
+    """read_outside as a data-dependent method (dev data and a classifier factory, so mergesec's own package
+    is bound into the sandbox too): it still reads nothing outside, and validate passes."""
+    scene = Scene("read_outside", tmp_path, monkeypatch)
+    with open(scene.folder / "method.py", "a") as f:
+        f.write("\n\ndef merge_ctx(ctx):\n    ctx.classifier_factory(ctx.pretrained, 0)(ctx.dev_data[0][:2][0])\n"
+                "    return merge(ctx.pretrained, ctx.finetuned)\n")
+    toml = scene.folder / "submission.toml"
+    toml.write_text(toml.read_text().replace('entry_point = "method:merge"', 'entry_point = "method:merge_ctx"\n'
+                                             'needs = ["unlabelled_dev", "classifier_factory"]'))
+    report = validate(scene.folder, LIMITS)
+    assert "classifier_factory, unlabelled_dev" in report.checks[-2]
+    scene.assert_contained("\n".join(report.checks))
+
+
+def test_output_folder_is_bounded_in_files_and_bytes(tmp_path, monkeypatch):
+    """fill_outputs tries to add 10,000 files to the folder the parent reads, then writes 4 GiB into each
+    result file: no file is added, the first one stops at the call's RLIMIT_FSIZE (so the total stays within
+    len(out_files) x file_limit), and the failure says where a submission may write."""
+    from safetensors.numpy import save_file
+
+    from benchmark.submissions.check import smoke_inputs
+    from benchmark.submissions.loader import call
+    from benchmark.submissions.sandbox import failure
+
+    scene = Scene("fill_outputs", tmp_path, monkeypatch)
+    sub, inputs = load_submission(scene.folder), smoke_inputs()
+    with call(sub, {}, Limits(timeout_s=120, memory_mb=8192, tmp_mb=16), len(inputs) - 1, repeat=2) as c:
+        for path, sd in zip(c.input_paths(), inputs, strict=True):
+            save_file(sd, str(path))
+        res = c.result()
+        sizes = {p.name: p.lstat().st_size for p in (c.dir / "out").iterdir()}
+        names, limit = c.out_files(), c.file_limit()
+    assert limit == 16 * 2**20 and sorted(sizes) == sorted(names) == ["result.json", "result_0.safetensors",
+                                                                       "result_1.safetensors"]
+    assert sizes["result_1.safetensors"] == limit and sum(sizes.values()) <= len(names) * limit
+    msg = str(failure(sub.slug, res))
+    assert "(running the method): OSError: [Errno 27] File too large" in msg, msg
+    assert "each file at most 16 MiB; return the result instead of writing files" in msg, msg
+    scene.assert_contained(msg)
+
+
 @pytest.mark.parametrize(("make", "expected"), [
     (lambda f: (f / "__pycache__").mkdir() or (f / "__pycache__" / "breadcrumbs.cpython-311.pyc").write_bytes(b"x"),
      "__pycache__/: compiled bytecode is refused"),
@@ -204,14 +246,14 @@ def _descendants(pid: int) -> set[int]:
 def test_docs_state_the_boundary_limits():
     """docs/submitting.md quotes the sandbox's limits; they must be the code's."""
     from benchmark.store.store import _HELD_S
-    from benchmark.submissions.sandbox import MAX_ANSWER_BYTES, STDERR_TAIL_BYTES
+    from benchmark.submissions.sandbox import HEADER_ROOM_MB, MAX_ANSWER_BYTES, STDERR_TAIL_BYTES
 
     doc = " ".join((ROOT / "docs" / "submitting.md").read_text().split())
     lim = Limits()
     for text in (f"default {lim.file_mb} MiB", f"tmpfs of {lim.tmp_mb} MiB", f"last {STDERR_TAIL_BYTES} bytes",
                  f"fails after {_HELD_S:g} s", f"`RLIMIT_NOFILE` {lim.rlimits()['NOFILE']}",
                  f"capped at {MAX_ANSWER_BYTES // 1_000_000} MB", f"time limit + {lim.rlimits()['CPU'] - 600} s",
-                 f"default {lim.memory_mb} MiB"):
+                 f"default {lim.memory_mb} MiB", f"largest expected output + {HEADER_ROOM_MB} MiB"):
         assert text in doc, text
 
 

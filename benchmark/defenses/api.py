@@ -60,14 +60,17 @@ class DefenseInputs:
 class TaskClassifiers:
     """The `classifier_factory` a defender (and a merge method) is given: the public backbone architecture
     and the merged tasks' frozen heads, nothing else (no zoo, no other contributor's or attacker's model).
-    `TaskClassifiers(backbone, heads)(state_dict, task_index, adapter=None)` is an eval-mode classifier."""
+    `TaskClassifiers(backbone, heads)(state_dict, task_index, adapter=None)` is an eval-mode classifier on
+    `device` (the zoo's; a sandboxed submission gets its backbone and heads as files, `submissions/data.py`)."""
 
     backbone: BackboneSpec
     heads: tuple[nn.Module, ...]
+    device: str = "cpu"
 
     def __call__(self, state: StateDict, i: int, adapter: nn.Module | None = None) -> ImageClassifier:
         enc = build_encoder(self.backbone)
         enc.load_state_dict(state)
+        enc = enc.to(self.device)
         b = self.backbone
         return ImageClassifier(enc.eval(), self.heads[i], b.mean, b.std, adapter).eval().requires_grad_(False)
 

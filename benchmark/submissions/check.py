@@ -15,12 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.submissions.data import DEV_NEEDS, FACTORY, CallData, order_metadata
 from benchmark.submissions.loader import Submission, call, load_submission
 from benchmark.submissions.manifest import SubmissionError
 from benchmark.submissions.sandbox import Limits, failure
 
 N_SMOKE_MODELS = 3
-_SMOKE_SHAPES = {  # a 1-block ViT-like encoder, width 8, in the shapes open_clip uses
+SMOKE_BACKBONE = {"kind": "open_clip_vit", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "model_name": None,
+                  "pretrained": None, "config": {"image_size": 4, "patch_size": 2, "width": 8, "layers": 1,
+                                                 "heads": 2, "mlp_ratio": 2.0, "output_dim": 4}}
+"""The `BackboneSpec` (as JSON) of the smoke encoder, for a method that needs `classifier_factory`."""
+SMOKE_CLASSES, SMOKE_DEV = 3, 8
+SMOKE_SHAPES = {  # SMOKE_BACKBONE's state dict: a 1-block open_clip ViT, width 8
     "class_embedding": (8,),
     "positional_embedding": (5, 8),
     "conv1.weight": (8, 3, 2, 2),
@@ -32,6 +38,8 @@ _SMOKE_SHAPES = {  # a 1-block ViT-like encoder, width 8, in the shapes open_cli
     "transformer.resblocks.0.attn.in_proj_bias": (24,),
     "transformer.resblocks.0.attn.out_proj.weight": (8, 8),
     "transformer.resblocks.0.attn.out_proj.bias": (8,),
+    "transformer.resblocks.0.ln_2.weight": (8,),
+    "transformer.resblocks.0.ln_2.bias": (8,),
     "transformer.resblocks.0.mlp.c_fc.weight": (16, 8),
     "transformer.resblocks.0.mlp.c_fc.bias": (16,),
     "transformer.resblocks.0.mlp.c_proj.weight": (8, 16),
@@ -53,10 +61,30 @@ class ValidationReport:
 def smoke_inputs(n_models: int = N_SMOKE_MODELS, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Pretrained + `n_models` fine-tuned float32 state dicts (fine-tuned = pretrained + small noise)."""
     rng = np.random.default_rng(seed)
-    pre = {k: rng.standard_normal(s).astype(np.float32) * 0.1 for k, s in _SMOKE_SHAPES.items()}
+    pre = {k: rng.standard_normal(s).astype(np.float32) * 0.1 for k, s in SMOKE_SHAPES.items()}
     fts = [{k: v + rng.standard_normal(v.shape).astype(np.float32) * 0.01 for k, v in pre.items()}
            for _ in range(n_models)]
     return [pre, *fts]
+
+
+def smoke_data(needs: frozenset[str], n_models: int = N_SMOKE_MODELS, seed: int = 0) -> CallData:
+    """What a method with `needs` gets besides the smoke models: per task `SMOKE_DEV` random images of the
+    smoke encoder's size (and labels, for `labelled_dev`), random heads of `SMOKE_CLASSES` classes."""
+    rng = np.random.default_rng(seed + 1)
+    size = SMOKE_BACKBONE["config"]["image_size"]
+    dev: tuple[dict[str, np.ndarray], ...] = ()
+    if needs & DEV_NEEDS:
+        dev = tuple({"x": rng.random((SMOKE_DEV, 3, size, size), dtype=np.float32),
+                     **({"y": rng.integers(0, SMOKE_CLASSES, SMOKE_DEV)} if "labelled_dev" in needs else {})}
+                    for _ in range(n_models))
+    heads: dict[str, np.ndarray] = {}
+    if FACTORY in needs:
+        width = SMOKE_BACKBONE["config"]["output_dim"]
+        for i in range(n_models):
+            heads[f"{i}.weight"] = rng.standard_normal((SMOKE_CLASSES, width)).astype(np.float32)
+            heads[f"{i}.bias"] = np.zeros(SMOKE_CLASSES, np.float32)
+    return CallData(needs, tuple(f"task{i}" for i in range(n_models)), seed, dev, heads,
+                    SMOKE_BACKBONE if FACTORY in needs else None)
 
 
 def validate(target: str | Path, limits: Limits | None = None) -> ValidationReport:
@@ -72,9 +100,10 @@ def validate(target: str | Path, limits: Limits | None = None) -> ValidationRepo
     limits = limits or Limits.from_env()
     inputs = smoke_inputs()
     n = len(inputs) - 1
-    with call(sub, dict(sub.manifest.hyperparameters), limits, n, repeat=2) as c:
+    data = smoke_data(frozenset(sub.manifest.needs), n)
+    with call(sub, dict(sub.manifest.hyperparameters), limits, n, repeat=2, data=data) as c:
         for path, sd in zip(c.input_paths(), inputs, strict=True):
-            save_file(sd, str(path))
+            save_file(sd, str(path), order_metadata(sd))
         res = c.result()
     if not res.ok:
         raise failure(sub.slug, res)
@@ -91,7 +120,8 @@ def validate(target: str | Path, limits: Limits | None = None) -> ValidationRepo
             for i, out in enumerate(outputs[r * n:(r + 1) * n]):
                 check_arrays(sub, out, fts[i], f"the defended model {i} (run {r + 1})")
         what = f"{n} valid defended state dicts"
-    checks.append(f"smoke run on {n} tiny random models: returns {what} "
+    given = f" and {', '.join(sorted(data.needs))}" if data.needs else ""
+    checks.append(f"smoke run on {n} tiny random models{given}: returns {what} "
                   "(dict of tensors, same keys, shapes and dtypes, finite)")
     half = len(outputs) // 2
     for i, (a, b) in enumerate(zip(outputs[:half], outputs[half:], strict=True)):

@@ -3,7 +3,8 @@
 What the worker sees (`bwrap_argv`): the system's `/usr` (and the `/bin`, `/lib*` links), the Python
 installation and the site-packages directories on `sys.path`, all read-only; `/submission`, a read-only
 copy of exactly the files the content hash covers (`loader.snapshot`); `/io/in` (the inputs, read-only);
-`/io/out`, the one writable host folder; a size-limited `/tmp` (also `HOME`); a fresh `/proc` and `/dev`.
+`/io/out`, read-only but for the expected result files (the only writable host files, each capped by
+`RLIMIT_FSIZE`); a size-limited `/tmp` (also `HOME`); a fresh `/proc` and `/dev`.
 Not the repository, the results database, the cache, other submissions or `/root`. All namespaces are
 new (`--unshare-all`: no network peers, the PID namespace hides the parent's `/proc/<pid>`), every
 capability is dropped, the environment is cleared to a fixed minimal one, and the sandbox is killed when
@@ -22,11 +23,12 @@ import struct
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Sequence
 from pathlib import Path
 
 from benchmark.submissions.manifest import SubmissionError
 
-CODE, IN, OUT, WORKER = "/submission", "/io/in", "/io/out", "/mergesec/worker.py"
+CODE, IN, OUT, WORKER, PKG = "/submission", "/io/in", "/io/out", "/mergesec/worker.py", "/mergesec/pkg"
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubblewrap`; scripts/setup.sh does it "
                 "when run as root), or, only for code you trust, pass --no-isolation")
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "TMPDIR": "/tmp", "CUDA_VISIBLE_DEVICES": "",
@@ -74,9 +76,13 @@ def _python_dirs() -> list[Path]:
     return out
 
 
-def bwrap_argv(code: Path, inputs: Path, outputs: Path, worker: Path, tmp_mb: int,
-               seccomp_fd: int | None) -> list[str]:
-    """The `bwrap ... python -I -B /mergesec/worker.py` command line of one isolated call."""
+def bwrap_argv(code: Path, inputs: Path, outputs: Path, out_files: Sequence[str], worker: Path, tmp_mb: int,
+               seccomp_fd: int | None, package: Path | None = None) -> list[str]:
+    """The `bwrap ... python -I -B /mergesec/worker.py` command line of one isolated call. `/io/out` is
+    read-only except for `out_files` (files in `outputs` the parent created): the worker can neither add a
+    file nor write more than len(out_files) x RLIMIT_FSIZE into what the parent reads. `package`, if given,
+    is mergesec's own `benchmark` package, bound read-only at `/mergesec/pkg/benchmark` (a data-dependent
+    call builds classifiers with it)."""
     a = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
          "--cap-drop", "ALL", "--hostname", "sandbox", "--clearenv"]
     for k, v in ENV.items():
@@ -94,8 +100,12 @@ def bwrap_argv(code: Path, inputs: Path, outputs: Path, worker: Path, tmp_mb: in
     a += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
     for d in _python_dirs():
         a += ["--ro-bind", str(d), str(d)]
-    a += ["--ro-bind", str(code), CODE, "--ro-bind", str(inputs), IN, "--bind", str(outputs), OUT,
-          "--ro-bind", str(worker), WORKER, "--chdir", "/tmp"]
+    a += ["--ro-bind", str(code), CODE, "--ro-bind", str(inputs), IN, "--ro-bind", str(outputs), OUT]
+    for name in out_files:
+        a += ["--bind", str(outputs / name), f"{OUT}/{name}"]
+    if package is not None:
+        a += ["--ro-bind", str(package), f"{PKG}/benchmark"]
+    a += ["--ro-bind", str(worker), WORKER, "--chdir", "/tmp"]
     if seccomp_fd is not None:
         a += ["--seccomp", str(seccomp_fd)]
     return [*a, sys.executable, "-I", "-B", WORKER]

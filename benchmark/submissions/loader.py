@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmark.submissions.data import CallData, order_metadata
 from benchmark.submissions.files import check_files, content_hash
 from benchmark.submissions.manifest import MANIFEST, SubmissionError, SubmissionManifest, load_manifest
 from benchmark.submissions.sandbox import Call, Limits, failure
@@ -104,17 +105,23 @@ def load_submission(target: str | Path) -> Submission:
 
 
 def call(sub: Submission, hparams: dict[str, Any], limits: Limits, n_finetuned: int | None = None,
-         repeat: int = 1) -> Call:
-    """A sandboxed `Call` of the submission's entry point (not started yet)."""
+         repeat: int = 1, data: CallData | None = None) -> Call:
+    """A sandboxed `Call` of the submission's entry point (not started yet) with `data` (what its manifest's
+    `needs` declare; without it, only the needs, as an inspect-only call uses them)."""
+    needs = frozenset(sub.manifest.needs)
+    data = data or CallData(needs)
+    if data.needs != needs:
+        raise SubmissionError(f"submission {sub.slug!r} declares needs {sorted(needs)} but the call got "
+                              f"{sorted(data.needs)}")
     return Call(sub.slug, sub.folder, sub.code_hash, sub.manifest.entry_point, sub.kind, hparams, limits,
-                n_finetuned=n_finetuned, repeat=repeat)
+                n_finetuned=n_finetuned, repeat=repeat, data=data)
 
 
 def _write_inputs(c: Call, pretrained: StateDict, finetuned: list[StateDict]) -> None:
     from safetensors.torch import save_file
 
     for path, sd in zip(c.input_paths(), [pretrained, *finetuned], strict=True):
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in sd.items()}, str(path))
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in sd.items()}, str(path), order_metadata(sd))
 
 
 def _check_state(sub: Submission, result: Any, reference: StateDict, what: str) -> None:
@@ -135,14 +142,14 @@ def _noop(pretrained: Any, finetuned: Any) -> None:  # placeholder fn for check_
 
 
 def sandboxed_call(sub: Submission, pretrained: StateDict, finetuned: list[StateDict], hparams: dict[str, Any],
-                   limits: Limits, repeat: int = 1) -> list[Any]:
-    """Run the submission's entry point on the inputs in the sandbox; validate and return its results
-    (`repeat` of them: a state dict each for a merge, a list of state dicts each for a defense). Raises
-    `SubmissionError` with the reason on any failure; never returns unvalidated data."""
+                   limits: Limits, repeat: int = 1, data: CallData | None = None) -> list[Any]:
+    """Run the submission's entry point on the inputs (and `data`, `call`'s) in the sandbox; validate and
+    return its results (`repeat` of them: a state dict each for a merge, a list of state dicts each for a
+    defense). Raises `SubmissionError` with the reason on any failure; never returns unvalidated data."""
     device = next(iter(pretrained.values())).device if pretrained else "cpu"
     from safetensors.torch import load
 
-    with call(sub, hparams, limits, len(finetuned), repeat) as c:
+    with call(sub, hparams, limits, len(finetuned), repeat, data) as c:
         _write_inputs(c, pretrained, finetuned)
         res = c.result()
         if not res.ok:

@@ -26,7 +26,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from benchmark.errors import MergesecError
 
@@ -80,6 +80,14 @@ class SubmissionManifest(BaseModel):
         min_length=1, description="The tracks the submission claims results for."
     )
     suites: list[str] = Field(min_length=1, description="The suites it claims results for, e.g. ['digits'].")
+    needs: list[Literal["unlabelled_dev", "labelled_dev", "classifier_factory", "seed"]] = Field(
+        default_factory=list,
+        description="Merge methods only: the data the method receives besides the weights (as built-in methods "
+        "declare it). 'seed': fn(pretrained, finetuned, seed, **hyperparameters). Any of 'unlabelled_dev' "
+        "(dev images), 'labelled_dev' (dev images and labels), 'classifier_factory' (the backbone and the "
+        "tasks' heads): fn(ctx, **hyperparameters), ctx with pretrained, finetuned, tasks, seed, dev_data, "
+        "classifier_factory (docs/submitting.md).",
+    )
     hyperparameters: dict[str, HParam] = Field(
         default_factory=dict,
         description="Keyword arguments passed to the entry point (bool, int, float or string); they are part "
@@ -96,6 +104,15 @@ class SubmissionManifest(BaseModel):
     @field_validator("tracks", "suites")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"entries must be unique; got {v}")
+        return v
+
+    @field_validator("needs")
+    @classmethod
+    def _needs(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if v and info.data.get("kind") == "defense":
+            raise ValueError("only merge methods declare needs; a submitted defense runs data-free, so remove it")
         if len(set(v)) != len(v):
             raise ValueError(f"entries must be unique; got {v}")
         return v

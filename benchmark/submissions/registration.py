@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, make_dataclass
 from typing import Any
 
+from benchmark.submissions.data import CallData, from_context
 from benchmark.submissions.loader import Submission, sandboxed_call
 from benchmark.submissions.manifest import SubmissionError
 from benchmark.submissions.sandbox import Limits
@@ -22,16 +23,44 @@ PROVENANCE_FIELDS = ("code_hash", "authors", "code_url", "slug", "folder", "lice
 
 
 class Sandboxed:
-    """`fn(pretrained, finetuned, **hparams)` of a submission, run in the sandbox: the merged state dict of
-    a merge method, or the list of defended fine-tuned state dicts of a defense."""
+    """`fn(pretrained, finetuned, **hparams)` of a data-free submission, run in the sandbox: the merged state
+    dict of a merge method, or the list of defended fine-tuned state dicts of a defense."""
 
     def __init__(self, submission: Submission, limits: Limits):
         self.submission, self.limits = submission, limits
+        self.needs = frozenset(submission.manifest.needs)
         self.__doc__ = submission.manifest.description or submission.manifest.title
         self.__module__ = f"submission:{submission.slug}"
 
     def __call__(self, pretrained: Any, finetuned: list[Any], **hparams: Any) -> Any:
-        return sandboxed_call(self.submission, pretrained, finetuned, hparams, self.limits)[0]
+        return self.run(pretrained, finetuned, CallData(self.needs), hparams)
+
+    def run(self, pretrained: Any, finetuned: list[Any], data: CallData, hparams: dict[str, Any]) -> Any:
+        return sandboxed_call(self.submission, pretrained, finetuned, hparams, self.limits, data=data)[0]
+
+
+class SandboxedSeeded(Sandboxed):
+    """`fn(pretrained, finetuned, seed, **hparams)` of a merge submission that needs only "seed"."""
+
+    def __call__(self, pretrained: Any, finetuned: list[Any], seed: int, **hparams: Any) -> Any:  # type: ignore[override]
+        return self.run(pretrained, finetuned, CallData(self.needs, seed=int(seed)), hparams)
+
+
+class SandboxedWithData(Sandboxed):
+    """`fn(ctx, **hparams)` of a data-dependent merge submission: exactly the declared parts of the
+    `MergeContext` go into the sandbox as files (`data.from_context`)."""
+
+    def __call__(self, ctx: Any, **hparams: Any) -> Any:  # type: ignore[override]
+        data = from_context(ctx, self.needs, self.submission.slug)
+        return self.run(ctx.pretrained, ctx.finetuned, data, hparams)
+
+
+def sandboxed(sub: Submission, limits: Limits) -> Sandboxed:
+    """The registry `fn` for the submission's needs (the built-in methods' contract, `MergeMethod`)."""
+    needs = frozenset(sub.manifest.needs)
+    if needs - {"seed"}:
+        return SandboxedWithData(sub, limits)
+    return SandboxedSeeded(sub, limits) if needs else Sandboxed(sub, limits)
 
 
 @functools.cache
@@ -45,7 +74,7 @@ def submitted_class(base: type, name: str) -> type:
 def _fields(sub: Submission, fn: Callable[..., Any]) -> dict[str, Any]:
     """The registry fields both kinds take from the manifest."""
     m = sub.manifest
-    return {"name": m.name, "fn": fn, "needs": frozenset(), "hparams": dict(m.hyperparameters),
+    return {"name": m.name, "fn": fn, "needs": frozenset(m.needs), "hparams": dict(m.hyperparameters),
             "paper": f"{m.title or m.name} ({m.paper_url})", "citation": m.citation or m.description,
             "source": f"submission:{sub.slug}", "code_hash": sub.code_hash, "authors": ", ".join(m.authors),
             "code_url": m.code_url, "slug": sub.slug, "folder": str(sub.folder), "license": m.license,
@@ -59,7 +88,7 @@ def build_method(sub: Submission, limits: Limits | None = None) -> Any:
     if sub.kind != "merge":
         raise SubmissionError(f"submission {sub.slug!r} is a {sub.kind}, not a merge method")
     cls = submitted_class(MergeMethod, "SubmittedMethod")
-    return cls(**_fields(sub, Sandboxed(sub, limits or Limits.from_env())))
+    return cls(**_fields(sub, sandboxed(sub, limits or Limits.from_env())))
 
 
 def build_defense(sub: Submission, limits: Limits | None = None) -> Any:

@@ -1,13 +1,15 @@
 """Run submitted (untrusted) code in a separate, isolated process with time, memory and size limits.
 
 Each `Call` makes a private temporary directory: `code/` (a read-only copy of exactly the hashed files,
-`files.snapshot`), `in/` (the inputs as safetensors, written by the parent) and `out/` (the worker's only
-writable host folder). The worker (`worker.py`, `python -I -B`) runs inside the bubblewrap sandbox of
-`isolation.py` and gets its request on stdin. The parent keeps the request in memory and trusts nothing the
-worker writes: `out/` must hold exactly the expected files, each opened without following symlinks; the
-JSON answer is size-capped; only the tail of stderr is kept (a pipe drained by a thread); every safetensors
-header is checked (keys, dtypes, shapes, total size) before its data is read (`outputs.py`); nothing is
-ever unpickled. After `timeout_s` the sandbox is killed. Without bubblewrap nothing runs unless
+`files.snapshot`), `in/` (the inputs as safetensors, written by the parent) and `out/` (the expected result
+files, created empty by the parent: inside the sandbox they are the only writable host files, each capped
+by RLIMIT_FSIZE, and no file can be added). The worker (`worker.py`, `python -I -B`) runs inside the
+bubblewrap sandbox of `isolation.py` and gets its request on stdin. The parent keeps the request in memory
+and trusts nothing the worker writes: `out/` must hold exactly the expected files, each opened without
+following symlinks; the JSON answer is size-capped; only the tail of stderr is kept (a pipe drained by a
+thread); every safetensors header is checked (keys, dtypes, shapes, total size) before its data is read
+(`outputs.py`); nothing is ever unpickled. A data-dependent call also gets exactly its declared data
+(`data.py`) in `in/`. After `timeout_s` the sandbox is killed. Without bubblewrap nothing runs unless
 `Limits.isolate` is False (the CLI's `--no-isolation`).
 """
 
@@ -27,24 +29,31 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.submissions import isolation
+from benchmark.submissions.data import FACTORY, CallData
 from benchmark.submissions.files import snapshot
 from benchmark.submissions.manifest import SubmissionError
 from benchmark.submissions.outputs import read_checked, read_regular, spec_of
 
 WORKER = Path(__file__).with_name("worker.py")
+PACKAGE = Path(__file__).resolve().parents[1]
+"""mergesec's own `benchmark` package: read-only in the sandbox of a call that needs `classifier_factory`."""
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_MB = 8192
 MAX_ANSWER_BYTES = 1_000_000
 STDERR_TAIL_BYTES = 4000
+ANSWER = "result.json"
+HEADER_ROOM_MB = 1
+"""How much larger than its reference input an output may be (a different safetensors header)."""
 _LIVE: set[Call] = set()
 
 
 @dataclass(frozen=True)
 class Limits:
     """Resource limits of one sandboxed call. `memory_mb` caps the worker's address space (RLIMIT_AS); it
-    includes the ~3.5 GiB that importing torch maps, so keep it well above that. `file_mb` caps every file
-    the worker writes (RLIMIT_FSIZE), `tmp_mb` its private /tmp. `isolate=False` runs the worker without
-    the bubblewrap boundary (trusted code only)."""
+    includes the ~3.5 GiB that importing torch maps, so keep it well above that. `file_mb` is the most
+    RLIMIT_FSIZE can be (every file the worker writes; `Call.file_limit` sets it per call), `tmp_mb` the size
+    of its private /tmp. `isolate=False` runs the worker without the bubblewrap boundary (trusted code
+    only)."""
 
     timeout_s: float = DEFAULT_TIMEOUT_S
     memory_mb: int = DEFAULT_MEMORY_MB
@@ -92,21 +101,26 @@ class Call:
 
     def __init__(self, slug: str, folder: Path, code_hash: str, entry_point: str, kind: str,
                  hparams: dict[str, Any], limits: Limits, n_finetuned: int | None = None, repeat: int = 1,
-                 seed: int = 0):
+                 data: CallData | None = None):
         isolation.require(limits.isolate)
         self.slug, self.limits, self.kind, self.repeat = slug, limits, kind, repeat
         self.n_finetuned = n_finetuned or 0
         self._tmp = tempfile.TemporaryDirectory(prefix="mergesec-sandbox-")
         self.dir = Path(self._tmp.name)
-        for d in ("code", "in", "out"):
+        for d in ("code", "in", "out", "tmp"):  # tmp: HOME and TMPDIR without isolation (inside: a tmpfs)
             (self.dir / d).mkdir()
         snapshot(Path(folder), self.dir / "code", code_hash)
-        where = ({"folder": isolation.CODE, "inputs": isolation.IN, "outputs": isolation.OUT} if limits.isolate
-                 else {k: str(self.dir / d) for k, d in (("folder", "code"), ("inputs", "in"), ("outputs", "out"))})
+        self.data = data or CallData()
+        self.data.write(self.dir / "in")
+        self.package = PACKAGE if FACTORY in self.data.needs else None
+        where = ({"folder": isolation.CODE, "inputs": isolation.IN, "outputs": isolation.OUT,
+                  "package": isolation.PKG} if limits.isolate
+                 else {k: str(self.dir / d) for k, d in (("folder", "code"), ("inputs", "in"), ("outputs", "out"))}
+                 | {"package": str(PACKAGE.parent)})
         self.request = {**where, "entry_point": entry_point, "kind": kind, "hparams": hparams,
                         "ops": ["inspect"] if n_finetuned is None else ["inspect", "call"],
-                        "n_finetuned": self.n_finetuned, "repeat": repeat, "seed": seed,
-                        "rlimits": limits.rlimits()}
+                        "n_finetuned": self.n_finetuned, "repeat": repeat, "seed": self.data.seed,
+                        "rlimits": limits.rlimits(), **self.data.request()}
         self._proc: subprocess.Popen | None = None
         self._t0 = 0.0
 
@@ -124,21 +138,35 @@ class Call:
             return [(f"result_{r}.safetensors", pre) for r in range(self.repeat)]
         return [(f"result_{r}_{i}.safetensors", fts[i]) for r in range(self.repeat) for i in range(len(fts))]
 
+    def out_files(self) -> list[str]:
+        """Every file the worker may write into what the parent reads: `result.json` and the outputs."""
+        return [ANSWER, *(n for n, _ in self.expected_outputs())]
+
+    def file_limit(self) -> int:
+        """This call's RLIMIT_FSIZE in bytes: room for the largest expected output (its reference input's size
+        + `HEADER_ROOM_MB`), at least the private /tmp's size (which bounds /tmp anyway), at most
+        `Limits.file_mb`. The worker writes at most `len(out_files()) * file_limit()` bytes the parent reads."""
+        need = max((ref.stat().st_size for _, ref in self.expected_outputs()), default=0) + HEADER_ROOM_MB * 2**20
+        return min(self.limits.file_mb * 2**20, max(self.limits.tmp_mb * 2**20, need))
+
     def start(self) -> Call:
         fds: tuple[int, ...] = ()
+        for name in self.out_files():  # pre-created: inside the sandbox only these are writable
+            (self.dir / "out" / name).touch()
+        self.request["rlimits"]["FSIZE"] = self.file_limit()
         if self.limits.isolate:
             fd = isolation.seccomp_fd()
             fds = () if fd is None else (fd,)
-            argv = isolation.bwrap_argv(self.dir / "code", self.dir / "in", self.dir / "out", WORKER,
-                                        self.limits.tmp_mb, fd)
+            argv = isolation.bwrap_argv(self.dir / "code", self.dir / "in", self.dir / "out", self.out_files(),
+                                        WORKER, self.limits.tmp_mb, fd, self.package)
             env = dict(isolation.ENV)
         else:
             argv = [sys.executable, "-I", "-B", str(WORKER)]
-            env = {**isolation.ENV, "HOME": str(self.dir / "out"), "TMPDIR": str(self.dir / "out"),
+            env = {**isolation.ENV, "HOME": str(self.dir / "tmp"), "TMPDIR": str(self.dir / "tmp"),
                    "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         self._t0 = time.perf_counter()
         try:
-            self._proc = subprocess.Popen(argv, cwd=self.dir / "out", env=env, stdin=subprocess.PIPE,
+            self._proc = subprocess.Popen(argv, cwd=self.dir / "tmp", env=env, stdin=subprocess.PIPE,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                           start_new_session=True, pass_fds=fds)
         finally:
@@ -213,13 +241,14 @@ class Call:
     def _read_outputs(self) -> list[bytes] | str:
         """The checked bytes of every expected output, or why the output folder is not as expected."""
         expected = self.expected_outputs()
-        names = {"result.json", *(n for n, _ in expected)}
+        names = set(self.out_files())
         found = set(os.listdir(self.dir / "out"))
-        if found - names:
+        if found - names:  # only without isolation: inside the sandbox /io/out is read-only but for `names`
             return (f"the worker wrote unexpected files {sorted(found - names)[:5]}; a submission may only return "
                     "its value (write nothing to the working folder)")
-        if names - found:
-            return f"the worker reported success but wrote no {sorted(names - found)[0]}"
+        empty = sorted(n for n in names if n not in found or (self.dir / "out" / n).lstat().st_size == 0)
+        if empty:
+            return f"the worker reported success but wrote no {empty[0]}"
         out = []
         for name, ref in expected:
             what = "the merged state dict" if self.kind == "merge" else "a defended model"
@@ -228,7 +257,7 @@ class Call:
         return out
 
     def _read_answer(self) -> dict[str, Any] | None:
-        data = read_regular(self.dir / "out" / "result.json", MAX_ANSWER_BYTES)
+        data = read_regular(self.dir / "out" / ANSWER, MAX_ANSWER_BYTES)
         if data is None:
             return None
         try:

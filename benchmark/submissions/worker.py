@@ -2,19 +2,24 @@
 `python -I -B worker.py` (inside the bubblewrap sandbox, `isolation.py`); never imported by the parent.
 
 Protocol: the request arrives as JSON on stdin: {"folder", "inputs", "outputs", "entry_point", "kind",
-"hparams", "ops": subset of ["inspect", "call"], "n_finetuned", "repeat", "seed", "rlimits"}. The worker sets
-the rlimits, reads `<inputs>/pretrained.safetensors` and `<inputs>/finetuned_<i>.safetensors` (only for
-"call"), writes `<outputs>/result_<r>.safetensors` (kind merge) or `<outputs>/result_<r>_<i>.safetensors`
-(kind defense, one per fine-tuned model) for r in range(repeat), then `<outputs>/result.json`:
+"hparams", "ops": subset of ["inspect", "call"], "n_finetuned", "repeat", "seed", "rlimits", "needs",
+"tasks", "n_dev", "backbone", "package"}. The worker sets the rlimits, reads `<inputs>/pretrained.safetensors`
+and `<inputs>/finetuned_<i>.safetensors` (only for "call") and, for a data-dependent method, the files of
+`data.py` (`dev_<i>.safetensors`, `heads.safetensors`), writes `<outputs>/result_<r>.safetensors` (kind
+merge) or `<outputs>/result_<r>_<i>.safetensors` (kind defense, one per fine-tuned model) for r in
+range(repeat), then `<outputs>/result.json` (every output file exists, empty, before the worker starts; it
+writes them in place):
 {"ok": bool, "stage": ..., "error": ..., "signature": ..., "parameters": [...]}.
 
 Everything the worker writes is untrusted (the submitted code runs in this process): the parent keeps its
 own copy of the request and checks every output file (`sandbox.py`, `outputs.py`). The worker uses only
-the standard library, torch and safetensors, so it starts as fast as torch imports.
+the standard library, torch and safetensors, so it starts as fast as torch imports; only a method that
+needs `classifier_factory` also imports mergesec's own `benchmark` package (from `<package>`, read-only).
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import inspect
 import json
@@ -23,30 +28,59 @@ import random
 import sys
 import traceback
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 
 def _write(out: Path, result: dict[str, Any]) -> None:
-    tmp = out / "result.json.tmp"
-    tmp.write_text(json.dumps(result, default=str))
-    os.replace(tmp, out / "result.json")
+    """Write the answer in place: `result.json` is a file the parent created (inside the sandbox `<outputs>`
+    is read-only, so it cannot be replaced by a rename)."""
+    (out / "result.json").write_text(json.dumps(result, default=str))
 
 
-def _signature_problem(fn: Any, kind: str, hparams: dict[str, Any]) -> tuple[str, list[str], str | None]:
-    """(signature text, parameter names, problem or None) for `fn(pretrained, finetuned, **hparams)`."""
+def _save(data: bytes, path: Path) -> None:
+    """Write serialised safetensors in place (`safetensors.torch.save_file` renames a temporary file, which the
+    read-only `<outputs>` refuses)."""
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+_WRITE_ERRORS = (errno.EROFS, errno.EFBIG, errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EDQUOT)
+
+
+def _write_hint(e: BaseException, rlimits: dict[str, int]) -> str:
+    """What to do about a refused write: the sandbox is read-only but for /tmp and the result files."""
+    if not isinstance(e, OSError) or e.errno not in _WRITE_ERRORS:
+        return ""
+    return (f" (the sandbox is read-only except its private /tmp and the result files mergesec reads, each file at "
+            f"most {rlimits.get('FSIZE', 0) / 2**20:g} MiB; return the result instead of writing files)")
+
+
+def _positional_names(needs: list[str]) -> list[str]:
+    """The positional parameters of the entry point for these needs (the built-in methods' contract)."""
+    if set(needs) - {"seed"}:
+        return ["ctx"]
+    return ["pretrained", "finetuned", *(["seed"] if "seed" in needs else [])]
+
+
+def _signature_problem(fn: Any, kind: str, hparams: dict[str, Any],
+                       needs: list[str]) -> tuple[str, list[str], str | None]:
+    """(signature text, parameter names, problem or None) for `fn(<_positional_names(needs)>, **hparams)`."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError) as e:
         return "?", [], f"cannot read the signature of the entry point ({e})"
     params = list(sig.parameters.values())
     names = [p.name for p in params]
+    n = len(_positional_names(needs))
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) < 2 or params[:2] != positional[:2]:
+    if len(positional) < n or params[:n] != positional[:n]:
+        why = f" (submission.toml declares needs {needs})" if needs else ""
         return str(sig), names, (
-            f"the entry point must be fn(pretrained, finetuned, **hyperparameters) -> "
-            f"{'state dict' if kind == 'merge' else 'list of state dicts'}; got fn{sig}"
+            f"the entry point must be fn({', '.join(_positional_names(needs))}, **hyperparameters) -> "
+            f"{'state dict' if kind == 'merge' else 'list of state dicts'}{why}; got fn{sig}"
         )
-    rest = {p.name: p for p in params[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    rest = {p.name: p for p in params[n:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params)
     unaccepted = [h for h in hparams if h not in rest and not takes_kwargs]
     if unaccepted:
@@ -56,9 +90,10 @@ def _signature_problem(fn: Any, kind: str, hparams: dict[str, Any]) -> tuple[str
         )
     missing = [n for n, p in rest.items() if p.default is p.empty and n not in hparams]
     if missing:
+        form = f"fn({', '.join(_positional_names(needs))}, **hyperparameters)"
         return str(sig), names, (
             f"fn{sig} requires {missing} but submission.toml's [hyperparameters] does not set them; "
-            "add them there (or give them defaults)"
+            f"add them there (or give them defaults); with needs {needs} the entry point is {form}"
         )
     return str(sig), names, None
 
@@ -82,6 +117,50 @@ def _to_state_dict(obj: Any, what: str, torch: Any) -> dict[str, Any]:
     return out
 
 
+def _load_ordered(path: Path, load_file: Any) -> dict[str, Any]:
+    """A state dict the parent wrote, in its original key order (`data.order_metadata`)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        order = json.loads((f.metadata() or {}).get("mergesec.order", "[]"))
+    state = load_file(str(path))
+    return {k: state[k] for k in order} if sorted(order) == sorted(state) else state
+
+
+def _data(request: dict[str, Any], needs: list[str], inputs: Path, torch: Any, load_file: Any) -> dict[str, Any] | None:
+    """The context fields besides the weights and seed of a data-dependent call (`benchmark.merging.context.
+    MergeContext`'s `tasks`, `dev_data`, `classifier_factory`), from the files the parent wrote
+    (`data.py`); None for a data-free call."""
+    if not set(needs) - {"seed"}:
+        return None
+    dev = None
+    if {"unlabelled_dev", "labelled_dev"} & set(needs):
+        from torch.utils.data import TensorDataset
+
+        dev = []
+        for i in range(int(request["n_dev"])):
+            d = load_file(str(inputs / f"dev_{i}.safetensors"))
+            dev.append(TensorDataset(d["x"], d.get("y", torch.full((len(d["x"]),), -1, dtype=torch.long))))
+    factory = None
+    if "classifier_factory" in needs:  # mergesec's own code, read-only in the sandbox
+        sys.path.insert(0, request["package"])
+        from benchmark.defenses.api import TaskClassifiers
+        from benchmark.suites.spec import BackboneSpec
+        from benchmark.zoo.model import ClassificationHead
+
+        flat = load_file(str(inputs / "heads.safetensors"))
+        heads = []
+        for i in range(len(request["tasks"])):
+            w, b = flat[f"{i}.weight"], flat[f"{i}.bias"]
+            head = ClassificationHead(w.shape[1], w.shape[0])
+            head.load_state_dict({"weight": w, "bias": b})
+            heads.append(head.eval().requires_grad_(False))
+        spec = dict(request["backbone"])
+        spec.update(mean=tuple(spec["mean"]), std=tuple(spec["std"]))
+        factory = TaskClassifiers(BackboneSpec(**spec), tuple(heads))
+    return {"tasks": list(request["tasks"]), "dev_data": dev, "classifier_factory": factory}
+
+
 class _OutputError(Exception):
     pass
 
@@ -94,7 +173,7 @@ def main(request: dict[str, Any]) -> int:
         kind, hparams = request["kind"], dict(request["hparams"])
 
         import torch
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file, save
 
         torch.set_grad_enabled(False)
 
@@ -124,7 +203,8 @@ def main(request: dict[str, Any]) -> int:
             raise TypeError(f"{request['entry_point']} is a {type(fn).__name__}, not a callable")
 
         result["stage"] = "signature"
-        sig, names, problem = _signature_problem(fn, kind, hparams)
+        needs = list(request.get("needs") or [])
+        sig, names, problem = _signature_problem(fn, kind, hparams, needs)
         result["signature"], result["parameters"] = sig, names
         if problem:
             result["error"] = problem
@@ -136,11 +216,12 @@ def main(request: dict[str, Any]) -> int:
             return 0
 
         result["stage"] = "inputs"
-        pretrained = load_file(str(inputs / "pretrained.safetensors"))
-        finetuned = [load_file(str(inputs / f"finetuned_{i}.safetensors"))
+        pretrained = _load_ordered(inputs / "pretrained.safetensors", load_file)
+        finetuned = [_load_ordered(inputs / f"finetuned_{i}.safetensors", load_file)
                      for i in range(int(request["n_finetuned"]))]
+        seed = int(request.get("seed", 0))
+        data = _data(request, needs, inputs, torch, load_file)
         for r in range(int(request.get("repeat", 1))):
-            seed = int(request.get("seed", 0))
             random.seed(seed)
             torch.manual_seed(seed)
             try:
@@ -151,11 +232,15 @@ def main(request: dict[str, Any]) -> int:
                 pass
             result["stage"] = "call"
             # fresh copies every time, so an in-place edit of the inputs cannot leak into the next repeat
-            value = fn({k: v.clone() for k, v in pretrained.items()},
-                       [{k: v.clone() for k, v in sd.items()} for sd in finetuned], **hparams)
+            pre = {k: v.clone() for k, v in pretrained.items()}
+            fts = [{k: v.clone() for k, v in sd.items()} for sd in finetuned]
+            if data is not None:  # data-dependent: fn(ctx, **hparams)
+                value = fn(SimpleNamespace(pretrained=pre, finetuned=fts, seed=seed, **data), **hparams)
+            else:
+                value = fn(pre, fts, *([seed] if "seed" in needs else []), **hparams)
             result["stage"] = "output"
             if kind == "merge":
-                save_file(_to_state_dict(value, "the returned value", torch), str(out / f"result_{r}.safetensors"))
+                _save(save(_to_state_dict(value, "the returned value", torch)), out / f"result_{r}.safetensors")
             else:
                 if not isinstance(value, list | tuple):
                     raise _OutputError(
@@ -168,15 +253,15 @@ def main(request: dict[str, Any]) -> int:
                         "return one per input model, in order"
                     )
                 for i, sd in enumerate(value):
-                    save_file(_to_state_dict(sd, f"the returned value[{i}]", torch),
-                              str(out / f"result_{r}_{i}.safetensors"))
+                    _save(save(_to_state_dict(sd, f"the returned value[{i}]", torch)),
+                          out / f"result_{r}_{i}.safetensors")
         result.update(ok=True, stage="done")
     except _OutputError as e:
         result["error"] = str(e)
     except MemoryError as e:
         result.update(stage=result["stage"], error=f"MemoryError: {e}", memory=True)
     except BaseException as e:  # the submitted code may raise anything, SystemExit included
-        msg = f"{type(e).__name__}: {e}"[:2000]
+        msg = f"{type(e).__name__}: {e}"[:1700] + _write_hint(e, request.get("rlimits") or {})
         result["error"] = msg
         result["memory"] = "can't allocate memory" in msg or "out of memory" in msg.lower()
         frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.startswith(folder)]
