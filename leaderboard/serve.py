@@ -27,11 +27,14 @@ DEFAULT_ADDRESS = "127.0.0.1"
 def streamlit_command(db: str | Path, port: int, headless: bool = True, address: str = DEFAULT_ADDRESS) -> list[str]:
     """The `streamlit run` command line (by way of `python -m leaderboard`, which preloads the pages'
     imports) serving the leaderboard on `db` (read-only) at `address:port` (loopback unless told otherwise).
-    Error details are off: a failure the pages do not catch shows a message, never a traceback."""
+    Error details are off: a failure the pages do not catch shows a message, never a traceback. No forced
+    garbage collection after each script run (it holds the interpreter for up to a second on a busy machine,
+    delaying the page it follows) and no "magic" (the pages write every element explicitly)."""
     cmd = [sys.executable, "-m", "leaderboard", "run", str(APP), "--server.port", str(port),
            "--server.address", address, "--server.headless", str(headless).lower(),
            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-           "--client.showErrorDetails", "none", "--server.fileWatcherType", "none"]
+           "--client.showErrorDetails", "none", "--server.fileWatcherType", "none",
+           "--runner.postScriptGC", "false", "--runner.magicEnabled", "false"]
     return [*cmd, "--", "--db", str(db)]
 
 

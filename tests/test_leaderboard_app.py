@@ -152,7 +152,10 @@ def test_backdoor_page_separates_variants_and_baselines(monkeypatch, db):
     assert not any(BASELINE in label for label in labels)
     first = at.dataframe[0].value
     assert names(first)[0] == "weight_averaging" and "clean accuracy" in first.columns and "badge" in first.columns
-    across = at.dataframe[4].value
+    assert sum("badge" in d.value.columns for d in at.dataframe) == 1  # only the open tab's ranking is sent
+    at.session_state["attack"] = "all attack settings"
+    at.run()
+    across = at.dataframe[0].value
     assert set(across.settings) == {8}  # 2 attacks × 2 variants × 2 adversary tasks; no baseline
     base = frame_with(at, "baseline")
     assert set(base.baseline) == {BASELINE} and "rank" not in base.columns
