@@ -77,6 +77,10 @@ def test_overview_leads_with_the_answer(monkeypatch, db):
     assert f"[{TOP}](method?method={TOP}&suite={SUITE_HASH})" in body  # least vulnerable, linked
     assert "least vulnerable" in body and "most vulnerable" in body and "★" not in body
     assert at.selectbox(key="suite").value == SUITE_HASH
+    assert not at.json  # the suite spec is drawn once its expander is opened
+    at.session_state["suite_spec"] = True
+    at.run()
+    assert at.json[0].value and not at.exception
 
 
 def test_transfer_ranking_is_the_rank_table_with_badges_and_links(monkeypatch, db):
