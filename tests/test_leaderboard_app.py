@@ -342,3 +342,19 @@ def test_server_command_listens_on_loopback_and_hides_error_details():
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--client.showErrorDetails") + 1] == "none"
     assert streamlit_command("x.duckdb", 1, address="0.0.0.0")[cmd.index("--server.address") + 1] == "0.0.0.0"
+
+
+def test_a_ranking_that_cannot_be_computed_is_cached_like_a_result(monkeypatch, db):
+    """Too little data for a ranking is an answer too: the second visit does not recompute it."""
+    from analysis import ranking_view
+    from analysis.stats import StatisticsError
+    from leaderboard import data
+
+    calls = []
+    real = ranking_view.ranked_table
+    monkeypatch.setattr(ranking_view, "ranked_table", lambda *a, **k: calls.append(a) or real(*a, **k))
+    flt = data.freeze({"attack": ["no_such_attack"]})
+    for _ in range(2):
+        with pytest.raises(StatisticsError):
+            data.ranked(str(db), SUITE_HASH, "transfer", "relative_asr", flt)
+    assert len(calls) == 1
