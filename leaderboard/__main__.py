@@ -1,12 +1,15 @@
 """`python -m leaderboard run leaderboard/app.py [options] -- --db PATH`: `streamlit run`, in a process that
-imports everything the pages need (pandas, DuckDB, Altair, the statistics stack) before the server starts,
-so that no visitor's first page waits for imports. `leaderboard.serve.streamlit_command` builds the line."""
+imports everything the pages need (pandas, DuckDB, Altair, the statistics stack) before the server starts
+and runs every page once before its health check answers (:mod:`leaderboard.warmup`), so that no visitor's
+first page waits for imports or cold caches. `leaderboard.serve.streamlit_command` builds the line."""
 
 import importlib
 import logging
 import sys
 
 from streamlit.web import cli
+
+from leaderboard import warmup
 
 PRELOAD = ("analysis.stats", "analysis.report", "leaderboard.data", "leaderboard.export", "leaderboard.plots",
            "leaderboard.tables", "leaderboard.ui")
@@ -27,4 +30,5 @@ def preload() -> None:
 
 if __name__ == "__main__":
     preload()
+    warmup.install()
     sys.exit(cli.main(sys.argv[1:], prog_name="streamlit"))

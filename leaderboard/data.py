@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import pandas as pd
 import streamlit as st
 
 from analysis import ranking_view
+from analysis.stats import StatisticsError
 from benchmark.errors import StoreError
 from benchmark.store import Store
 from leaderboard import snapshots
@@ -74,22 +75,43 @@ def _mark_stale() -> None:
         st.session_state["_stale"] = True
 
 
+class _Raised(NamedTuple):
+    """A call's StatisticsError, cached like a result: too few settings for a ranking is an answer too."""
+
+    error: StatisticsError
+
+
 def snapshot(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Cache ``fn(db, state, *args)`` on the database state. While a run holds the write lock, the same call
-    runs on the last consistent copy of the database (:mod:`leaderboard.snapshots`) and the page says so;
-    with no copy yet, :class:`DatabaseBusy` reaches the page guard in app.py."""
-    cached = st.cache_data(show_spinner=False, max_entries=256)(fn)
+    """Cache ``fn(db, state, *args)`` on the database state, a StatisticsError it raises included. While a
+    run holds the write lock, the same call runs on the last consistent copy of the database
+    (:mod:`leaderboard.snapshots`) and the page says so; with no copy yet, :class:`DatabaseBusy` reaches the
+    page guard in app.py."""
+
+    @functools.wraps(fn)
+    def outcome(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except StatisticsError as e:
+            return _Raised(e)
+
+    cached = st.cache_data(show_spinner=False, max_entries=256)(outcome)
+
+    def call(db: str, *args: Any) -> Any:
+        got = cached(db, db_state(db), *args)
+        if isinstance(got, _Raised):
+            raise got.error
+        return got
 
     @functools.wraps(fn)
     def wrapper(db: str, *args: Any) -> Any:
         try:
-            return cached(db, db_state(db), *args)
+            return call(db, *args)
         except DatabaseBusy:
             copy = snapshots.latest(db)
             if copy is None or str(copy) == db:
                 raise
             _mark_stale()
-            return cached(str(copy), db_state(str(copy)), *args)
+            return call(str(copy), *args)
 
     wrapper.clear = cached.clear  # type: ignore[attr-defined]
     return wrapper

@@ -1,6 +1,10 @@
-"""The leaderboard's figures: Altair charts (interactive) and the critical-difference diagram (matplotlib)."""
+"""The leaderboard's figures: Altair charts (interactive) and the critical-difference diagram (matplotlib).
+
+The pages draw a chart from its cached Vega-Lite spec (:func:`heatmap_spec`, :func:`scatter_spec`): building
+and validating an Altair chart costs more than everything else on its page."""
 
 import io
+import threading
 
 import altair as alt
 import pandas as pd
@@ -47,6 +51,29 @@ def scatter(frame: pd.DataFrame, x: str, y: str, x_label: str, y_label: str) -> 
     points = base.mark_circle(size=140, opacity=0.85)
     labels = base.mark_text(align="left", dx=9, dy=-6, fontSize=12).encode(text="method:N")
     return (points + labels).properties(height=420)
+
+
+_THEME = threading.Lock()  # Altair's theme is global state
+
+
+def vega_lite(chart: alt.TopLevelMixin) -> dict:
+    """The chart's Vega-Lite spec, data inline, as `st.altair_chart` builds it: without Altair's default
+    theme (its fixed 300 px view sizes are not for Streamlit's layout)."""
+    with _THEME, alt.theme.enable("none"):
+        return chart.to_dict()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def heatmap_spec(frame: pd.DataFrame, label: str, higher_is_better: bool, percent: bool,
+                 method_order: list[str]) -> dict:
+    """:func:`vega_lite` of :func:`heatmap`, cached on its inputs (draw it with `st.vega_lite_chart`)."""
+    return vega_lite(heatmap(frame, label, higher_is_better, percent, method_order))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def scatter_spec(frame: pd.DataFrame, x: str, y: str, x_label: str, y_label: str) -> dict:
+    """:func:`vega_lite` of :func:`scatter`, cached on its inputs."""
+    return vega_lite(scatter(frame, x, y, x_label, y_label))
 
 
 def cd_figure(ranks: pd.DataFrame, title: str | None = None) -> Figure:

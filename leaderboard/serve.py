@@ -24,15 +24,38 @@ class Served(NamedTuple):
 DEFAULT_ADDRESS = "127.0.0.1"
 
 
-def streamlit_command(db: str | Path, port: int, headless: bool = True, address: str = DEFAULT_ADDRESS) -> list[str]:
+def streamlit_command(db: str | Path, port: int, headless: bool = True, address: str = DEFAULT_ADDRESS,
+                      app: Path = APP) -> list[str]:
     """The `streamlit run` command line (by way of `python -m leaderboard`, which preloads the pages'
     imports) serving the leaderboard on `db` (read-only) at `address:port` (loopback unless told otherwise).
-    Error details are off: a failure the pages do not catch shows a message, never a traceback."""
-    cmd = [sys.executable, "-m", "leaderboard", "run", str(APP), "--server.port", str(port),
+    Error details are off: a failure the pages do not catch shows a message, never a traceback. No forced
+    garbage collection after each script run (it holds the interpreter for up to a second on a busy machine,
+    delaying the page it follows) and no "magic" (the pages write every element explicitly)."""
+    cmd = [sys.executable, "-m", "leaderboard", "run", str(app), "--server.port", str(port),
            "--server.address", address, "--server.headless", str(headless).lower(),
            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-           "--client.showErrorDetails", "none", "--server.fileWatcherType", "none"]
+           "--client.showErrorDetails", "none", "--server.fileWatcherType", "none",
+           "--runner.postScriptGC", "false", "--runner.magicEnabled", "false"]
     return [*cmd, "--", "--db", str(db)]
+
+
+class CacheStats(NamedTuple):
+    """The server's `st.cache_data` totals so far: misses (computed calls) and the seconds they took."""
+
+    misses: int
+    compute_s: float
+
+
+def cache_stats(url: str) -> CacheStats:
+    """:class:`CacheStats` from Streamlit's Prometheus endpoint ``/_stcore/metrics``."""
+    with urllib.request.urlopen(f"{url}/_stcore/metrics", timeout=10) as r:
+        lines = r.read().decode().splitlines()
+
+    def total(prefix: str, label: str = "") -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix) and label in line)
+
+    return CacheStats(int(total("cache_lookups_total{", 'result="miss"')),
+                      total("cache_compute_duration_seconds_sum{"))
 
 
 def free_port() -> int:
@@ -58,11 +81,11 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 @contextmanager
-def serving(db: str | Path, log: IO[str] | None = None, timeout: float = 60) -> Iterator[Served]:
-    """Serve the leaderboard on `db` at a free loopback port; yields its URL and PID once healthy, stops it
-    after."""
+def serving(db: str | Path, log: IO[str] | None = None, timeout: float = 180, app: Path = APP) -> Iterator[Served]:
+    """Serve the leaderboard (or another Streamlit `app`) on `db` at a free loopback port; yields its URL and
+    PID once healthy (its warm-up done: :mod:`leaderboard.warmup`), stops it after."""
     port = free_port()
-    proc = subprocess.Popen(streamlit_command(db, port), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(streamlit_command(db, port, app=app), stdin=subprocess.DEVNULL,
                             stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from leaderboard import headless
-from leaderboard.serve import serving
+from leaderboard import headless, warmup
+from leaderboard.serve import cache_stats, serving
 from tests.test_leaderboard_data import DEFENSE_SUBMISSION, MERGE_SUBMISSION, SUITE_HASH, TOP, build_db
 
 pytestmark = [
@@ -139,3 +139,18 @@ def test_pages_read_the_last_snapshot_while_a_run_holds_the_lock(db, tmp_path, b
         finally:
             holder.kill()
             holder.wait()
+
+
+def test_the_first_visit_after_a_start_finds_every_page_computed(db, tmp_path, browser):
+    """The warm-up (leaderboard/warmup.py) ran every page before the health check answered: a new visitor's
+    first visit to each page computes nothing (no `st.cache_data` miss)."""
+    copy = tmp_path / "fresh.duckdb"
+    shutil.copy(db, copy)
+    with serving(copy) as served:
+        after_start = cache_stats(served.url)
+        assert after_start.misses > 0  # the warm-up computed the pages' queries and statistics
+        for page in warmup.PAGES:
+            css, text = PAGES.get(page, (RANKING, "Head to head"))
+            headless.load(browser, f"{served.url}/{page}", css, text, timeout=120)
+            assert_clean(browser, page or "overview")
+        assert cache_stats(served.url).misses == after_start.misses

@@ -77,6 +77,10 @@ def test_overview_leads_with_the_answer(monkeypatch, db):
     assert f"[{TOP}](method?method={TOP}&suite={SUITE_HASH})" in body  # least vulnerable, linked
     assert "least vulnerable" in body and "most vulnerable" in body and "★" not in body
     assert at.selectbox(key="suite").value == SUITE_HASH
+    assert not at.json  # the suite spec is drawn once its expander is opened
+    at.session_state["suite_spec"] = True
+    at.run()
+    assert at.json[0].value and not at.exception
 
 
 def test_transfer_ranking_is_the_rank_table_with_badges_and_links(monkeypatch, db):
@@ -152,7 +156,10 @@ def test_backdoor_page_separates_variants_and_baselines(monkeypatch, db):
     assert not any(BASELINE in label for label in labels)
     first = at.dataframe[0].value
     assert names(first)[0] == "weight_averaging" and "clean accuracy" in first.columns and "badge" in first.columns
-    across = at.dataframe[4].value
+    assert sum("badge" in d.value.columns for d in at.dataframe) == 1  # only the open tab's ranking is sent
+    at.session_state["attack"] = "all attack settings"
+    at.run()
+    across = at.dataframe[0].value
     assert set(across.settings) == {8}  # 2 attacks × 2 variants × 2 adversary tasks; no baseline
     base = frame_with(at, "baseline")
     assert set(base.baseline) == {BASELINE} and "rank" not in base.columns
@@ -335,3 +342,19 @@ def test_server_command_listens_on_loopback_and_hides_error_details():
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--client.showErrorDetails") + 1] == "none"
     assert streamlit_command("x.duckdb", 1, address="0.0.0.0")[cmd.index("--server.address") + 1] == "0.0.0.0"
+
+
+def test_a_ranking_that_cannot_be_computed_is_cached_like_a_result(monkeypatch, db):
+    """Too little data for a ranking is an answer too: the second visit does not recompute it."""
+    from analysis import ranking_view
+    from analysis.stats import StatisticsError
+    from leaderboard import data
+
+    calls = []
+    real = ranking_view.ranked_table
+    monkeypatch.setattr(ranking_view, "ranked_table", lambda *a, **k: calls.append(a) or real(*a, **k))
+    flt = data.freeze({"attack": ["no_such_attack"]})
+    for _ in range(2):
+        with pytest.raises(StatisticsError):
+            data.ranked(str(db), SUITE_HASH, "transfer", "relative_asr", flt)
+    assert len(calls) == 1

@@ -54,8 +54,10 @@ def section(ctx: ui.Context, method: str, names: list[str], attack_names: list[s
                 + f" ({tables.p_text(s.p_val)}, α = 0.05).")
     ui.table(summary, f"{method}_vs_{other}_{metric}_wilcoxon", tables.head_to_head_display(summary, spec), about,
              width=720)
-    with st.expander("Per-setting values"):
-        ui.table(per_setting, f"{method}_vs_{other}_{metric}_settings", standing.readable(per_setting), about)
+    box = st.expander("Per-setting values", key="h2h_settings", on_change="rerun")
+    if box.open:  # drawn when opened
+        with box:
+            ui.table(per_setting, f"{method}_vs_{other}_{metric}_settings", standing.readable(per_setting), about)
     if spec.source == "merge_eval" or metric != spec.name or (track == "backdoor" and metric != "backdoor_asr"):
         st.caption("McNemar tests need per-example outcomes: transfer and backdoor ASR only.")
         return

@@ -96,6 +96,8 @@ else:
     all_label = "all attack settings"
     tab_labels = [*labels, all_label] if len(labels) > 1 else labels
     for tab, label in zip(st.tabs(tab_labels, key="attack", bind="query-params"), tab_labels, strict=True):
+        if tab.open is False:  # only the open tab is computed and sent; a click on another reruns the page
+            continue
         with tab:
             if label == all_label:
                 st.caption("Every attack and variant as separate settings of one ranking (baselines excluded).")

@@ -122,6 +122,8 @@ if is_defense[method]:
 st.subheader("Per-setting results")
 views = {"Transfer": "transfer_metrics", "Clean accuracy": "merge_eval", "Backdoor": "backdoor_metrics"}
 for tab, view in zip(st.tabs(list(views), key="results", bind="query-params"), views.values(), strict=True):
+    if tab.open is False:  # only the open tab is read and sent
+        continue
     with tab:
         got = data.method_rows(ctx.db, ctx.suite_hash, view, method)
         if got.empty:

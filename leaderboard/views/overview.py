@@ -125,8 +125,9 @@ with right:
              column_config={"last update": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
     spec = data.suite_spec(ctx.db, ctx.suite_hash)
     if spec:
-        with st.expander(f"Suite spec of `{ctx.suite_hash}`"):
-            st.json(spec, expanded=1)
+        box = st.expander(f"Suite spec of `{ctx.suite_hash}`", key="suite_spec", on_change="rerun")
+        if box.open:  # drawn when opened: the JSON viewer is a large script for the browser to load
+            box.json(spec, expanded=1)
     st.subheader("Runs")
     runs = data.runs(ctx.db, ctx.suite_hash)
     if (runs.status == "running").any():

@@ -54,7 +54,7 @@ if corr is not None:
     st.markdown(f"Across {int(sp.n)} methods, more accurate methods are {'more' if sp.r > 0 else 'less'} "
                 f"vulnerable (Spearman ρ = {sp.r:+.2f}, {tables.p_text(sp.p_val)}); "
                 + ("significant at α = 0.05." if sp.p_val < 0.05 else "not significant at α = 0.05."))
-st.altair_chart(plots.scatter(frame, acc, vuln, a_spec.label, v_spec.label), width="stretch")
+st.vega_lite_chart(spec=plots.scatter_spec(frame, acc, vuln, a_spec.label, v_spec.label), width="stretch")
 ui.downloads(frame, f"tradeoff_{acc}_{vuln}", about)
 if corr is not None:
     shown = pd.DataFrame({"test": corr.test.map({"spearman": "Spearman ρ", "kendall": "Kendall τ-b"}),

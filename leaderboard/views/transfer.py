@@ -95,8 +95,8 @@ except StatisticsError as e:
 st.subheader("Method × task")
 long = data.settings(ctx.db, ctx.suite_hash, TRACK, metric, frozen)
 grid = tables.by_method_task(long, metric, res.method.tolist())
-st.altair_chart(plots.heatmap(grid, spec.label, spec.higher_is_better, spec.percent, res.method.tolist()),
-                width="stretch")
+st.vega_lite_chart(spec=plots.heatmap_spec(grid, spec.label, spec.higher_is_better, spec.percent, res.method.tolist()),
+                  width="stretch")
 st.caption(f"Mean {spec.label} per method and task over the selected attacks and surrogates; "
            "methods in ranking order.")
 ui.downloads(grid.pivot(index="method", columns="task", values="value").reset_index(),
