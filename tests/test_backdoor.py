@@ -30,7 +30,7 @@ from benchmark.attacks.backdoor import (
     resolve_params,
     sparse_backdoor_vector,
 )
-from benchmark.data import load_task
+from benchmark.data import load_task, tensors
 from benchmark.metrics.backdoor import asr_from_predictions, backdoor_asr, clean_accuracy
 from benchmark.suites import load_suite
 from benchmark.zoo import ClassificationHead, ImageClassifier, Zoo
@@ -230,7 +230,8 @@ def test_universal_patch_raises_the_target_probability(suite):
     model = _classifier(suite, 0).eval()
     x = torch.rand(32, 3, 16, 16)
     start = Trigger(torch.rand(3, 3, 3, generator=torch.Generator().manual_seed(0)))
-    trig = optimise_universal_patch(model, x, target=4, size=3, steps=25, lr=0.1, batch_size=32, seed=0)
+    data = TensorDataset(x, torch.zeros(32, dtype=torch.long))
+    trig = optimise_universal_patch(model, data, target=4, size=3, steps=25, lr=0.1, batch_size=32, seed=0)
 
     def logp(t):
         with torch.no_grad():
@@ -250,13 +251,32 @@ def test_paste_bottom_right():
     assert Trigger(torch.ones(3, 3, 3), "top_left").apply(x)[:, :, :3, :3].eq(1).all()
 
 
-def test_badnets_poisons_exactly_the_fraction():
+def test_universal_patch_reads_only_its_batches_of_the_pool(suite):
+    model = _classifier(suite, 0).eval()
+    x, y = torch.rand(60, 3, 16, 16), torch.randint(0, 10, (60,))
+    pool = torch.nonzero(y != 4).flatten()
+    base = _CountingDataset(x, y)
+    streamed = optimise_universal_patch(model, base, target=4, size=3, steps=5, batch_size=8, seed=0, pool=pool)
+    assert len(base.reads) == 1 + 5 * 8 and set(base.reads) <= set(pool.tolist())  # a probe + 5 batches of 8
+    in_memory = optimise_universal_patch(model, TensorDataset(x[pool], y[pool]), target=4, size=3, steps=5,
+                                         batch_size=8, seed=0)
+    assert torch.equal(streamed.pattern, in_memory.pattern)  # the same draws, the same images, bit for bit
+
+
+def test_badnets_poisons_exactly_the_fraction_lazily():
     x, y = torch.rand(100, 3, 16, 16), torch.randint(0, 10, (100,))
     trig = Trigger(checkerboard(3))
-    xp, yp, mask = poison(x, y, trig, target=1, rate=0.1, seed=0)
+    base = _CountingDataset(x, y)
+    ds = poison(base, trig, target=1, rate=0.1, seed=0)
+    assert base.reads == [] and len(ds) == 100  # choosing the subset reads no image
+    xp, yp = tensors(ds)
+    assert base.reads == list(range(100))  # each item read once, when asked for
+    mask = ds.mask
     assert int(mask.sum()) == 10
-    assert (yp[mask] == 1).all() and torch.equal(yp[~mask], y[~mask])
-    assert torch.equal(xp[~mask], x[~mask]) and torch.equal(xp[mask], trig.apply(x[mask]))
+    assert torch.equal(mask, poison(_CountingDataset(x, y), trig, 1, 0.1, 0).mask)  # fixed by the seed
+    assert not torch.equal(mask, poison(_CountingDataset(x, y), trig, 1, 0.1, 1).mask)
+    assert (yp[mask] == 1).all() and torch.equal(yp[~mask], y[~mask]) and yp.dtype == y.dtype
+    assert torch.equal(xp[~mask], x[~mask]) and torch.equal(xp[mask], trig.apply(x[mask]))  # bit for bit
 
 
 def test_attack_params_are_validated():
@@ -311,6 +331,18 @@ class _ItemDataset(Dataset):
 
     def __getitem__(self, i):
         return self.x[i], self.y[i]
+
+
+class _CountingDataset(_ItemDataset):
+    """An `_ItemDataset` that records which items are read."""
+
+    def __init__(self, x, y):
+        super().__init__(x, y)
+        self.reads: list[int] = []
+
+    def __getitem__(self, i):
+        self.reads.append(int(i))
+        return super().__getitem__(i)
 
 
 def test_backdoor_asr_and_clean_accuracy_span_batches_of_any_dataset():
