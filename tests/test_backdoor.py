@@ -379,21 +379,41 @@ def test_suite_backdoor_section_loads():
 @pytest.mark.slow
 def test_attacks_beat_their_floor_and_a_clean_model_does_not(digits_cache, tmp_path):
     """On the digits zoo (the tiny test zoo is too weak to learn a trigger: its uploads predict the target
-    for every image, floor included), each upload's ASR exceeds its untriggered floor by a wide margin, and
-    the clean fine-tuned model's does not, with the same triggers."""
+    for every image, floor included), each attack's ASR exceeds its untriggered floor by a margin, and the
+    clean models' does not, with the same triggers. On-task uploads are read alone with the adversary's head
+    (against the clean fine-tuned model); the off-task BadMerging upload, whose backdoor is aimed at the
+    shadow head, after task arithmetic with the benign models (against the merge of the benign models).
+    SBV from one source seed only (each more costs two fine-tunes): its trimmed, sign-elected vector."""
     from benchmark.attacks.backdoor import make_backdoor
     from benchmark.cache import Cache
+    from benchmark.merging import get_method, merge
     from benchmark.zoo import build_zoo
 
     suite = load_suite("digits")
     zoo = build_zoo(suite, Cache(digits_cache), progress=False)
     env = BackdoorEnv(zoo, lambda t: load_task(suite, t), Cache(tmp_path / "bd"))
     common = {"adversary_task": "digit", "target_task": "digit", "target_class": 1, "seed": 0}
-    test = load_task(suite, "digit").test
-    for attack, variant, extra in (("naive", "badnets", {}), ("bv", "lambda1.5", {"source": "naive", "scale": 1.5}),
-                                   ("badmerging", "on_task", {})):
+    ta = {**get_method("task_arithmetic").hparams, **suite.merge_methods.get("task_arithmetic", {})}
+
+    def merged(upload):
+        return merge("task_arithmetic", zoo.pretrained,
+                     [upload if t == "digit" else zoo.finetuned[t] for t in suite.task_names], **ta)
+
+    naive = {"source": "naive", "target_class": 1}
+    for attack, variant, extra, margin in (
+            ("naive", "badnets", {}, 0.5),
+            ("bv", "lambda1.5", {**naive, "scale": 1.5}, 0.5),
+            ("bv", "lambda3", {**naive, "scale": 3.0}, 0.5),
+            ("sbv", "sign_consistent", {**naive, "scale": 3.0, "seeds": "0"}, 0.5),
+            ("badmerging", "on_task", {}, 0.5),
+            # measured at seed 0: 0.83 triggered vs 0.51 untriggered (the benign merge: 0.28 vs 0.22)
+            ("badmerging", "off_task", {"target_task": "rotated", "patch_size": 4}, 0.2)):
         bd = make_backdoor(env, attack, variant, {**common, **extra})
-        up = backdoor_asr(zoo.classifier(bd.state_dict, "digit"), test, 1, bd.trigger.apply)
-        clean = backdoor_asr(zoo.classifier(zoo.finetuned["digit"], "digit"), test, 1, bd.trigger.apply)
-        assert up.asr - up.floor > 0.5, (attack, up.asr, up.floor)
-        assert clean.asr - clean.floor < 0.1, (attack, clean.asr, clean.floor)
+        test = load_task(suite, bd.target_task).test
+        if bd.target_task == bd.adversary_task:
+            models = bd.state_dict, zoo.finetuned["digit"]
+        else:
+            models = merged(bd.state_dict), merged(zoo.finetuned["digit"])
+        up, clean = (backdoor_asr(zoo.classifier(m, bd.target_task), test, 1, bd.trigger.apply) for m in models)
+        assert up.asr - up.floor > margin, (attack, variant, up.asr, up.floor)
+        assert clean.asr - clean.floor < 0.1, (attack, variant, clean.asr, clean.floor)
