@@ -383,7 +383,7 @@ def test_attacks_beat_their_floor_and_a_clean_model_does_not(digits_cache, tmp_p
     clean models' does not, with the same triggers. On-task uploads are read alone with the adversary's head
     (against the clean fine-tuned model); the off-task BadMerging upload, whose backdoor is aimed at the
     shadow head, after task arithmetic with the benign models (against the merge of the benign models).
-    SBV from one source seed only (each more costs two fine-tunes): its trimmed, sign-elected vector."""
+    SBV from two source seeds (the suite's three cost two fine-tunes more)."""
     from benchmark.attacks.backdoor import make_backdoor
     from benchmark.cache import Cache
     from benchmark.merging import get_method, merge
@@ -404,7 +404,7 @@ def test_attacks_beat_their_floor_and_a_clean_model_does_not(digits_cache, tmp_p
             ("naive", "badnets", {}, 0.5),
             ("bv", "lambda1.5", {**naive, "scale": 1.5}, 0.5),
             ("bv", "lambda3", {**naive, "scale": 3.0}, 0.5),
-            ("sbv", "sign_consistent", {**naive, "scale": 3.0, "seeds": "0"}, 0.5),
+            ("sbv", "sign_consistent", {**naive, "scale": 3.0, "seeds": "0,1"}, 0.5),
             ("badmerging", "on_task", {}, 0.5),
             # measured at seed 0: 0.83 triggered vs 0.51 untriggered (the benign merge: 0.28 vs 0.22)
             ("badmerging", "off_task", {"target_task": "rotated", "patch_size": 4}, 0.2)):
