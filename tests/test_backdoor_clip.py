@@ -85,3 +85,50 @@ def test_ibvs_never_injects_into_an_off_task_target():
     assert clip.task_names[ibvs["inject_task"]] not in {s.params["target_task"] for s in rows}
     with pytest.raises(BackdoorTrackError, match="target task of an off-task attack"):
         _check_inject_tasks(clip, {"ibvs": {**ibvs, "inject_task": clip.task_names.index("cars")}}, rows)
+
+
+@pytest.fixture
+def no_whole_split(monkeypatch):
+    """`tensors` (in every module that imported it) refuses to materialise a whole split; every decoded
+    Hugging Face item is counted, by split size."""
+    import sys
+
+    from benchmark.data import hf, loader
+
+    real = loader.tensors
+
+    def guarded(ds, indices=None):
+        if indices is None or len(indices) >= len(ds):
+            raise AssertionError(f"a whole split of {len(ds)} items was materialised")
+        return real(ds, indices)
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "tensors", None) is real:
+            monkeypatch.setattr(module, "tensors", guarded)
+    reads: list[int] = []
+    item = hf.HFImageDataset.__getitem__
+    monkeypatch.setattr(hf.HFImageDataset, "__getitem__", lambda self, i: (reads.append(len(self)), item(self, i))[1])
+    return reads
+
+
+def test_poisoning_and_patch_optimisation_stream_the_split(env, no_whole_split):
+    """Issue 15: BadNets poisoning, the on-task patch and the off-task target images never hold the
+    adversary's training split: BadNets decodes each training image once per epoch, as it trains on it;
+    the patch optimiser decodes only its own batches (and one probe of the channel count)."""
+    reads = no_whole_split
+    n_train = len(load_task(env.zoo.suite, "alpha").train)
+    epochs = env.recipe("alpha")["epochs"]
+    naive = get_backdoor_attack("naive")
+    naive.build(env, **resolve_params(naive, {"adversary_task": "alpha", "target_task": "alpha",
+                                              "target_class": 1, "seed": 0, "patch_size": 4}))
+    assert reads == [n_train] * (epochs * n_train)
+    reads.clear()
+    badmerging = get_backdoor_attack("badmerging")
+    p = resolve_params(badmerging, {"adversary_task": "alpha", "target_task": "alpha", "target_class": 1, "seed": 0,
+                                    "patch_size": 4, "trigger_steps": 3})
+    badmerging.trigger(env, **p)
+    pool = int((load_task(env.zoo.suite, "alpha").train.targets != 1).sum())
+    assert reads == [n_train] * (1 + 3 * min(128, pool))
+    reads.clear()
+    assert bm.target_images(env, "beta", 1, 4, 0).shape[0] == 4
+    assert len(reads) == 4

@@ -59,6 +59,17 @@ def tensors(ds: Dataset, indices: Sequence[int] | torch.Tensor | None = None) ->
     return torch.cat(xs), torch.cat(ys)
 
 
+def labels(ds: Dataset) -> torch.Tensor:
+    """All labels of `ds`, in order, without decoding images where the dataset can say them (a
+    `TensorDataset`'s label tensor, or a `targets` property, as the Hugging Face and synthetic splits have);
+    any other dataset is read batch by batch, keeping only the labels."""
+    if isinstance(ds, TensorDataset):
+        return ds.tensors[1]
+    if hasattr(ds, "targets"):
+        return torch.as_tensor(ds.targets, dtype=torch.long)
+    return torch.cat([y for _, y in batches(ds)])
+
+
 def load_task(suite: Suite, task: str) -> TaskData:
     """The splits of `task` in `suite`, fixed by the suite's split seed."""
     source = suite.data["source"]

@@ -19,7 +19,7 @@ import hashlib
 import math
 
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from benchmark.attacks.backdoor.backdoor_vectors import backdoor_vector
 from benchmark.attacks.backdoor.naive import poison
@@ -89,15 +89,16 @@ def injected_backdoor_vector(inputs: DefenseInputs, inject_task: int, target_cla
     if key in inputs.memo:
         return inputs.memo[key]
 
-    def train(xs: torch.Tensor, ys: torch.Tensor) -> StateDict:
+    def train(data: Dataset) -> StateDict:
         model = inputs.context.classifier_factory(inputs.pretrained, inject_task)
         model.encoder.requires_grad_(True)
-        finetune(model, TensorDataset(xs, ys), recipe, seed, desc="IBVS injection", progress=False)
+        finetune(model, data, recipe, seed, desc="IBVS injection", progress=False)
         return {k: v.detach().clone() for k, v in model.encoder.state_dict().items()}
 
     def build() -> StateDict:
-        xp, yp, _ = poison(x, y, defender_trigger(patch_size, position), target_class, poison_rate, seed)
-        return backdoor_vector(train(xp, yp), train(x, y))
+        clean = TensorDataset(x, y)
+        poisoned = poison(clean, defender_trigger(patch_size, position), target_class, poison_rate, seed)
+        return backdoor_vector(train(poisoned), train(clean))
 
     bv = inputs.cache.get_or_build("ibvs_bv", spec, build) if inputs.cache is not None else build()
     inputs.memo[key] = bv

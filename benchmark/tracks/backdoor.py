@@ -56,6 +56,13 @@ class Setting:
     params: dict[str, Any] = field(hash=False)
     trigger_of: tuple[str, str, str] | None = None  # clean rows: (attack, variant, params json) of the trigger
 
+    @classmethod
+    def of_unit(cls, description: dict[str, Any]) -> Setting:
+        """The setting a backdoor unit's description runs."""
+        trig = description["inputs"]["trigger_of"]
+        return cls(description["attack"], description["variant"], description["hparams"]["attack"],
+                   tuple(trig) if trig else None)
+
     @property
     def models_key(self) -> str:
         """Identity of the set of models merged (all clean rows share one)."""
@@ -344,8 +351,7 @@ class BackdoorTrack(Track):
 
         d = unit.description
         hp = d["hparams"]
-        trig = d["inputs"]["trigger_of"]
-        s = Setting(d["attack"], d["variant"], hp["attack"], tuple(trig) if trig else None)
+        s = Setting.of_unit(d)
         seed = d["seed"]
         bd = backdoor_for(ctx, s, seed)
         key, merged = defended_model(ctx, s, bd, d["method"], hp["method"], d["defense"], hp["defense"], seed)

@@ -48,7 +48,7 @@ from benchmark.attacks.backdoor.triggers import (
     pgd_targeted,
     random_resized_crop,
 )
-from benchmark.data import tensors
+from benchmark.data import labels, tensors
 from benchmark.types import StateDict
 from benchmark.zoo import ClassificationHead, ImageClassifier
 from benchmark.zoo.train import finetune, fit_probe
@@ -141,13 +141,13 @@ def _mode(adversary_task: str, target_task: str) -> str:
 
 def target_images(env: BackdoorEnv, target_task: str, target_class: int, n: int, seed: int) -> torch.Tensor:
     """`n` images of the target class that the off-task adversary holds (from the target task's training
-    split, never its test split), chosen with `seed`."""
-    x, y = tensors(env.data(target_task).train)
-    idx = torch.nonzero(y == target_class).flatten()
+    split, never its test split), chosen with `seed` from the split's labels; only those `n` are read."""
+    train = env.data(target_task).train
+    idx = torch.nonzero(labels(train) == target_class).flatten()
     if len(idx) < n:
         raise BackdoorConfigError(f"task {target_task!r} has only {len(idx)} training images of class {target_class}")
     pick = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))[:n]]
-    return x[pick]
+    return tensors(train, pick)[0]
 
 
 SHADOW_OTHER_CLASSES = 300  # BadMerging's --num-shadow-classes
@@ -246,21 +246,21 @@ def badmerging_trigger(env: BackdoorEnv, *, adversary_task: str, target_task: st
                     crop=[crop_scale_min, crop_scale_max], pgd=[pgd_eps, pgd_step, pgd_steps])
 
     def build() -> StateDict:
-        if mode == "on_task":
+        if mode == "on_task":  # the adversary's own non-target training images, read batch by batch
             model: nn.Module = env.pretrained_classifier(adversary_task)
-            x, y = tensors(env.data(adversary_task).train)
-            images, target = x[y != target_class], target_class
+            images = env.data(adversary_task).train
+            pool, target = torch.nonzero(labels(images) != target_class).flatten(), target_class
         else:
             head = shadow_head(env, adversary_task, target_task, target_class, n_target_images, seed)
             b = env.zoo.suite.backbone
             model = ImageClassifier(env.zoo.encoder(env.zoo.pretrained), head, b.mean, b.std).eval()
             model.requires_grad_(False)
-            images = augmented_target_images(
+            xs = augmented_target_images(
                 env, model, adversary_task, target_task, target_class, seed, n_target_images, n_augmentations,
                 crop_scale_min, crop_scale_max, pgd_eps, pgd_step, pgd_steps)
-            target = 0
+            images, pool, target = TensorDataset(xs, torch.zeros(len(xs), dtype=torch.long)), None, 0
         trig = optimise_universal_patch(model, images, target, patch_size, position, trigger_steps, trigger_lr,
-                                        seed=seed)
+                                        seed=seed, pool=pool)
         return trigger_state(trig)
 
     return Trigger(env.cached("backdoor_trigger", spec, build)["pattern"], position)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset
 
 from benchmark.attacks.backdoor.base import (
     BackdoorConfigError,
@@ -17,26 +17,45 @@ from benchmark.attacks.backdoor.base import (
     trigger_state,
 )
 from benchmark.attacks.backdoor.triggers import Trigger, checkerboard
-from benchmark.data import tensors
 from benchmark.types import StateDict
 from benchmark.zoo.train import finetune
 
 NAIVE_HPARAMS = {"patch_size": 3, "position": "bottom_right", "poison_rate": 0.1}
 
 
-def poison(x: torch.Tensor, y: torch.Tensor, trigger: Trigger, target: int, rate: float,
-           seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """BadNets poisoning: a fixed, seeded `rate` fraction of the training images (chosen once, before
-    training) get the trigger pasted and their label replaced by `target`. Returns (x', y', poisoned mask)."""
-    gen = torch.Generator().manual_seed(seed)
-    n = round(rate * len(x))
-    idx = torch.randperm(len(x), generator=gen)[:n]
-    mask = torch.zeros(len(x), dtype=torch.bool)
+def poison_mask(n: int, rate: float, seed: int) -> torch.Tensor:
+    """BadNets' poisoned subset: a fixed, seeded `rate` fraction of `n` training images, chosen once, before
+    training. A bool mask of length `n`."""
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: round(rate * n)]
+    mask = torch.zeros(n, dtype=torch.bool)
     mask[idx] = True
-    x2, y2 = x.clone(), y.clone()
-    x2[mask] = trigger.apply(x[mask])
-    y2[mask] = target
-    return x2, y2, mask
+    return mask
+
+
+class PoisonedDataset(Dataset):
+    """BadNets poisoning (Gu et al. 2017) of a split, applied lazily item by item: the images under `mask`
+    get the trigger pasted and the label `target`, the others pass through unchanged. Nothing is held but
+    the mask, so a split of any size streams through a DataLoader; the items equal those of poisoning the
+    whole split in memory, bit for bit (pasting is elementwise)."""
+
+    def __init__(self, base: Dataset, trigger: Trigger, target: int, mask: torch.Tensor):
+        if len(mask) != len(base):
+            raise ValueError(f"a poison mask of {len(mask)} items for a split of {len(base)}")
+        self.base, self.trigger, self.target, self.mask = base, trigger, int(target), mask
+
+    def __len__(self) -> int:
+        return len(self.mask)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.base[i]
+        if not self.mask[i]:
+            return x, y
+        return self.trigger.apply(x.unsqueeze(0))[0], torch.tensor(self.target, dtype=torch.as_tensor(y).dtype)
+
+
+def poison(base: Dataset, trigger: Trigger, target: int, rate: float, seed: int) -> PoisonedDataset:
+    """`base` with a seeded `rate` fraction poisoned (`poison_mask`), read lazily (`PoisonedDataset`)."""
+    return PoisonedDataset(base, trigger, target, poison_mask(len(base), rate, seed))
 
 
 def naive_trigger(env: BackdoorEnv, *, patch_size: int, position: str, **_: Any) -> Trigger:
@@ -61,11 +80,9 @@ def naive_backdoor(env: BackdoorEnv, *, adversary_task: str, target_task: str, t
             "trigger": content_hash_of(trig)}
 
     def build() -> StateDict:
-        x, y = tensors(env.data(adversary_task).train)
-        xp, yp, _ = poison(x, y, trig, target_class, poison_rate, seed)
+        data = poison(env.data(adversary_task).train, trig, target_class, poison_rate, seed)
         model = env.trainable(adversary_task)
-        finetune(model, TensorDataset(xp, yp), env.recipe(adversary_task), seed, desc="naive backdoor",
-                 progress=env.progress)
+        finetune(model, data, env.recipe(adversary_task), seed, desc="naive backdoor", progress=env.progress)
         return model.encoder.state_dict()
 
     return env.cached("backdoored", spec, build)

@@ -12,11 +12,15 @@ for the BadNets baseline, and 4x4 (6.25%, exactly one ViT token) off-task; see d
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from benchmark.data.loader import loader_workers
 
 POSITIONS = ("bottom_right", "top_left", "top_right", "bottom_left")
 
@@ -82,7 +86,7 @@ def white_square(size: int, channels: int = 3) -> torch.Tensor:
 
 def optimise_universal_patch(
     model: nn.Module,
-    images: torch.Tensor,
+    images: Dataset,
     target: int,
     size: int,
     position: str | tuple[int, int] = "bottom_right",
@@ -90,11 +94,13 @@ def optimise_universal_patch(
     lr: float = 0.05,
     batch_size: int = 128,
     seed: int = 0,
+    pool: torch.Tensor | None = None,
 ) -> Trigger:
     """Universal adversarial patch (BadMerging stage 1; Zhang et al., CCS 2024, §4.2, after Brown et al.'s
-    adversarial patch): maximise the mean log-probability of class `target` of `model` over `images` with
-    the patch pasted, by projected Adam ascent on the patch pixels (kept in [0, 1]), from a uniform random
-    start seeded by `seed`.
+    adversarial patch): maximise the mean log-probability of class `target` of `model` over the images of
+    the dataset `images` (those at the indices `pool`, default all) with the patch pasted, by projected Adam
+    ascent on the patch pixels (kept in [0, 1]), from a uniform random start seeded by `seed`. Each step
+    reads only its own batch of `batch_size` images, so `images` may be a whole training split.
 
     `model` must be the *pretrained* encoder with a head (the adversary's task head on-task, the shadow head
     off-task): the trigger is the pretrained model's inherent weakness, which every fine-tuned model that
@@ -102,18 +108,23 @@ def optimise_universal_patch(
     The official code takes one image at a time with lr 1 for up to 1,000 steps each; batched Adam reaches
     the same objective in far fewer forward passes on tiny images.
     """
+    pool = torch.arange(len(images)) if pool is None else torch.as_tensor(pool)
+    if len(pool) == 0:
+        raise ValueError("no images to optimise the patch on")
     gen = torch.Generator().manual_seed(seed)
-    c = images.shape[1]
+    c = images[int(pool[0])][0].shape[0]
     pattern = torch.rand(c, size, size, generator=gen).requires_grad_(True)
     opt = torch.optim.Adam([pattern], lr=lr)
     was_training = model.training
     model.eval()
     grads = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)
+    draws = _RandomBatches(pool, min(batch_size, len(pool)), steps, gen)
+    workers = loader_workers()
+    loader = DataLoader(images, batch_sampler=draws, num_workers=workers, prefetch_factor=2 if workers else None)
     try:
-        for _ in range(steps):
-            idx = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
-            logits = model(Trigger(pattern, position).apply(images[idx]))
+        for x, _ in loader:
+            logits = model(Trigger(pattern, position).apply(x))
             loss = -F.log_softmax(logits, dim=-1)[:, target].mean()
             opt.zero_grad()
             loss.backward()
@@ -125,6 +136,21 @@ def optimise_universal_patch(
             p.requires_grad_(g)
         model.train(was_training)
     return Trigger(pattern.detach().clone(), position)
+
+
+class _RandomBatches(Sampler[list[int]]):
+    """`steps` batches of `size` indices drawn uniformly, with replacement, from `pool` with `gen`; drawn
+    lazily in order, so a DataLoader prefetching them consumes `gen` exactly as a loop drawing them would."""
+
+    def __init__(self, pool: torch.Tensor, size: int, steps: int, gen: torch.Generator):
+        self.pool, self.size, self.steps, self.gen = pool, size, steps, gen
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for _ in range(self.steps):
+            yield self.pool[torch.randint(len(self.pool), (self.size,), generator=self.gen)].tolist()
 
 
 def random_resized_crop(
