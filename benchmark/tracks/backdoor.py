@@ -343,8 +343,7 @@ class BackdoorTrack(Track):
     def affinity(self, description):
         """The merged model a unit evaluates (set of models, method, seed): its defenses and the settings that
         merge the same models reuse that merge (and its clean pass) in one worker."""
-        s = Setting(description["attack"], description["variant"], description["hparams"]["attack"])
-        return (s.models_key, description["method"], description["seed"])
+        return (Setting.of_unit(description).models_key, description["method"], description["seed"])
 
     def run_unit(self, unit, ctx):
         from benchmark.metrics.backdoor import backdoor_asr, clean_predictions, mean_clean_accuracy
