@@ -69,7 +69,7 @@ def _context():
     return MergeContext(pre, fts, [f"t{i}" for i in range(3)], TaskClassifiers(spec, tuple(heads)), dev, seed=0)
 
 
-def test_merge_is_bitwise_identical_inside_outside_the_sandbox_and_in_process():
+def test_merge_is_bitwise_identical_inside_outside_the_sandbox_and_in_process(tmp_path):
     """Through `benchmark.merging.merge` (the tracks' path): the sandboxed method, the same without
     isolation, and the fixture's function imported here on the unlabelled view of the same context."""
     import dataclasses
@@ -82,7 +82,9 @@ def test_merge_is_bitwise_identical_inside_outside_the_sandbox_and_in_process():
     inside = merge(build_method(sub, LIMITS), ctx.pretrained, ctx.finetuned, context=ctx, **hp)
     outside = merge(build_method(sub, Limits(LIMITS.timeout_s, LIMITS.memory_mb, isolate=False)), ctx.pretrained,
                     ctx.finetuned, context=ctx, **hp)
-    spec = importlib.util.spec_from_file_location("entropy_fixture", FIXTURE / "entropy.py")
+    # imported from a copy: an import writes __pycache__/ beside the source, which the fixture must never hold
+    source = shutil.copy(FIXTURE / "entropy.py", tmp_path / "entropy.py")
+    spec = importlib.util.spec_from_file_location("entropy_fixture", source)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     unlabelled = [TensorDataset(ds.tensors[0], torch.full((len(ds),), -1)) for ds in ctx.dev_data]
