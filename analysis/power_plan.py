@@ -2,14 +2,15 @@
 
 Run: ``python -m analysis.power_plan --db results/mergesec.duckdb --suite digits [--difference 0.05]``.
 
-From one stored run it takes, per surrogate, the median standard error of a paired difference of two
-methods' mean relative ASR under the image bootstrap (tasks fixed). Each seed draws a new test subset of
-``n`` of the ``N`` test images, so the image-sampling variance of the seed-averaged metric is
-σ²((1 − f)/(k n) + 1/N) with f = n/N (subset counts of k independent draws), i.e. the standard error falls
-as ``se₁ √((1 − f)/k + f)`` and never below ``se₁ √f``: seeds cannot make the test split bigger. What one
-seed cannot show (seed-to-seed variation of fine-tuning, merging and attack) only adds to this, so the
-seeds printed are a lower bound. It also prints how many test images per task (all of them evaluated)
-would separate the difference: σ₁ = se₁ √n per image, so ⌈(mdd factor · σ₁ / difference)²⌉.
+From one stored run of k seeds it takes, per surrogate, the median standard error of a paired difference of
+two methods' mean relative ASR under the image bootstrap (tasks fixed), as the leaderboard ranks them (the
+utility gate applied). Each seed draws a new test subset of ``n`` of the ``N`` test images, so the
+image-sampling variance of the seed-averaged metric is σ²((1 − f)/(k n) + 1/N) with f = n/N (subset counts
+of k independent draws), i.e. the standard error is ``se₁ √((1 − f)/k + f)`` and never below ``se₁ √f``:
+seeds cannot make the test split bigger. ``se₁`` (one seed) is inferred from the stored k. Seed-to-seed
+variation of fine-tuning, merging and attack is only partly resampled, so the seeds printed are a lower
+bound. It also prints how many test images per task (all of them evaluated) would separate the difference:
+σ₁ = se₁ √n per image, so ⌈(mdd factor · σ₁ / difference)²⌉.
 """
 
 import argparse
@@ -39,18 +40,22 @@ def plan(store: Store, suite: str, difference: float = 0.05, alpha: float = 0.05
     n_sub = int(store.read("SELECT max(n_subset) AS n FROM transfer_metrics WHERE suite_hash = ?",
                            [ref.hash]).n.iat[0])
     f = min(1.0, n_sub / n_test)
+    k = int(store.read("SELECT count(DISTINCT seed) AS k FROM transfer_metrics WHERE suite_hash = ?",
+                       [ref.hash]).k.iat[0])
     rows = []
     for surrogate in Q.surrogates(store, ref.hash):
         rk = ranking(store, ref.hash, "transfer", "relative_asr", {"surrogate": [surrogate]}, n_boot=n_boot)
         m = len(rk.pairs)
-        row = {"surrogate": surrogate, "methods": len(rk.table), "settings": int(rk.table.n_settings.iat[0]),
-               "n_common": rk.table.attrs["n_common"], "subset": n_sub, "test_images": n_test}
-        se1 = float(np.median(rk.pairs.se))
+        row = {"surrogate": surrogate, "methods": len(rk.table), "not_ranked": len(rk.table.attrs["not_ranked"]),
+               "settings": int(rk.table.n_settings.iat[0]), "seeds": k, "n_common": rk.table.attrs["n_common"],
+               "subset": n_sub, "test_images": n_test}
+        se_k = float(np.median(rk.pairs.se))
+        se1 = se_k / se_after(1.0, k, f)
         se_task = float(np.median(rk.task_pairs.se))
-        row.update(se_one_seed=se1, se_task_level=se_task, image_share=(se1 / se_task) ** 2 if se_task else None)
+        row.update(se_stored=se_k, se_task_level=se_task, image_share=(se_k / se_task) ** 2 if se_task else None)
         for label, a in (("", alpha), ("_holm", alpha / m)):
             factor = mdd_factor(a)
-            row[f"mdd_one_seed{label}"] = factor * se1
+            row[f"mdd_stored{label}"] = factor * se_k
             row[f"mdd_floor{label}"] = factor * se_after(se1, 10**9, f)
             row[f"seeds_needed{label}"] = next(
                 (k for k in range(1, max_seeds + 1) if factor * se_after(se1, k, f) <= difference), None)
@@ -60,9 +65,10 @@ def plan(store: Store, suite: str, difference: float = 0.05, alpha: float = 0.05
 
 
 COLUMNS = {
-    "surrogate": "surrogate", "methods": "methods", "settings": "settings", "n_common": "common images",
-    "se_one_seed": "SE of a difference, 1 seed", "se_task_level": "SE, task-level view",
-    "mdd_one_seed": "MDD, 1 seed", "mdd_one_seed_holm": "MDD at Holm's first step",
+    "surrogate": "surrogate", "methods": "methods ranked", "not_ranked": "not ranked (at chance)",
+    "settings": "settings", "seeds": "seeds", "n_common": "common images",
+    "se_stored": "SE of a difference", "se_task_level": "SE, task-level view",
+    "mdd_stored": "MDD", "mdd_stored_holm": "MDD at Holm's first step",
     "mdd_floor": "MDD floor (any number of seeds)", "seeds_needed": "seeds to separate the difference",
     "seeds_needed_holm": "seeds, Holm's first step",
     "test_images_needed": "test images per task to separate it (all used)",

@@ -5,6 +5,7 @@ leaderboard and `mergesec rank` use) does, so the report, the CLI and the leader
 settings. Every function returns an empty DataFrame, never raises, when its view holds no rows.
 """
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -126,3 +127,11 @@ def backdoor_rows(store: Store, suite_hash: str, baselines: bool = False) -> pd.
         asr_minus_floor, n_asr FROM backdoor_metrics WHERE suite_hash = ? {role} ORDER BY ALL""",
         [suite_hash],
     )
+
+
+def task_classes(store: Store, suite_hash: str) -> dict[str, int]:
+    """Number of classes of each task of the stored suite spec (empty when the suite is not stored)."""
+    spec = store.read("SELECT spec FROM suites WHERE suite_hash = ?", [suite_hash])
+    if spec.empty:
+        return {}
+    return {t["name"]: int(t.get("n_classes") or 0) for t in json.loads(spec.spec.iat[0]).get("tasks", [])}

@@ -184,6 +184,17 @@ def _transfer_filters(spec: Metric, filters: Filters | None) -> tuple[dict, str]
     return out, out["surrogate"][0]
 
 
+def _check_methods(store: Store, spec: Metric, suite_hash: str, methods: str | Sequence[str] | None) -> None:
+    """Raise :class:`UnknownNameError` for a method filter naming a method with no results in the view."""
+    wanted = [methods] if isinstance(methods, str) else list(methods or [])
+    if not wanted:
+        return
+    stored = store.read(f"SELECT DISTINCT method FROM {spec.source} WHERE suite_hash = ?", [suite_hash]).method
+    for name in wanted:
+        if name not in set(stored):
+            raise UnknownNameError("method", name, stored.tolist())
+
+
 def ranking(
     store: Store, suite_hash: str, track: str, metric: str | None = None, filters: Filters | None = None, *,
     n_boot: int = 2000, seed: int = 0, alpha: float = 0.05, min_common: int | None = None,
@@ -194,6 +205,8 @@ def ranking(
     (:mod:`analysis.common_set`) with the image bootstrap; other metrics on :func:`settings_table` with
     tasks (or settings, where a setting has no task) resampled."""
     from analysis import common_set as C
+    from analysis import queries as Q
+    from analysis.chance_gate import below_chance, describe
     from analysis.stats import StatisticsError, paired_table, rank_from_boot, stability_from_boot
     from analysis.stats.ranking import settings_boot
 
@@ -201,6 +214,7 @@ def ranking(
     surrogate = None
     if track == "transfer" and spec.source == "transfer_metrics":
         filters, surrogate = _transfer_filters(spec, filters)
+    _check_methods(store, spec, suite_hash, (filters or {}).get("method"))
     per_target = settings_table(store, suite_hash, track, spec.name, filters)
     if per_target.empty:
         raise StatisticsError(f"no {track} results for suite {suite_hash} with these filters")
@@ -211,6 +225,11 @@ def ranking(
     min_common = C.MIN_COMMON if min_common is None else min_common
     if surrogate is not None and spec.name in C.COMMON_METRICS:
         examples = C.read_examples(store, where, params)
+        gated = below_chance(examples, Q.task_classes(store, suite_hash))
+        if not gated.empty:  # the utility gate: a merge at chance is not ranked (analysis.chance_gate)
+            examples = examples[~examples.method.isin(gated.method)]
+            per_target = per_target[~per_target.method.isin(gated.method)].reset_index(drop=True)
+        attrs["not_ranked"] = describe(gated)
         cs = C.common_set(examples, spec.name, settings, min_common) if not examples.empty else None
         definition = C.DEFINITIONS[C.COMMON_METRICS[spec.name][0]]
         unit_text = "attacks and seeds"

@@ -23,7 +23,7 @@ from benchmark.store import Store
 
 FORMATS = ("table", "csv", "json", "markdown")
 DESIGN_ATTRS = ("surrogate", "definition", "n_common", "n_common_min", "n_settings", "resampling", "mdd",
-                "mdd_holm", "separable")
+                "mdd_holm", "separable", "not_ranked")
 PAIRWISE_NOTE = ("Pairwise decisions (z-test of the mean difference with its bootstrap SE, Holm over all pairs; "
                  "the ranks and letters above):")
 RANK_NOTE = ("rank = 1 + number of methods significantly better (ties share a rank); methods sharing a letter "
@@ -140,6 +140,8 @@ def design_lines(r: RankResult) -> str:
                      f"{a['n_settings']} settings (smallest setting {a['n_common_min']})"
                      + ("; per_target = each model on its own counted set (secondary)"
                         if "per_target" in r.ranking else ""))
+    for method, why in (a.get("not_ranked") or {}).items():
+        lines.append(f"not ranked: {method}: {why} (utility gate: a merge at chance would empty the common set)")
     lines.append(f"CI resamples: {a['resampling']}")
     lines.append(f"minimum detectable difference (80% power, alpha 0.05): {100 * a['mdd']:.1f} pp "
                  f"(median over pairs; {100 * a['mdd_holm']:.1f} pp at Holm's first step)"

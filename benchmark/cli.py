@@ -247,6 +247,8 @@ def rank(
     attack: Annotated[str | None, typer.Option(help="Attack(s), comma-separated; default all.")] = None,
     variant: Annotated[str | None, typer.Option(help="Backdoor variant(s); default all.")] = None,
     defense: Annotated[str | None, typer.Option(help="Backdoor defense(s) [none]; 'all' = every.")] = None,
+    methods: Annotated[str | None, typer.Option(
+        help="Methods to rank, comma-separated; default all (fewer methods, larger common set).")] = None,
     pairwise: Annotated[bool, typer.Option("--pairwise", help="Also print the pairwise decisions.")] = False,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the 95% CIs.")] = 2000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
@@ -258,7 +260,8 @@ def rank(
     Transfer attack metrics compare methods on common examples, one surrogate at a time."""
     from analysis.report_rank import parse_filters, rank_summary, render
 
-    opts = {"surrogate": surrogate, "task": task, "attack": attack, "variant": variant, "defense": defense}
+    opts = {"surrogate": surrogate, "task": task, "attack": attack, "variant": variant, "defense": defense,
+            "method": methods}
     res = rank_summary(_store(db), suite, track, metric, parse_filters(track, opts), n_boot=n_boot, seed=seed,
                        pairwise=pairwise)
     out, err = render(res, fmt)

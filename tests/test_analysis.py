@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from analysis import claims as F
 from analysis.report import build_report
 from benchmark.cli import app
+from benchmark.errors import UnknownNameError
 from benchmark.store import Store, open_store
 
 SUITE = "synthetic-analysis"
@@ -419,6 +420,20 @@ def test_rank_cli_other_tracks_and_formats(planted):
     assert csv.stdout.splitlines()[0] == "method,mean,ci_low,ci_high,n_settings,rank,letters"
     md = runner.invoke(app, ["rank", "--format", "markdown", *base])
     assert "| method" in md.stdout
+
+
+def test_rank_cli_method_filter_ranks_only_those_and_names_unknown_ones(planted):
+    store, suite_hash, *_ = planted
+    runner = CliRunner()
+    base = ["--suite", suite_hash, "--db", str(store.path), "--n-boot", "100", "--format", "json"]
+    res = runner.invoke(app, ["rank", "--methods", "ties,regmean,weight_averaging", *base])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert sorted(r["method"] for r in doc["ranking"]) == ["regmean", "ties", "weight_averaging"]
+    assert doc["filters"]["method"] == ["ties", "regmean", "weight_averaging"]
+    bad = runner.invoke(app, ["rank", "--methods", "ties,no_such_merge", *base])
+    assert isinstance(bad.exception, UnknownNameError)  # the CLI's main() turns it into one line, exit 2
+    assert "no_such_merge" in str(bad.exception) and "regmean" in str(bad.exception)
 
 
 def test_suite_resolution_falls_back_to_the_stored_version(tmp_path):

@@ -587,6 +587,34 @@ def test_too_small_a_common_set_is_reported_instead_of_ranked(tmp_path):
         ranked_table(store, "h", "transfer", "relative_asr", n_boot=50)
 
 
+def test_a_merge_at_chance_is_gated_out_of_the_transfer_ranking_and_named(tmp_path):
+    """C is right on 10 of 100 images of a 10-class task (chance): ranked with A and B it leaves 9 common
+    images per setting, too few to rank anyone; with the suite's class counts stored, C is not ranked and
+    the note says why, with the exact binomial p-value (computed here from the pmf)."""
+    from math import comb
+
+    from analysis.chance_gate import below_chance
+    from analysis.common_set import CommonSetError, read_examples
+    from analysis.ranking_view import ranked_table
+
+    ids = np.arange(100)
+    outcomes = {"A": (np.ones(100, bool), ids < 30), "B": (ids >= 5, ids < 50), "C": (ids % 10 == 0, ids < 100)}
+    store = _write_transfer(tmp_path / "g.duckdb", outcomes)
+    with pytest.raises(CommonSetError, match="all 3 methods"):  # common: ids 10, 20, …, 90
+        ranked_table(store, "h", "transfer", "relative_asr", n_boot=50)
+    spec = {"name": "s", "tasks": [{"name": "t0", "n_classes": 10}, {"name": "t1", "n_classes": 10}]}
+    store.upsert("suites", ["suite_hash"], {"suite_hash": "h", "suite": "s", "version": "1", "spec": spec,
+                                            "registered_at": pd.Timestamp("2026-01-01")})
+    gated = ranked_table(store, "h", "transfer", "relative_asr", n_boot=50)
+    assert gated.method.tolist() == ["A", "B"] and gated.attrs["n_common"] == 2 * 95
+    assert list(gated.attrs["not_ranked"]) == ["C"] and "0.100 on t0" in gated.attrs["not_ranked"]["C"]
+    rows = below_chance(read_examples(store, "true", []), {"t0": 10, "t1": 10})
+    p_exact = sum(comb(100, k) * 0.1**k * 0.9 ** (100 - k) for k in range(10, 101))
+    assert rows.method.tolist() == ["C", "C"] and rows.p.tolist() == pytest.approx([p_exact] * 2, rel=1e-9)
+    assert below_chance(read_examples(store, "true", []), {"t0": 2, "t1": 2}).method.tolist() == ["C", "C"]
+    assert below_chance(read_examples(store, "true", []), {}).empty
+
+
 def test_power_plan_seed_formula_matches_simulated_subset_counts():
     """se with k seeds = se1 √((1 − f)/k + f): the variance of a mean over k random n-of-N subsets
     (Σ w², w = image counts / (k n)), relative to one subset, checked by simulation."""

@@ -76,6 +76,8 @@ def surrogate_ranking(
         + (f" Minimum detectable difference between two methods at 80% power: {C.pp(mdd).lstrip('+')}."
            if isinstance(mdd, float) and pd.notna(mdd) else ""),
     ]
+    lines += [f"\nNot ranked (utility gate, docs/statistics.md): `{m}`, {why}."
+              for m, why in ranked.attrs.get("not_ranked", {}).items()]
     fig_path = None
     if draw:
         name = f"cd_diagram_{surrogate}.png"
