@@ -5,12 +5,11 @@ import streamlit as st
 
 from analysis.ranking_view import metric_spec
 from analysis.stats import StatisticsError, correlation
-from leaderboard import data, plots, tables, ui
+from leaderboard import data, downloads, plots, tables, ui
 
 ctx = ui.context()
-st.title("Accuracy vs security")
-st.caption("Does a merging method buy accuracy with vulnerability? One point per method: its mean over all "
-           "settings of the suite.")
+ui.page("Accuracy vs security", "tradeoff", "Does a merging method buy accuracy with vulnerability? One point "
+        "per method: its mean over all settings of the suite.")
 
 VULN = {"relative_asr": ("transfer", "relative_asr"), "asr_transfer": ("transfer", "asr_transfer"),
         "aasr": ("transfer", "aasr"), "backdoor_asr": ("backdoor", "backdoor_asr")}
@@ -54,14 +53,16 @@ if corr is not None:
     st.markdown(f"Across {int(sp.n)} methods, more accurate methods are {'more' if sp.r > 0 else 'less'} "
                 f"vulnerable (Spearman ρ = {sp.r:+.2f}, {tables.p_text(sp.p_val)}); "
                 + ("significant at α = 0.05." if sp.p_val < 0.05 else "not significant at α = 0.05."))
-st.vega_lite_chart(spec=plots.scatter_spec(frame, acc, vuln, a_spec.label, v_spec.label), width="stretch")
-ui.downloads(frame, f"tradeoff_{acc}_{vuln}", about)
+png = plots.scatter_png(frame, acc, vuln, a_spec.label, v_spec.label,
+                        None if corr is None else corr[["test", "r", "p_val"]])
+st.image(png, width=min(900, plots.png_width(png)))
+downloads.offer(frame, f"tradeoff_{acc}_{vuln}", about)
 if corr is not None:
     shown = pd.DataFrame({"test": corr.test.map({"spearman": "Spearman ρ", "kendall": "Kendall τ-b"}),
                           "methods": corr.n, "coefficient": corr.r.map(lambda r: f"{r:+.3f}"),
                           "95% CI": corr.CI95.map(lambda ci: f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"),
                           "p (two-sided)": corr.p_val.map(tables.fmt_p)})
-    ui.table(corr, "tradeoff_correlation", shown, about, width=640)
+    ui.table(corr, "tradeoff_correlation", shown, about, right=("methods", "coefficient", "p (two-sided)"))
 st.caption("Means per method; " + ("backdoor attacks without a defense (no-attack baselines excluded). "
                                     if VULN[vuln][0] == "backdoor" else "")
            + "Spearman's ρ and Kendall's τ-b (pingouin) with 95% CIs.")

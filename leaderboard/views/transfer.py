@@ -6,13 +6,12 @@ import streamlit as st
 
 from analysis.ranking_view import FILTERS, METRICS, metric_spec
 from analysis.stats import StatisticsError
-from leaderboard import data, plots, tables, ui
+from leaderboard import data, downloads, markdown, plots, tables, ui
 
 TRACK = "transfer"
 ctx = ui.context()
-st.title("Transfer attacks")
-st.caption("Adversarial examples crafted on a surrogate model, sent to the merged model. "
-           "Lower attack success = less vulnerable; higher accuracy = better.")
+ui.page("Transfer attacks", "transfer", "Adversarial examples crafted on a surrogate model, sent to the merged "
+        "model. Lower attack success = less vulnerable; higher accuracy = better.")
 
 metric = st.selectbox("Rank by", list(METRICS[TRACK]), key="metric", bind="query-params",
                       format_func=lambda m: METRICS[TRACK][m].label)
@@ -75,9 +74,9 @@ st.markdown(
     f"{tables.fmt_ci(worst.ci_low, worst.ci_high, spec.percent)}). " + friedman
 )
 ui.significance_note(res, spec.percent)
-ui.ranking(res, spec, f"transfer_ranking_{metric}", about, key="transfer_ranking")
-st.caption(f"Mean over {int(res.n_settings.iat[0])} settings (seeds averaged) with a paired bootstrap 95% CI. "
-           "The same table as `mergesec rank`.")
+ui.ranking(res, spec, f"transfer_ranking_{metric}", about)
+st.caption(f"Mean over {int(res.n_settings.iat[0])} settings (seeds averaged); the same table as `mergesec rank`. "
+           + ui.RANK_HELP)
 
 st.subheader("Critical-difference diagram")
 try:
@@ -87,7 +86,7 @@ try:
     st.caption("Average rank per method (1 = best) across settings; methods joined by a bar do not differ "
                f"by Nemenyi's test (CD = {ranks.cd.iat[0]:.2f}). Read it only when the Friedman test rejects; "
                "Nemenyi is more conservative than the paired tests behind the CI-aware rank.")
-    ui.downloads(ranks, f"transfer_nemenyi_{metric}", about)
+    downloads.offer(ranks, f"transfer_nemenyi_{metric}", about)
 except StatisticsError as e:
     st.info("No CD diagram: it ranks methods across settings, and the filters leave one." if fr is None
             else f"No CD diagram: {e}")
@@ -95,9 +94,8 @@ except StatisticsError as e:
 st.subheader("Method × task")
 long = data.settings(ctx.db, ctx.suite_hash, TRACK, metric, frozen)
 grid = tables.by_method_task(long, metric, res.method.tolist())
-st.vega_lite_chart(spec=plots.heatmap_spec(grid, spec.label, spec.higher_is_better, spec.percent, res.method.tolist()),
-                  width="stretch")
-st.caption(f"Mean {spec.label} per method and task over the selected attacks and surrogates; "
-           "methods in ranking order.")
-ui.downloads(grid.pivot(index="method", columns="task", values="value").reset_index(),
-             f"transfer_method_task_{metric}", about)
+wide = grid.pivot(index="method", columns="task", values="value").reindex(res.method)
+st.html(markdown.heatmap_html(wide, spec.higher_is_better, spec.percent))
+st.caption(f"Mean {spec.label} per method and task over the selected attacks and surrogates; methods in "
+           "ranking order; " + ("darker = higher = better." if spec.higher_is_better else "darker = higher = worse."))
+downloads.offer(wide.reset_index(), f"transfer_method_task_{metric}", about)
