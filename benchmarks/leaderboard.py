@@ -5,7 +5,8 @@ a new visitor, the first visit after a server start included.
 
 Serves the app on a loopback port (as `mergesec leaderboard` does) over the given database (default: the one
 `make demo` writes) and loads each page in Debian's headless Chromium. A page counts as rendered when its key
-element is shown, its images have loaded and Streamlit's script has finished running. Prints, in wall-clock seconds:
+element is shown, its images have loaded, no element is still loading its code and Streamlit's script
+has finished running. Prints, in wall-clock seconds:
 1. the server's start until its health check answers (which it does once every page ran once:
    `leaderboard.warmup`);
 2. each page's first visit after the start by a new visitor (fresh browser profile), with what the server
@@ -36,10 +37,10 @@ TARGET_S = 2.0
 # page path -> (CSS of the element that shows it is rendered, text that must be on it)
 TABLE = '[data-testid="stMarkdownContainer"] table'
 PAGES = {
-    "": ('[data-testid="stMetric"]', "The answer so far"),
-    "transfer": ('[data-testid="stHtml"] table', "Friedman test"),  # the heatmap, the page's last element
+    "": (TABLE, "Submit a method"),
+    "transfer": (TABLE, "per task, the best value"),  # the method × task table, the last element
     "backdoor": (TABLE, "Defenses"),
-    "tradeoff": ('[data-testid="stImage"] img', "Spearman"),
+    "tradeoff": ('[data-testid="stMarkdownContainer"] img', "Spearman"),
     "method": (TABLE, "Head to head"),
 }
 

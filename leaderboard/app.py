@@ -35,10 +35,14 @@ suites = data.suites(db)
 with st.sidebar:
     st.markdown("### :material/shield: mergesec")
     labels = {r.suite_hash: f"{r.suite} {r.version} · {r.suite_hash[:8]}" for r in suites.itertuples()}
-    suite_hash = st.selectbox("Suite", list(labels), format_func=labels.get, key="suite", bind="query-params",
-                              help="Results of different suite versions (hashes) never mix.")
+    if len(labels) > 1:
+        suite_hash = st.selectbox("Suite", list(labels), format_func=labels.get, key="suite", bind="query-params",
+                                  help="Results of different suite versions (hashes) never mix.")
+    else:  # one suite: plain text (a select box is one more component for a new visitor's browser to load)
+        suite_hash = next(iter(labels))
     row = suites.set_index("suite_hash").loc[suite_hash]
-    st.caption(f"Last update {row.last_update:%Y-%m-%d %H:%M} UTC")
+    st.caption(("" if len(labels) > 1 else f"Suite **{labels[suite_hash]}**  \n")
+               + f"Last update {row.last_update:%Y-%m-%d %H:%M} UTC")
 st.session_state["_ctx"] = ui.Context(db=db, suite_hash=suite_hash, suite=row.suite)
 
 pages = [

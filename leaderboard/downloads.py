@@ -2,8 +2,8 @@
 a ``manifest.json`` of what they were taken under (suite, page, the page's URL choices, each table's
 filters). One button instead of two per table keeps a page light for the browser.
 
-The page's tables are collected during its run (:func:`offer`) and the button is drawn into the
-placeholder under the page's title (:func:`button`), so it offers exactly what the page showed.
+The button is drawn under the page's title (:func:`start`); the page's tables are collected during its run
+(:func:`offer`) and zipped when the button is clicked, so it offers exactly what the page showed.
 """
 
 import io
@@ -65,39 +65,26 @@ def zip_bytes(tables: dict[str, tuple[pd.DataFrame, dict[str, Any]]], page: dict
 
 
 def start(page: str) -> None:
-    """Begin a page: an empty collection and the placeholder the button goes in (where this is called)."""
-    st.session_state[KEY] = {"page": page, "tables": {}, "slot": st.empty()}
-
-
-def offer(df: pd.DataFrame, name: str, about: dict[str, Any]) -> None:
-    """Add ``df`` (full precision) to the page's download under ``name``; draw the button again."""
-    got = st.session_state.get(KEY)
-    if got is None:
-        return
-    new = slug(name) not in got["tables"]
-    got["tables"][slug(name)] = (df, about)
-    if new:
-        button()
-
-
-def button() -> None:
-    """The page's one download button (in the placeholder of :func:`start`), for the tables offered so far."""
-    got = st.session_state.get(KEY)
-    if not got or not got["tables"]:
-        return
+    """Begin a page: draw its one download button here, first among its elements (so that the browser loads
+    the button's code while the rest of the page is computed). The button's zip holds the tables the run
+    then offers (:func:`offer`), built when clicked, and records the suite and the URL's choices."""
     ctx = st.session_state.get("_ctx")
-    page = {"source": "mergesec leaderboard", "page": got["page"],
-            "url_choices": dict(st.query_params.to_dict())}
+    about = {"source": "mergesec leaderboard", "page": page, "url_choices": dict(st.query_params.to_dict())}
     if ctx:
-        page |= {"suite": ctx.suite, "suite_hash": ctx.suite_hash}
-    got["about"] = page  # what the zip's manifest records (kept for tests and for a look in the session)
-    tables = got["tables"]  # read when clicked: every table this run offered
-    stem = f"mergesec_{ctx.suite}_{got['page']}" if ctx else f"mergesec_{got['page']}"
-    n = len(tables)
-    got["slot"].download_button(
-        f"Download this page's data ({n} table{'s' if n != 1 else ''})", lambda: zip_bytes(tables, page),
-        f"{stem}.zip", "application/zip", key=f"download_page_{n}", on_click="ignore", type="tertiary",
-        icon=":material/download:",
+        about |= {"suite": ctx.suite, "suite_hash": ctx.suite_hash}
+    tables: dict[str, tuple[pd.DataFrame, dict[str, Any]]] = {}
+    st.session_state[KEY] = {"page": page, "tables": tables, "about": about}
+    stem = f"mergesec_{ctx.suite}_{page}" if ctx else f"mergesec_{page}"
+    st.download_button(
+        "Download this page's data", lambda: zip_bytes(tables, about), f"{stem}.zip", "application/zip",
+        key="download_page", on_click="ignore", type="tertiary", icon=":material/download:",
         help="A zip: every table on this page in full precision as CSV and Parquet, and manifest.json with the "
              "suite and the filters each was taken under (CSV: `# key: value` lines, read with "
              "`pandas.read_csv(f, comment='#')`).")
+
+
+def offer(df: pd.DataFrame, name: str, about: dict[str, Any]) -> None:
+    """Add ``df`` (full precision) to the page's download under ``name`` (recording ``about``)."""
+    got = st.session_state.get(KEY)
+    if got is not None:
+        got["tables"][slug(name)] = (df, about)

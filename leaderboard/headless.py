@@ -38,7 +38,8 @@ def chromium(page_load_timeout: float = 60) -> Iterator:
 _RENDERED_JS = """
 const [css, text, timeoutMs, done] = arguments;
 const ok = () => document.querySelector(css) && (!text || document.body.textContent.includes(text))
-    && !document.querySelector('[data-testid="stStatusWidget"]') && [...document.images].every(i => i.complete);
+    && !document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"]')
+    && [...document.images].every(i => i.complete);
 if (ok()) return done(performance.now());
 let finished = false;
 const finish = (at) => { if (!finished) { finished = true; obs.disconnect(); clearInterval(poll); done(at); } };
@@ -52,7 +53,8 @@ setTimeout(() => finish(null), timeoutMs);
 
 def load(driver, url: str, css: str, text: str | None = None, timeout: float = 60) -> float:
     """Open `url` and wait until an element matching `css` (and `text` on the page) is shown, every image has
-    loaded and Streamlit's script has finished (its status widget is gone). Returns the seconds from the
+    loaded, no element is still loading its code (Streamlit's skeleton placeholder) and Streamlit's script
+    has finished (its status widget is gone). Returns the seconds from the
     navigation's start to that moment, timed by the browser itself (checked on every DOM change and every
     25 ms); raises TimeoutError after `timeout` s."""
     driver.set_script_timeout(timeout + 5)

@@ -6,7 +6,7 @@ Guarantees: every cell is one line of literal text (``|`` and line breaks escape
 made here (links, badges); untrusted text goes through :func:`leaderboard.ui.md_escape` first.
 """
 
-import html
+import base64
 import re
 from urllib.parse import quote
 
@@ -57,27 +57,24 @@ def badge(word: str) -> str:
     return f":{color}-badge[{word.replace(']', '')}]"
 
 
-def heatmap_html(grid: pd.DataFrame, higher_is_better: bool, percent: bool) -> str:
-    """A method × task table (``grid``: methods as index, tasks as columns) as HTML whose cells are shaded
-    by value: darker red = worse for a lower-is-better metric, darker blue = better otherwise. Values print
-    in the cells, so the table reads without the colours."""
-    values = grid.to_numpy(dtype=float)
-    lo, hi = float(pd.Series(values.ravel()).min()), float(pd.Series(values.ravel()).max())
-    rgb = (49, 130, 189) if higher_is_better else (222, 45, 38)
+def best_worst_table(grid: pd.DataFrame, higher_is_better: bool, percent: bool) -> str:
+    """A method × task table (``grid``: methods as index, tasks as columns) as Markdown: each value printed,
+    the best cell of each task on a green background and the worst on a red one (ties marked alike)."""
+    def text(v: float) -> str:
+        return "–" if pd.isna(v) else (f"{100 * v:.1f}%" if percent else f"{v:.3f}")
 
-    def td(v: float) -> str:
-        if pd.isna(v):
-            return "<td>–</td>"
-        share = 0.0 if hi == lo else (v - lo) / (hi - lo)
-        alpha = 0.08 + 0.85 * share
-        ink = "#fff" if alpha > 0.55 else "inherit"
-        text = f"{100 * v:.0f}%" if percent else f"{v:.2f}"
-        return (f'<td style="background:rgba({rgb[0]},{rgb[1]},{rgb[2]},{alpha:.2f});color:{ink};'
-                f'text-align:center;padding:4px 10px">{text}</td>')
+    best = grid.max() if higher_is_better else grid.min()
+    worst = grid.min() if higher_is_better else grid.max()
+    shown = pd.DataFrame(index=grid.index)
+    for task in grid.columns:
+        col = grid[task]
+        shown[task] = [f":green-background[{text(v)}]" if v == best[task] and best[task] != worst[task]
+                       else f":red-background[{text(v)}]" if v == worst[task] and best[task] != worst[task]
+                       else text(v) for v in col]
+    return table(shown.rename_axis("method").reset_index(), right=tuple(str(c) for c in grid.columns))
 
-    head = "".join(f'<th style="padding:4px 10px">{html.escape(str(c))}</th>' for c in grid.columns)
-    rows = "".join(f'<tr><th style="text-align:left;padding:4px 10px;font-weight:normal">'
-                   f"{html.escape(str(m))}</th>{''.join(td(v) for v in row)}</tr>"
-                   for m, row in zip(grid.index, values, strict=True))
-    return (f'<table style="border-collapse:collapse;font-size:0.9rem"><thead><tr><th></th>{head}</tr></thead>'
-            f"<tbody>{rows}</tbody></table>")
+
+def png_markdown(png: bytes, alt: str) -> str:
+    """A PNG inline as a Markdown image with a data URI: drawn with the page's text, no second request and
+    no image widget for the browser to load. Shown at its pixel size (at most the page's width)."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"

@@ -1,5 +1,6 @@
-"""The leaderboard's figures as PNGs (matplotlib, cached): the critical-difference diagram and the accuracy
-vs vulnerability scatter. A picture costs a new visitor's browser far less than a Vega-Lite chart widget
+"""The leaderboard's figures as PNGs (matplotlib, cached), drawn at the pixel size they are shown at (100
+dpi): the critical-difference diagram and the accuracy vs vulnerability scatter. A picture inline in the
+page's Markdown costs a new visitor's browser far less than a Vega-Lite chart widget
 (``benchmarks/leaderboard.py``), and the values behind each are in the page's download."""
 
 import io
@@ -25,14 +26,14 @@ def cd_figure(ranks: pd.DataFrame, title: str | None = None) -> Figure:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def cd_png(ranks: pd.DataFrame, dpi: int = 160) -> bytes:
+def cd_png(ranks: pd.DataFrame, dpi: int = 100) -> bytes:
     """:func:`cd_figure` as PNG bytes, cached on the Nemenyi table (rendering costs more than the statistics)."""
     return _png(cd_figure(ranks), dpi)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def scatter_png(frame: pd.DataFrame, x: str, y: str, x_label: str, y_label: str, corr: pd.DataFrame | None,
-                dpi: int = 120) -> bytes:
+                dpi: int = 100) -> bytes:
     """One labelled point per method (``frame``: ``method`` and rate columns ``x``, ``y``) with a least-squares
     line and the rank correlations (``corr``: ``test, r, p_val``) in the title: the report's figure
     (:func:`analysis.figures.accuracy_vs_vulnerability`) with the page's axis labels."""
@@ -43,8 +44,3 @@ def scatter_png(frame: pd.DataFrame, x: str, y: str, x_label: str, y_label: str,
     fig = accuracy_vs_vulnerability(per_method, y, y_label, corr)
     fig.axes[0].set_xlabel(f"{x_label} (%)")
     return _png(fig, dpi)
-
-
-def png_width(png: bytes) -> int:
-    """Pixel width from a PNG header."""
-    return int.from_bytes(png[16:20], "big")

@@ -28,10 +28,10 @@ pytestmark = [
 RANKING = '[data-testid="stMarkdownContainer"] table'  # rankings and tables are Markdown tables
 # page -> (CSS of an element that shows it rendered, text that must be on it)
 PAGES = {
-    "": ('[data-testid="stMetric"]', "The answer so far"),
-    "transfer": ('[data-testid="stHtml"] table', "Friedman test"),
+    "": (RANKING, "Submit a method"),
+    "transfer": (RANKING, "per task, the best value"),
     "backdoor": (RANKING, "Baselines"),
-    "tradeoff": ('[data-testid="stImage"] img', "Spearman"),
+    "tradeoff": ('[data-testid="stMarkdownContainer"] img', "Spearman"),
     f"method?method={TOP}": (RANKING, "Head to head"),
     f"method?method={MERGE_SUBMISSION}": (RANKING, "Head to head"),
     f"method?method={DEFENSE_SUBMISSION}": (RANKING, "Effect on each attack"),

@@ -42,16 +42,10 @@ def section(ctx: ui.Context, method: str, names: list[str], attack_names: list[s
         return
     s = summary.iloc[0]
     better = "lower" if not spec.higher_is_better else "higher"
-    with st.container(horizontal=True):
-        st.metric(f"{method} better ({better}) in", f"{s.a_better} of {int(s.n_settings)} settings", border=True)
-        st.metric(f"Mean difference ({method} − {other})", tables.fmt_pp(s.mean_diff, spec.percent), border=True,
-                  help=f"95% CI [{tables.fmt_pp(s.diff_ci_low, spec.percent)}, "
-                       f"{tables.fmt_pp(s.diff_ci_high, spec.percent)}]")
-        st.metric("Wilcoxon p", tables.fmt_p(s.p_val), border=True,
-                  help=f"signed-rank test across settings; W = {s.W_val:.1f}, rank-biserial r = {s.RBC:+.2f}")
     st.markdown(f"**Wilcoxon signed-rank test** across {int(s.n_settings)} settings: "
                 + ("the two methods differ significantly" if s.p_val < 0.05 else "no significant difference")
-                + f" ({tables.p_text(s.p_val)}, α = 0.05).")
+                + f" ({tables.p_text(s.p_val)}, α = 0.05). {method} is better ({better}) in {s.a_better} of "
+                f"{int(s.n_settings)} settings; mean difference {tables.fmt_pp(s.mean_diff, spec.percent)}.")
     shown = tables.head_to_head_display(summary, spec)
     ui.table(summary, f"{method}_vs_{other}_{metric}_wilcoxon",
              shown.assign(statistic=shown.statistic.map(ui.md_escape)), about)

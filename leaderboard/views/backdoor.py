@@ -24,8 +24,8 @@ rows = rows.assign(baseline=tables.is_baseline(rows))
 attacks_rows, base_rows = rows[~rows.baseline], rows[rows.baseline]
 
 defenses = sorted(rows.defense.unique(), key=lambda d: (d != tables.NO_DEFENSE, d))
-defense = st.selectbox("Defense applied", defenses, key="defense", bind="query-params",
-                       help=f"`{tables.NO_DEFENSE}`: the merged model as is")
+defense = st.segmented_control("Defense applied", defenses, key="defense", bind="query-params", required=True,
+                               default=defenses[0], help=f"`{tables.NO_DEFENSE}`: the merged model as is")
 PCT = lambda v: tables.fmt_value(v, True)  # noqa: E731
 
 

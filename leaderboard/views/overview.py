@@ -74,17 +74,12 @@ if verdicts is not None:
 elif not found:
     st.caption("No stored findings for this suite beside the database; `mergesec analyze` writes them.")
 
-with st.container(horizontal=True):
-    st.metric("Merging methods", int(c["methods"]), border=True)
-    st.metric("Transfer settings", int(c["transfer_settings"]), border=True,
-              help="task × attack × surrogate × budget combinations")
-    st.metric("Backdoor settings", int(c["backdoor_settings"]), border=True,
-              help="attack × variant × defense × task combinations")
-    n_examples = int(c["merge_examples"] + c["transfer_examples"] + c["backdoor_examples"])
-    st.metric("Evaluated examples", f"{n_examples:,}", border=True,
-              help="clean test predictions + attacked examples + triggered examples")
-    st.metric("Last update", f"{pd.Timestamp(c['last_update']):%Y-%m-%d %H:%M}", border=True,
-              help="when the newest unit of work finished (UTC)")
+n_examples = int(c["merge_examples"] + c["transfer_examples"] + c["backdoor_examples"])
+st.markdown(f"#### {int(c['methods'])} merging methods · {int(c['transfer_settings'])} transfer settings · "
+            f"{int(c['backdoor_settings'])} backdoor settings · {n_examples:,} evaluated examples\n"
+            "Transfer settings: task × attack × surrogate × budget; backdoor settings: attack × variant × defense "
+            "× task; examples: clean test predictions + attacked + triggered examples. Last update "
+            f"{pd.Timestamp(c['last_update']):%Y-%m-%d %H:%M} UTC.")
 
 left, right = st.columns([3, 2], gap="large")
 with left:
