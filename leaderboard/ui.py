@@ -19,6 +19,7 @@ class Context:
     db: str
     suite_hash: str
     suite: str
+    label: str = ""  # "name version · hash · last update", shown under each page's title
 
 
 def context() -> Context:
@@ -44,8 +45,10 @@ def page(title: str, name: str, intro: str | None = None) -> None:
     an introduction, as few elements as possible."""
     st.title(title)
     downloads.start(name)
-    if intro:
-        st.caption(intro)
+    ctx = st.session_state.get("_ctx")
+    suite = f"Suite **{ctx.label}**." if ctx and ctx.label else ""
+    if intro or suite:
+        st.caption(" ".join(t for t in (intro, suite) if t))
 
 
 def table(df: pd.DataFrame, name: str, shown: pd.DataFrame | None = None, about_: dict[str, Any] | None = None,

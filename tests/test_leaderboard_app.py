@@ -100,7 +100,7 @@ def test_overview_leads_with_the_answer(monkeypatch, db):
     assert "Submit a method" in body and "The answer so far" in body
     assert f"[{TOP}](method?method={TOP}&suite={SUITE_HASH})" in body  # least vulnerable, linked
     assert "least vulnerable" in body and "most vulnerable" in body and "★" not in body
-    assert not at.selectbox and SUITE_HASH[:8] in "".join(c.value for c in at.sidebar.caption)  # one suite: text
+    assert not at.selectbox and not at.sidebar.children and f"· {SUITE_HASH[:8]} ·" in texts(at)  # one suite
     assert not at.json  # the suite spec is drawn once its expander is opened
     at.session_state["suite_spec"] = True
     at.run()
@@ -187,8 +187,8 @@ def test_backdoor_page_separates_variants_and_baselines(monkeypatch, db):
     at.run()
     across = ranking(at)
     assert set(across.settings) == {"8"}  # 2 attacks × 2 variants × 2 adversary tasks; no baseline
-    base = next(d for d in tables_md(at) if any(c.endswith(": ASR") for c in d.columns))
-    assert all(c.startswith(f"{BASELINE} · ") for c in base.columns[1:]) and "rank" not in base.columns
+    base = next(d for d in tables_md(at) if d.columns[0] == "method" and len(d.columns) > 1
+                and all(c.startswith(f"{BASELINE} · ") for c in d.columns[1:]))  # baseline · variant: ASR
     assert len(base) == len(PROFILE)
     defenses = frame_with(at, "ASR reduction")
     assert {LINK.fullmatch(d).group(1) for d in defenses.defense} == {"ibvs", DEFENSE_SUBMISSION}

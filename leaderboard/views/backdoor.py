@@ -101,13 +101,14 @@ st.subheader("Baselines: the trigger without an attack")
 if base_rows.empty:
     st.caption("No baseline rows stored (a merge of honest models with the trigger applied at test time).")
 else:
-    st.caption("The trigger applied to a merge of honest models: the ASR an attack has to beat. Shown per "
-               "method, never ranked and never averaged into the attacks.")
+    st.caption("The trigger applied to a merge of honest models: the ASR an attack has to beat. Backdoor ASR "
+               "per method (rows) and baseline · variant (columns); never ranked and never averaged into the "
+               "attacks.")
     sub = base_rows[base_rows.defense == defense]
     means = sub.groupby(["attack", "variant", "method"], as_index=False)[["backdoor_asr", "clean_acc"]].mean()
     wide = means.assign(baseline=means.attack + " · " + means.variant).pivot(
         index="method", columns="baseline", values="backdoor_asr")
-    shown = wide.map(PCT).rename(columns=lambda b: f"{b}: ASR").reset_index()
+    shown = wide.map(PCT).reset_index()
     ui.table(means, f"backdoor_baselines_{defense}", shown,
              ui.about(page="backdoor", table="baselines", defense=defense))
 

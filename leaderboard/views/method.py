@@ -80,43 +80,40 @@ if not is_defense[method]:
     else:
         st.caption("Not enough results for a ranking yet.")
 
-left, right = st.columns(2, gap="large")
-with left:
-    st.subheader("About")
-    if meta:
-        paper_url, code = tables.paper_url(meta.get("paper")), meta.get("code_url") or ""
-        about = (
-            f"**Paper:** {ui.md_escape(meta.get('paper') or '–')}"
-            + (f" · [open]({paper_url})" if paper_url else "") + "  \n"
-            "**Code:** " + (f"[{ui.md_escape(code)}]({code})" if code.startswith("http") else "–") + "  \n"
-            f"**Authors:** {ui.md_escape(meta.get('authors') or '–')}  \n"
-            f"**Code hash:** `{meta.get('code_hash') or '–'}` · registered {meta['updated_at']:%Y-%m-%d}")
-    else:
-        about = "No metadata registered for this name."
-    ran = [] if is_defense[method] else data.method_hparams(ctx.db, ctx.suite_hash, method)
-    hp = standing.hparam_table(ran, meta.get("hparams") if meta else None)
-    st.markdown(about + "\n\n**Hyperparameters**" + (": none" if hp.empty else "\n\n" + markdown.table(
-        hp.assign(**{c: hp[c].map(ui.md_escape) for c in hp.columns}))))
-    if not hp.empty:
-        downloads.offer(hp, f"{method}_hyperparameters", ui.about(page="method", method=method))
-with right:
-    st.subheader("Provenance")
-    runs = data.method_runs(ctx.db, ctx.suite_hash, method, is_defense[method])
-    shown = runs.assign(hardware=runs.hardware.map(ui.hardware_text), git_commit=runs.git_commit.str[:10])[
-        ["started_at", "git_commit", "mergesec_version", "hardware", "command", "units"]]
-    shown = shown.assign(started_at=shown.started_at.map(lambda t: f"{t:%Y-%m-%d %H:%M}"),
-                         command=shown.command.map(markdown.code))
-    ui.table(runs, f"{method}_runs", shown.rename(columns={
-        "started_at": "started (UTC)", "git_commit": "commit", "mergesec_version": "version",
-        "command": "command (reproduces it)"}), ui.about(page="method", method=method), right=("units",))
-    repro = data.reproductions(ctx.db, ctx.suite_hash, method)
-    if not repro.empty:
-        st.markdown("**Reproductions** (`mergesec reproduce`)")
-        shown = repro[["checked_at", "verdict", "max_abs_diff", "n_compared", "code_hash"]]
-        ui.table(repro, f"{method}_reproductions", shown.assign(checked_at=shown.checked_at.map(
-            lambda t: f"{t:%Y-%m-%d}")).rename(columns={"checked_at": "checked", "max_abs_diff": "largest difference",
-                                                        "n_compared": "numbers compared"}),
-                 ui.about(page="method", method=method), right=("largest difference", "numbers compared"))
+st.subheader("About")
+if meta:
+    paper_url, code = tables.paper_url(meta.get("paper")), meta.get("code_url") or ""
+    about = (
+        f"**Paper:** {ui.md_escape(meta.get('paper') or '–')}"
+        + (f" · [open]({paper_url})" if paper_url else "") + "  \n"
+        "**Code:** " + (f"[{ui.md_escape(code)}]({code})" if code.startswith("http") else "–") + "  \n"
+        f"**Authors:** {ui.md_escape(meta.get('authors') or '–')}  \n"
+        f"**Code hash:** `{meta.get('code_hash') or '–'}` · registered {meta['updated_at']:%Y-%m-%d}")
+else:
+    about = "No metadata registered for this name."
+ran = [] if is_defense[method] else data.method_hparams(ctx.db, ctx.suite_hash, method)
+hp = standing.hparam_table(ran, meta.get("hparams") if meta else None)
+st.markdown(about + "\n\n**Hyperparameters**" + (": none" if hp.empty else "\n\n" + markdown.table(
+    hp.assign(**{c: hp[c].map(ui.md_escape) for c in hp.columns}))))
+if not hp.empty:
+    downloads.offer(hp, f"{method}_hyperparameters", ui.about(page="method", method=method))
+st.subheader("Provenance")
+runs = data.method_runs(ctx.db, ctx.suite_hash, method, is_defense[method])
+shown = runs.assign(hardware=runs.hardware.map(ui.hardware_text), git_commit=runs.git_commit.str[:10])[
+    ["started_at", "git_commit", "mergesec_version", "hardware", "command", "units"]]
+shown = shown.assign(started_at=shown.started_at.map(lambda t: f"{t:%Y-%m-%d %H:%M}"),
+                     command=shown.command.map(markdown.code))
+ui.table(runs, f"{method}_runs", shown.rename(columns={
+    "started_at": "started (UTC)", "git_commit": "commit", "mergesec_version": "version",
+    "command": "command (reproduces it)"}), ui.about(page="method", method=method), right=("units",))
+repro = data.reproductions(ctx.db, ctx.suite_hash, method)
+if not repro.empty:
+    st.markdown("**Reproductions** (`mergesec reproduce`)")
+    shown = repro[["checked_at", "verdict", "max_abs_diff", "n_compared", "code_hash"]]
+    ui.table(repro, f"{method}_reproductions", shown.assign(checked_at=shown.checked_at.map(
+        lambda t: f"{t:%Y-%m-%d}")).rename(columns={"checked_at": "checked", "max_abs_diff": "largest difference",
+                                                    "n_compared": "numbers compared"}),
+             ui.about(page="method", method=method), right=("largest difference", "numbers compared"))
 
 if is_defense[method]:
     defense_page.effects(ctx, method)
