@@ -122,15 +122,15 @@ with right:
         box = st.expander(f"Suite spec of `{ctx.suite_hash}`", key="suite_spec", on_change="rerun")
         if box.open:  # drawn when opened: the JSON viewer is a large script for the browser to load
             box.json(spec, expanded=1)
-    st.subheader("Runs")
-    runs = data.runs(ctx.db, ctx.suite_hash)
-    if (runs.status == "running").any():
-        st.info("A run is in progress; pages show the results committed so far.", icon=":material/sync:")
-    shown = runs[["started_at", "status", "units_run", "git_commit", "command"]]
-    shown = shown.assign(started_at=shown.started_at.map(lambda t: f"{t:%Y-%m-%d %H:%M}"),
-                         git_commit=shown.git_commit.str[:10], command=shown.command.map(markdown.code))
-    ui.table(runs, "runs", shown.rename(columns={"started_at": "started (UTC)", "units_run": "units",
-                                                 "git_commit": "commit"}), right=("units",))
+st.subheader("Runs")
+runs = data.runs(ctx.db, ctx.suite_hash)
+if (runs.status == "running").any():
+    st.info("A run is in progress; pages show the results committed so far.", icon=":material/sync:")
+shown = runs[["started_at", "status", "units_run", "git_commit", "command"]]
+shown = shown.assign(started_at=shown.started_at.map(lambda t: f"{t:%Y-%m-%d %H:%M}"),
+                     git_commit=shown.git_commit.str[:10], command=shown.command.map(markdown.code))
+ui.table(runs, "runs", shown.rename(columns={"started_at": "started (UTC)", "units_run": "units",
+                                             "git_commit": "commit"}), right=("units",))
 
 st.markdown(
     "### Submit a method\n\n"
