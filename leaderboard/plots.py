@@ -32,15 +32,14 @@ def cd_png(ranks: pd.DataFrame, dpi: int = 100) -> bytes:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def scatter_png(frame: pd.DataFrame, x: str, y: str, x_label: str, y_label: str, corr: pd.DataFrame | None,
-                dpi: int = 100) -> bytes:
+def scatter_png(frame: pd.DataFrame, x: str, y: str, x_label: str, y_label: str, dpi: int = 100) -> bytes:
     """One labelled point per method (``frame``: ``method`` and rate columns ``x``, ``y``) with a least-squares
-    line and the rank correlations (``corr``: ``test, r, p_val``) in the title: the report's figure
-    (:func:`analysis.figures.accuracy_vs_vulnerability`) with the page's axis labels."""
+    line: the report's figure (:func:`analysis.figures.accuracy_vs_vulnerability`) with the page's axis labels
+    and no title (the page states the correlations above it, and labels of high points may reach it)."""
     from analysis.figures import accuracy_vs_vulnerability
 
     per_method = frame.rename(columns={x: "clean_acc", y: f"mean_{y}"})
-    corr = corr if corr is not None else pd.DataFrame(columns=["test", "r", "p_val"])
-    fig = accuracy_vs_vulnerability(per_method, y, y_label, corr)
+    fig = accuracy_vs_vulnerability(per_method, y, y_label, pd.DataFrame(columns=["test", "r", "p_val"]))
+    fig.axes[0].set_title("")
     fig.axes[0].set_xlabel(f"{x_label} (%)")
     return _png(fig, dpi)

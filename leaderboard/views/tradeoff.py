@@ -50,8 +50,7 @@ if corr is not None:
                 f"vulnerable (Spearman ρ = {sp.r:+.2f}, 95% CI [{sp.CI95[0]:+.2f}, {sp.CI95[1]:+.2f}], "
                 f"{tables.p_text(sp.p_val)}); "
                 + ("significant at α = 0.05." if sp.p_val < 0.05 else "not significant at α = 0.05."))
-png = plots.scatter_png(frame, acc, vuln, a_spec.label, v_spec.label,
-                        None if corr is None else corr[["test", "r", "p_val"]])
+png = plots.scatter_png(frame, acc, vuln, a_spec.label, v_spec.label)
 st.markdown(markdown.png_markdown(png, f"{a_spec.label} against {v_spec.label}, one point per method"))
 downloads.offer(frame, f"tradeoff_{acc}_{vuln}", about)
 if corr is not None:
