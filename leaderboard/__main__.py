@@ -1,5 +1,5 @@
 """`python -m leaderboard run leaderboard/app.py [options] -- --db PATH`: `streamlit run`, in a process that
-imports everything the pages need (pandas, DuckDB, Altair, the statistics stack) before the server starts
+imports everything the pages need (pandas, DuckDB, matplotlib, the statistics stack) before the server starts
 and runs every page once before its health check answers (:mod:`leaderboard.warmup`), so that no visitor's
 first page waits for imports or cold caches. `leaderboard.serve.streamlit_command` builds the line."""
 
@@ -11,8 +11,8 @@ from streamlit.web import cli
 
 from leaderboard import warmup
 
-PRELOAD = ("analysis.stats", "analysis.report", "leaderboard.data", "leaderboard.export", "leaderboard.plots",
-           "leaderboard.tables", "leaderboard.ui")
+PRELOAD = ("analysis.stats", "analysis.report", "analysis.figures", "leaderboard.data", "leaderboard.export",
+           "leaderboard.plots", "leaderboard.tables", "leaderboard.ui")
 
 
 def preload() -> None:

@@ -32,14 +32,16 @@ if not status["ok"]:
 snapshots.refresh(db)
 
 suites = data.suites(db)
-with st.sidebar:
-    st.markdown("### :material/shield: mergesec")
-    labels = {r.suite_hash: f"{r.suite} {r.version} · {r.suite_hash[:8]}" for r in suites.itertuples()}
-    suite_hash = st.selectbox("Suite", list(labels), format_func=labels.get, key="suite", bind="query-params",
-                              help="Results of different suite versions (hashes) never mix.")
-    row = suites.set_index("suite_hash").loc[suite_hash]
-    st.caption(f"Last update {row.last_update:%Y-%m-%d %H:%M} UTC")
-st.session_state["_ctx"] = ui.Context(db=db, suite_hash=suite_hash, suite=row.suite)
+labels = {r.suite_hash: f"{r.suite} {r.version} · {r.suite_hash[:8]}" for r in suites.itertuples()}
+if len(labels) > 1:  # a choice of suites in the sidebar; with one suite there is no sidebar (its name is on
+    with st.sidebar:  # each page), so the pages get the whole width, and no select box to load
+        suite_hash = st.selectbox("Suite", list(labels), format_func=labels.get, key="suite", bind="query-params",
+                                  help="Results of different suite versions (hashes) never mix.")
+else:
+    suite_hash = next(iter(labels))
+row = suites.set_index("suite_hash").loc[suite_hash]
+st.session_state["_ctx"] = ui.Context(db=db, suite_hash=suite_hash, suite=row.suite,
+                                      label=f"{labels[suite_hash]} · last update {row.last_update:%Y-%m-%d %H:%M} UTC")
 
 pages = [
     st.Page(HERE / "views/overview.py", title="Overview", icon=":material/home:", default=True),

@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 
 from leaderboard import snapshots
+from leaderboard.downloads import parquet_bytes
 from leaderboard.standing import HEADERS
-from leaderboard.ui import parquet_bytes
 
 TABLES = {
     "suites": "one row per suite version: name, version, hash and the full spec (JSON)",

@@ -38,18 +38,25 @@ def chromium(page_load_timeout: float = 60) -> Iterator:
 _RENDERED_JS = """
 const [css, text, timeoutMs, done] = arguments;
 const ok = () => document.querySelector(css) && (!text || document.body.textContent.includes(text))
-    && !document.querySelector('[data-testid="stStatusWidget"]');
+    && !document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"]')
+    && [...document.images].every(i => i.complete);
 if (ok()) return done(performance.now());
-const obs = new MutationObserver(() => { if (ok()) { obs.disconnect(); done(performance.now()); } });
+let finished = false;
+const finish = (at) => { if (!finished) { finished = true; obs.disconnect(); clearInterval(poll); done(at); } };
+const check = () => { if (ok()) finish(performance.now()); };
+const obs = new MutationObserver(check);  // DOM changes; an image's load changes no DOM: polled below
 obs.observe(document.body, {childList: true, subtree: true, characterData: true});
-setTimeout(() => { obs.disconnect(); done(null); }, timeoutMs);
+const poll = setInterval(check, 25);
+setTimeout(() => finish(null), timeoutMs);
 """
 
 
 def load(driver, url: str, css: str, text: str | None = None, timeout: float = 60) -> float:
-    """Open `url` and wait until an element matching `css` (and `text` on the page) is shown and Streamlit's
-    script has finished (its status widget is gone). Returns the seconds from the navigation's start to that
-    moment, timed by the browser itself (no polling delay); raises TimeoutError after `timeout` s."""
+    """Open `url` and wait until an element matching `css` (and `text` on the page) is shown, every image has
+    loaded, no element is still loading its code (Streamlit's skeleton placeholder) and Streamlit's script
+    has finished (its status widget is gone). Returns the seconds from the
+    navigation's start to that moment, timed by the browser itself (checked on every DOM change and every
+    25 ms); raises TimeoutError after `timeout` s."""
     driver.set_script_timeout(timeout + 5)
     driver.get(url)
     at_ms = driver.execute_async_script(_RENDERED_JS, css, text, int(timeout * 1000))

@@ -82,9 +82,11 @@ def paper_url(paper: str | None) -> str | None:
 
 def ranking_display(res: pd.DataFrame, percent: bool, suite_hash: str | None = None,
                     meta: pd.DataFrame | None = None, badges: dict[str, str] | None = None) -> pd.DataFrame:
-    """The ranking as shown: CI-aware rank, method (a link to its page), badge, mean, 95% CI, settings,
-    paper and code links. ``rank`` is :func:`analysis.ranking_view.ranked_table`'s (CI-aware once the
-    statistics 2.0 contract lands: 1 + the number of methods significantly better, ties share)."""
+    """The ranking as shown, as Markdown cell text: CI-aware rank, method (a link to its page), badge, mean,
+    95% CI, settings, paper and code links (columns without any link dropped). ``rank`` is
+    :func:`analysis.ranking_view.ranked_table`'s: 1 + the number of methods significantly better, ties share."""
+    from leaderboard import markdown
+
     meta = meta.set_index("name") if meta is not None and len(meta) else None
     names = res["method"].tolist()
 
@@ -93,17 +95,19 @@ def ranking_display(res: pd.DataFrame, percent: bool, suite_hash: str | None = N
             return [None] * len(names)
         return [meta[col].get(n) if n in meta.index else None for n in names]
 
+    papers = [paper_url(p) for p in field("paper")]
+    codes = [c if isinstance(c, str) and c.startswith("http") else None for c in field("code_url")]
     out = pd.DataFrame({
-        "rank": res["rank"].to_numpy(),
-        "method": [method_link(n, suite_hash) for n in names],
-        "badge": [(badges or {}).get(n, "") for n in names],
-        "mean": res["mean"].to_numpy(),
+        "rank": res["rank"].astype(int).to_numpy(),
+        "method": [markdown.link(n, method_link(n, suite_hash)) for n in names],
+        "badge": [markdown.badge((badges or {}).get(n, "")) for n in names],
+        "mean": [fmt_value(v, percent) for v in res["mean"]],
         "95% CI": [fmt_ci(lo, hi, percent) for lo, hi in zip(res.ci_low, res.ci_high, strict=True)],
         "settings": res["n_settings"].to_numpy(),
-        "paper": [paper_url(p) for p in field("paper")],
-        "code": [c if isinstance(c, str) and c.startswith("http") else None for c in field("code_url")],
+        "paper": [markdown.link("paper", u) for u in papers],
+        "code": [markdown.link("code", u) for u in codes],
     })
-    return out.drop(columns=[c for c in ("paper", "code") if out[c].isna().all()])
+    return out.drop(columns=[c for c, urls in (("paper", papers), ("code", codes)) if not any(urls)])
 
 
 def by_method_task(long: pd.DataFrame, metric: str, order: list[str] | None = None) -> pd.DataFrame:
@@ -211,3 +215,22 @@ def floor_columns(rows: pd.DataFrame, order: list[str]) -> pd.DataFrame:
         return pd.DataFrame(index=order)
     g = rows.assign(excess=rows.backdoor_asr - rows.asr_floor).groupby("method")[["asr_floor", "excess"]].mean()
     return g.reindex(order)
+
+
+def effects_display(effects: pd.DataFrame, suite_hash: str | None = None) -> pd.DataFrame:
+    """:func:`defense_effects` as shown (Markdown cell text): attack, defense (a link to its page), ASR
+    reduction and accuracy cost in percentage points with their 95% CIs, pairs."""
+    from leaderboard import markdown
+
+    def ci(lo: pd.Series, hi: pd.Series) -> list[str]:
+        return [f"[{fmt_pp(a)}, {fmt_pp(b)}]" for a, b in zip(lo, hi, strict=True)]
+
+    return pd.DataFrame({
+        "attack": effects.attack,
+        "defense": [markdown.link(d, method_link(d, suite_hash)) for d in effects.defense],
+        "ASR reduction": effects.asr_reduction.map(fmt_pp),
+        "ASR reduction 95% CI": ci(effects.asr_reduction_ci_low, effects.asr_reduction_ci_high),
+        "accuracy cost": effects.acc_cost.map(fmt_pp),
+        "accuracy cost 95% CI": ci(effects.acc_cost_ci_low, effects.acc_cost_ci_high),
+        "pairs": effects.n_pairs,
+    })

@@ -1,6 +1,5 @@
 """Shared page pieces: the current database and suite, tables with CSV/Parquet downloads, the empty page."""
 
-import io
 import json
 import re
 import shlex
@@ -10,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from leaderboard import tables
+from leaderboard import downloads, markdown, tables
 
 
 @dataclass(frozen=True)
@@ -20,39 +19,11 @@ class Context:
     db: str
     suite_hash: str
     suite: str
+    label: str = ""  # "name version · hash · last update", shown under each page's title
 
 
 def context() -> Context:
     return st.session_state["_ctx"]
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "table"
-
-
-def parquet_bytes(df: pd.DataFrame, about: dict[str, Any] | None = None) -> bytes:
-    """``df`` as Parquet; ``about`` (suite, metric, filters) goes in the file's key-value metadata."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    frame = df.copy()
-    for c in frame.columns:  # objects pyarrow cannot type (lists of mixed things, dicts) go as text
-        if frame[c].dtype == object:
-            frame[c] = frame[c].map(lambda v: v if v is None or isinstance(v, str) else str(v))
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    if about:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                               b"mergesec": json.dumps(about, default=str).encode()})
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
-
-
-def csv_bytes(df: pd.DataFrame, about: dict[str, Any] | None = None) -> bytes:
-    """``df`` as CSV after ``# key: value`` lines recording what it was taken under (read it back with
-    ``pandas.read_csv(path, comment="#")``)."""
-    head = "".join(f"# {k}: {v}\n" for k, v in (about or {}).items())
-    return (head + df.to_csv(index=False)).encode()
 
 
 def about(**choices: Any) -> dict[str, Any]:
@@ -69,26 +40,31 @@ def about(**choices: Any) -> dict[str, Any]:
     return out
 
 
-def downloads(df: pd.DataFrame, name: str, about_: dict[str, Any] | None = None) -> None:
-    """CSV and Parquet download buttons for ``df`` (the full-precision table, not the formatted view), each
-    recording the suite and ``about_`` (metric, filters) it was taken under."""
-    slug = _slug(name)
+def page(title: str, name: str, intro: str | None = None) -> None:
+    """A page's head: its title, the one download button of its tables (:mod:`leaderboard.downloads`) and
+    an introduction, as few elements as possible."""
+    st.title(title)
+    downloads.start(name)
     ctx = st.session_state.get("_ctx")
-    stem = f"mergesec_{ctx.suite}_{slug}" if ctx else f"mergesec_{slug}"
-    info = about_ or about()
-    with st.container(horizontal=True, gap="small"):
-        st.download_button("CSV", lambda: csv_bytes(df, info), f"{stem}.csv", "text/csv", key=f"csv_{slug}",
-                           icon=":material/download:", on_click="ignore", type="tertiary")
-        st.download_button("Parquet", lambda: parquet_bytes(df, info), f"{stem}.parquet",
-                           "application/vnd.apache.parquet", key=f"parquet_{slug}", icon=":material/download:",
-                           on_click="ignore", type="tertiary")
+    suite = f"Suite **{ctx.label}**." if ctx and ctx.label else ""
+    if intro or suite:
+        st.caption(" ".join(t for t in (intro, suite) if t))
 
 
 def table(df: pd.DataFrame, name: str, shown: pd.DataFrame | None = None, about_: dict[str, Any] | None = None,
-          **kwargs) -> None:
-    """``shown`` (default ``df``) as a dataframe, then download buttons for ``df``."""
+          right: tuple[str, ...] = ()) -> None:
+    """``shown`` (default ``df``), already formatted as text, as one Markdown table (``right``: right-aligned
+    columns); ``df`` joins the page's download under ``name``."""
+    st.markdown(markdown.table(df if shown is None else shown, right))
+    downloads.offer(df, name, about_ or about())
+
+
+def grid(df: pd.DataFrame, name: str, shown: pd.DataFrame | None = None, about_: dict[str, Any] | None = None,
+         **kwargs) -> None:
+    """A long table (per-setting rows) as a scrollable, sortable data grid; ``df`` joins the download.
+    Costly for the browser: only inside an expander that is computed when opened."""
     st.dataframe(df if shown is None else shown, hide_index=True, **kwargs)
-    downloads(df, name, about_)
+    downloads.offer(df, name, about_ or about())
 
 
 MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -97,18 +73,6 @@ MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 def md_escape(text: object) -> str:
     """Untrusted text (a submission's manifest) as literal Markdown: no HTML, links, images or formatting."""
     return MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n")
-
-
-def fit_height(n_rows: int, cap: int = 30) -> int:
-    """Pixel height that shows ``n_rows`` rows (up to ``cap``) without a scrollbar."""
-    return 38 + 35 * min(n_rows, cap)
-
-
-def value_column(label: str, percent: bool, help: str = "", lo: float | None = None, hi: float | None = None):
-    """A column config for a metric: a bar for rates in [0, 1], a plain number otherwise."""
-    if percent and lo is not None and hi is not None and lo >= 0 and hi <= 1:
-        return st.column_config.ProgressColumn(label, help=help, format="percent", min_value=0.0, max_value=1.0)
-    return st.column_config.NumberColumn(label, help=help, format="percent" if percent else "%.3f")
 
 
 def no_results_page(status: dict, db: str) -> None:
@@ -134,26 +98,10 @@ def busy_page() -> None:
             "before, so there is no earlier snapshot to show. Reload in a few seconds.", icon=":material/sync:")
 
 
-def ranking_columns(spec, res: pd.DataFrame) -> dict:
-    """Column configs of :func:`leaderboard.tables.ranking_display` for ``spec``'s metric."""
-    better = "higher" if spec.higher_is_better else "lower"
-    return {
-        "rank": st.column_config.NumberColumn(
-            "rank", width="small", help="CI-aware rank: 1 + the number of methods significantly better "
-                                        "(paired tests); methods that cannot be told apart share a rank"),
-        "method": st.column_config.LinkColumn("method", display_text=r"method=([^&]+)",
-                                              help="opens the method's page"),
-        "badge": st.column_config.TextColumn(
-            "badge", help="built-in: mergesec's own implementation; reproduced: `mergesec reproduce` "
-                          "matched every stored number on the submission's current code"),
-        "mean": value_column(f"mean {spec.label}", spec.percent, f"{spec.help} ({better} is better)",
-                             res.ci_low.min(), res.ci_high.max()),
-        "95% CI": st.column_config.TextColumn("95% CI", help="paired percentile bootstrap over settings"),
-        "settings": st.column_config.NumberColumn("settings", width="small",
-                                                  help="complete settings every method has (seeds averaged)"),
-        "paper": st.column_config.LinkColumn("paper", display_text="paper"),
-        "code": st.column_config.LinkColumn("code", display_text="code"),
-    }
+RANK_HELP = ("**rank**: CI-aware, 1 + the number of methods significantly better (paired tests), so methods "
+             "the data cannot tell apart share a rank · **badge**: *built-in* is mergesec's own implementation, "
+             "*reproduced* means `mergesec reproduce` matched every stored number on the submission's current "
+             "code · **95% CI**: paired percentile bootstrap over the settings")
 
 
 def significance_note(res: pd.DataFrame, percent: bool, few: int = 10) -> None:
@@ -172,15 +120,18 @@ def significance_note(res: pd.DataFrame, percent: bool, few: int = 10) -> None:
                    f"ties.{mdd_text}", icon=":material/balance:")
 
 
-def ranking(res: pd.DataFrame, spec, name: str, about_: dict[str, Any], **kwargs) -> None:
-    """A ranking table: CI-aware rank, method link, badge, mean, CI, paper and code links; downloads."""
+def ranking(res: pd.DataFrame, spec, name: str, about_: dict[str, Any]) -> None:
+    """A ranking table: CI-aware rank, method link, badge, mean, CI, settings, paper and code links; the
+    full-precision ranking joins the page's download."""
     from leaderboard import data
 
     ctx = context()
+    better = "higher" if spec.higher_is_better else "lower"
     shown = tables.ranking_display(res, spec.percent, ctx.suite_hash, data.method_table(ctx.db),
                                    data.badges(ctx.db, ctx.suite_hash))
-    table(res.drop(columns=["top_group"], errors="ignore"), name, shown, about_, height=fit_height(len(res)),
-          column_config=ranking_columns(spec, res), **kwargs)
+    table(res.drop(columns=["top_group"], errors="ignore"), name,
+          shown.rename(columns={"mean": f"mean {spec.label} ({better} is better)"}), about_,
+          right=("rank", "settings"))
 
 
 def unranked(long: pd.DataFrame, spec, why: str, page: str, about_: dict[str, Any]) -> None:
@@ -200,8 +151,9 @@ def unranked(long: pd.DataFrame, spec, why: str, page: str, about_: dict[str, An
                 icon=":material/filter_alt:")
     means = (long.groupby("method", as_index=False)[spec.name].mean()
              .sort_values(spec.name, ascending=not spec.higher_is_better, ignore_index=True))
-    table(means, f"{page}_means_{spec.name}", means.rename(columns={spec.name: f"mean {spec.label}"}), about_,
-          height=fit_height(len(means)))
+    shown = pd.DataFrame({"method": means.method,
+                          f"mean {spec.label}": [tables.fmt_value(v, spec.percent) for v in means[spec.name]]})
+    table(means, f"{page}_means_{spec.name}", shown, about_)
 
 
 def hardware_text(hardware: object) -> str:

@@ -25,13 +25,13 @@ pytestmark = [
                        reason="needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver);"
                               " `make setup` installs them as root"),
 ]
-RANKING = '[data-testid="stDataFrame"]'
+RANKING = '[data-testid="stMarkdownContainer"] table'  # rankings and tables are Markdown tables
 # page -> (CSS of an element that shows it rendered, text that must be on it)
 PAGES = {
-    "": ('[data-testid="stMetric"]', "The answer so far"),
-    "transfer": ('[data-testid="stVegaLiteChart"]', "Friedman test"),
+    "": (RANKING, "Submit a method"),
+    "transfer": (RANKING, "per task, the best value"),
     "backdoor": (RANKING, "Baselines"),
-    "tradeoff": ('[data-testid="stVegaLiteChart"]', "Spearman"),
+    "tradeoff": ('[data-testid="stMarkdownContainer"] img', "Spearman"),
     f"method?method={TOP}": (RANKING, "Head to head"),
     f"method?method={MERGE_SUBMISSION}": (RANKING, "Head to head"),
     f"method?method={DEFENSE_SUBMISSION}": (RANKING, "Effect on each attack"),
@@ -73,9 +73,8 @@ def body(driver) -> str:
 
 
 def column_headers(driver) -> set[str]:
-    """Header texts of every data grid on the page (Glide's accessible table mirrors the canvas)."""
-    return set(driver.execute_script(
-        "return [...document.querySelectorAll('[role=\"columnheader\"]')].map(e => e.textContent.trim())"))
+    """Header texts of every table on the page."""
+    return set(driver.execute_script("return [...document.querySelectorAll('th')].map(e => e.textContent.trim())"))
 
 
 def assert_clean(driver, where: str) -> None:

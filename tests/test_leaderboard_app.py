@@ -2,10 +2,13 @@
 tests/test_leaderboard_data.py (no model training)."""
 
 import io
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -57,26 +60,47 @@ def kinds(at: AppTest) -> list[str]:
     return [type(e).__name__ for e in at.main]
 
 
+CELL = re.compile(r"(?<!\\)\|")
+
+
+def md_frame(text: str) -> pd.DataFrame:
+    """The first Markdown table in ``text`` as a frame of cell texts."""
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    cells = [[c.strip().replace("\\|", "|") for c in CELL.split(row)[1:-1]] for row in rows]
+    return pd.DataFrame(cells[2:], columns=cells[0])
+
+
+def tables_md(at: AppTest) -> list[pd.DataFrame]:
+    """Every Markdown table on the page, in order, as cell texts."""
+    return [md_frame(m.value) for m in at.markdown if re.search(r"^\|-", m.value, re.M)]
+
+
 def frame_with(at: AppTest, column: str) -> pd.DataFrame:
-    return next(d.value for d in at.dataframe if column in d.value.columns)
+    return next(d for d in [*tables_md(at), *(g.value for g in at.dataframe)] if column in d.columns)
+
+
+def ranking(at: AppTest) -> pd.DataFrame:
+    """The page's first ranking (the table with a CI-aware rank and a badge column)."""
+    return next(d for d in tables_md(at) if {"rank", "badge"} <= set(d.columns))
+
+
+LINK = re.compile(r"\[([^\]]*)\]\(([^)]*)\)")
 
 
 def names(shown: pd.DataFrame) -> list[str]:
     """Method names of a ranking whose method column links to the method pages."""
-    return [parse_qs(urlparse(u).query)["method"][0] for u in shown.method]
+    return [parse_qs(urlparse(LINK.fullmatch(u).group(2)).query)["method"][0] for u in shown.method]
 
 
 def test_overview_leads_with_the_answer(monkeypatch, db):
     at = open_app(monkeypatch, db)
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Merging methods"] == str(len(PROFILE))
-    assert metrics["Transfer settings"] == "24"
-    assert SUITE_HASH in frame_with(at, "hash")["hash"].tolist()
+    assert f"{len(PROFILE)} merging methods · 24 transfer settings" in texts(at)
+    assert f"`{SUITE_HASH}`" in frame_with(at, "hash")["hash"].tolist()
     body = texts(at)
     assert "Submit a method" in body and "The answer so far" in body
     assert f"[{TOP}](method?method={TOP}&suite={SUITE_HASH})" in body  # least vulnerable, linked
     assert "least vulnerable" in body and "most vulnerable" in body and "★" not in body
-    assert at.selectbox(key="suite").value == SUITE_HASH
+    assert not at.selectbox and not at.sidebar.children and f"· {SUITE_HASH[:8]} ·" in texts(at)  # one suite
     assert not at.json  # the suite spec is drawn once its expander is opened
     at.session_state["suite_spec"] = True
     at.run()
@@ -85,16 +109,18 @@ def test_overview_leads_with_the_answer(monkeypatch, db):
 
 def test_transfer_ranking_is_the_rank_table_with_badges_and_links(monkeypatch, db):
     at = open_app(monkeypatch, db, "transfer")
-    shown = at.dataframe[0].value
+    shown = ranking(at)
     expected = ranked_table(Store(db), SUITE_HASH, "transfer", "relative_asr")
     assert names(shown) == expected.method.tolist()
-    assert shown["rank"].tolist() == expected["rank"].tolist()
+    assert shown["rank"].astype(int).tolist() == expected["rank"].tolist()
     assert "top group" not in shown.columns and "letters" not in shown.columns
     badges = dict(zip(names(shown), shown.badge, strict=True))
-    assert badges[TOP] == "built-in" and badges[MERGE_SUBMISSION] == "not reproduced yet"
+    assert badges[TOP] == ":blue-badge[built-in]" and badges[MERGE_SUBMISSION] == ":gray-badge[not reproduced yet]"
     assert "Friedman test" in texts(at)
-    assert kinds(at).count("Image") == 1  # the CD diagram
-    assert at.metric[0].value == TOP
+    assert not at.dataframe and not at.get("arrow_vega_lite_chart") and not at.get("imgs")  # nothing heavy
+    downloads = at.get("download_button")
+    assert len(downloads) == 1  # one download for the whole page
+    assert texts(at).count(f"**{TOP}** has the lowest mean") == 1
 
 
 def test_transfer_ranking_matches_mergesec_rank(monkeypatch, db):
@@ -106,18 +132,18 @@ def test_transfer_ranking_matches_mergesec_rank(monkeypatch, db):
     res = CliRunner().invoke(app, ["rank", "--db", str(db), "--suite", SUITE_HASH, "--format", "csv"])
     assert res.exit_code == 0, res.output
     printed = pd.read_csv(io.StringIO(res.stdout.split("\n\n")[0]))
-    assert printed.method.tolist() == names(at.dataframe[0].value)
+    assert printed.method.tolist() == names(ranking(at))
 
 
 def test_filters_and_metric_change_the_ranking_and_live_in_the_url(monkeypatch, db):
     at = open_app(monkeypatch, db, "transfer")
-    at.multiselect(key="attack").select("fgsm").run()
+    at.button_group(key="attack").select("fgsm").run()
     assert not at.exception
-    shown = at.dataframe[0].value
-    assert names(shown)[0] == "regmean" and set(shown.settings) == {4}  # 4 tasks x fgsm, the fine-tuned surrogate
-    at.multiselect(key="attack").unselect("fgsm").run()
-    at.selectbox(key="metric").select("clean_acc").run()
-    shown = at.dataframe[0].value
+    shown = ranking(at)
+    assert names(shown)[0] == "regmean" and set(shown.settings) == {"4"}  # 4 tasks x fgsm, the fine-tuned surrogate
+    at.button_group(key="attack").unselect("fgsm").run()
+    at.button_group(key="metric").set_value("clean_acc").run()
+    shown = ranking(at)
     assert names(shown)[0] == "surgery_task_arithmetic"  # accuracy: higher first
     assert names(shown) == ranked_table(Store(db), SUITE_HASH, "transfer", "clean_acc").method.tolist()
 
@@ -131,8 +157,8 @@ def test_a_link_with_choices_opens_on_them(monkeypatch, db):
     at.query_params["metric"] = METRICS["transfer"]["asr_transfer"].label  # the URL holds what the reader sees
     at.run()
     at.switch_page("views/transfer.py").run()
-    assert at.multiselect(key="attack").value == ["fgsm"] and at.selectbox(key="metric").value == "asr_transfer"
-    assert names(at.dataframe[0].value)[0] == "regmean"
+    assert at.button_group(key="attack").value == ["fgsm"] and at.button_group(key="metric").value == "asr_transfer"
+    assert names(ranking(at))[0] == "regmean"
 
 
 def test_a_single_setting_gives_means_and_the_right_advice(monkeypatch, db):
@@ -145,7 +171,7 @@ def test_a_single_setting_gives_means_and_the_right_advice(monkeypatch, db):
     assert not at.exception and not at.error
     # one setting is still ranked (its test images are resampled), but no Friedman test runs across settings
     assert "The filters leave 1 setting" in texts(at) and "run the missing" not in texts(at)
-    assert len(at.dataframe[0].value) == len(PROFILE)
+    assert len(ranking(at)) == len(PROFILE)
 
 
 def test_backdoor_page_separates_variants_and_baselines(monkeypatch, db):
@@ -154,28 +180,30 @@ def test_backdoor_page_separates_variants_and_baselines(monkeypatch, db):
     assert labels == ["badmerging · off_task", "badmerging · on_task", "badnets · off_task", "badnets · on_task",
                       "all attack settings"]
     assert not any(BASELINE in label for label in labels)
-    first = at.dataframe[0].value
+    first = ranking(at)
     assert names(first)[0] == "weight_averaging" and "clean accuracy" in first.columns and "badge" in first.columns
-    assert sum("badge" in d.value.columns for d in at.dataframe) == 1  # only the open tab's ranking is sent
+    assert sum("badge" in d.columns for d in tables_md(at)) == 1  # only the open tab's ranking is sent
     at.session_state["attack"] = "all attack settings"
     at.run()
-    across = at.dataframe[0].value
-    assert set(across.settings) == {8}  # 2 attacks × 2 variants × 2 adversary tasks; no baseline
-    base = frame_with(at, "baseline")
-    assert set(base.baseline) == {BASELINE} and "rank" not in base.columns
+    across = ranking(at)
+    assert set(across.settings) == {"8"}  # 2 attacks × 2 variants × 2 adversary tasks; no baseline
+    base = next(d for d in tables_md(at) if d.columns[0] == "method" and len(d.columns) > 1
+                and all(c.startswith(f"{BASELINE} · ") for c in d.columns[1:]))  # baseline · variant: ASR
+    assert len(base) == len(PROFILE)
     defenses = frame_with(at, "ASR reduction")
-    assert set(defenses.defense) == {"ibvs", DEFENSE_SUBMISSION} and (defenses["ASR reduction"] > 0).all()
+    assert {LINK.fullmatch(d).group(1) for d in defenses.defense} == {"ibvs", DEFENSE_SUBMISSION}
+    assert (defenses["ASR reduction"].str.removesuffix(" pp").astype(float) > 0).all()
     assert BASELINE not in set(defenses.attack)
+    assert len(at.get("download_button")) == 1
 
 
 def test_tradeoff_page_reports_the_correlation_without_baselines(monkeypatch, db):
     at = open_app(monkeypatch, db, "tradeoff")
-    labels = [m.label for m in at.metric]
-    assert "Spearman ρ" in labels and "p-value" in labels
-    corr = at.dataframe[0].value
-    assert corr.test.tolist() == ["Spearman ρ", "Kendall τ-b"] and (corr.methods == len(PROFILE)).all()
-    at.selectbox(key="vulnerability").select("backdoor_asr").run()
-    assert not at.exception and at.dataframe[0].value.methods.iloc[0] == len(PROFILE)
+    assert "Spearman ρ = " in texts(at) and "95% CI" in texts(at)
+    corr = frame_with(at, "test")
+    assert corr.test.tolist() == ["Spearman ρ", "Kendall τ-b"] and (corr.methods == str(len(PROFILE))).all()
+    at.button_group(key="vulnerability").set_value("backdoor_asr").run()
+    assert not at.exception and frame_with(at, "test").methods.iloc[0] == str(len(PROFILE))
     assert "baselines excluded" in texts(at)
 
 
@@ -199,13 +227,19 @@ def test_method_page_standing_badge_and_head_to_head(monkeypatch, db):
     assert at.title[0].value == TOP
     assert any("built-in" in b for b in badges(at)) and not any("not reproduced" in b for b in badges(at))
     standing = frame_with(at, "ranking")
-    assert standing["rank"].iloc[0].split()[0] == "1" and standing["of"].iloc[0] == len(PROFILE)  # CI-aware
-    assert "unit_key" not in texts(at) and not any("unit_key" in d.value.columns for d in at.dataframe)
-    assert not at.json  # hyperparameters are a table, not JSON
+    assert standing["CI-aware rank"].iloc[0].split()[0] == "1" and standing["of"].iloc[0] == str(len(PROFILE))
+    assert not at.json and not at.dataframe  # hyperparameters are a table, not JSON; long grids wait for a click
+    assert "parameter" in frame_with(at, "parameter").columns
+    at.session_state["rows"] = True  # the per-setting rows, drawn once their expander is opened
+    at.run()
+    assert "unit_key" not in texts(at) and at.dataframe and not any("unit_key" in d.value.columns
+                                                                    for d in at.dataframe)
     at.selectbox(key="opponent").select("weight_averaging").run()
     assert not at.exception
     assert "Wilcoxon signed-rank test" in texts(at) and "differ significantly" in texts(at)
-    assert any(m.label == "Wilcoxon p" for m in at.metric)
+    assert "Wilcoxon W" in set(frame_with(at, "statistic").statistic)
+    at.session_state["h2h_mcnemar"] = True
+    at.run()
     mcnemar = at.dataframe[-1].value
     assert {"p", "p (Holm)"} <= set(mcnemar.columns) and len(mcnemar) == 24
     assert not (mcnemar["p"] == "0.0000").any()
@@ -288,13 +322,13 @@ def test_locked_database_shows_the_last_snapshot_on_every_page(monkeypatch, db, 
     copy = tmp_path / "busy.duckdb"
     shutil.copy(db, copy)
     at = open_app(monkeypatch, copy, "transfer")
-    before = names(at.dataframe[0].value)
+    before = names(ranking(at))
     holder = hold_lock(copy)
     try:
         os.utime(copy)  # the file changed, so every cached query is stale
         at.run()
         assert not at.exception, [e.value for e in at.exception]
-        assert names(at.dataframe[0].value) == before
+        assert names(ranking(at)) == before
         assert any("last snapshot" in i.value for i in at.info)
         for page in ("backdoor", "method", "tradeoff"):  # never read before the lock: the snapshot serves them
             at.switch_page(f"views/{page}.py").run()
@@ -318,7 +352,7 @@ def test_locked_before_any_read_says_so(monkeypatch, db, tmp_path):
 
 
 def test_downloads_record_their_filters():
-    from leaderboard.ui import csv_bytes
+    from leaderboard.downloads import csv_bytes
 
     df = pd.DataFrame({"method": ["a"], "mean": [0.1]})
     raw = csv_bytes(df, {"suite": "digits", "filters": "attack=fgsm"}).decode()
@@ -327,12 +361,37 @@ def test_downloads_record_their_filters():
 
 
 def test_downloads_are_csv_and_parquet():
-    from leaderboard.ui import parquet_bytes
+    from leaderboard.downloads import parquet_bytes
 
     df = pd.DataFrame({"method": ["a", "b"], "mean": [0.1, 0.2], "CI95": [[0.0, 0.2], [0.1, 0.3]],
                        "meta": [{"k": 1}, None]})
     back = pd.read_parquet(io.BytesIO(parquet_bytes(df)))
     assert back["mean"].tolist() == [0.1, 0.2] and back.method.tolist() == ["a", "b"]
+
+
+def test_a_page_download_is_one_zip_of_its_tables_with_their_filters(monkeypatch, db):
+    """The transfer page offers one button; its zip holds each table shown (full precision, CSV and Parquet)
+    and a manifest with the suite, the URL's choices and each table's filters."""
+    from leaderboard.downloads import zip_bytes
+
+    monkeypatch.setenv("MERGESEC_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["attack"] = "fgsm"
+    at.run()
+    at.switch_page("views/transfer.py").run()
+    assert len(at.get("download_button")) == 1
+    got = at.session_state["_downloads"]
+    assert got["page"] == "transfer" and set(got["tables"]) >= {"transfer_ranking_relative_asr"}
+    assert got["about"]["suite_hash"] == SUITE_HASH and got["about"]["page"] == "transfer"
+    with zipfile.ZipFile(io.BytesIO(zip_bytes(got["tables"], got["about"]))) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        ranking_csv = pd.read_csv(io.BytesIO(zf.read("transfer_ranking_relative_asr.csv")), comment="#")
+        ranking_pq = pd.read_parquet(io.BytesIO(zf.read("transfer_ranking_relative_asr.parquet")))
+        assert zf.read("transfer_ranking_relative_asr.csv").startswith(b"# source: mergesec leaderboard\n")
+    table = manifest["tables"]["transfer_ranking_relative_asr"]
+    assert manifest["url_choices"]["attack"] == "fgsm" and table["filters"] == "attack=fgsm"
+    assert table["rows"] == len(ranking_csv) == len(PROFILE) and names(ranking(at)) == ranking_csv.method.tolist()
+    assert ranking_pq["mean"].tolist() == pytest.approx(ranking_csv["mean"].tolist())  # full precision
 
 
 def test_server_command_listens_on_loopback_and_hides_error_details():

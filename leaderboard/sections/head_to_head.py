@@ -42,22 +42,17 @@ def section(ctx: ui.Context, method: str, names: list[str], attack_names: list[s
         return
     s = summary.iloc[0]
     better = "lower" if not spec.higher_is_better else "higher"
-    with st.container(horizontal=True):
-        st.metric(f"{method} better ({better}) in", f"{s.a_better} of {int(s.n_settings)} settings", border=True)
-        st.metric(f"Mean difference ({method} − {other})", tables.fmt_pp(s.mean_diff, spec.percent), border=True,
-                  help=f"95% CI [{tables.fmt_pp(s.diff_ci_low, spec.percent)}, "
-                       f"{tables.fmt_pp(s.diff_ci_high, spec.percent)}]")
-        st.metric("Wilcoxon p", tables.fmt_p(s.p_val), border=True,
-                  help=f"signed-rank test across settings; W = {s.W_val:.1f}, rank-biserial r = {s.RBC:+.2f}")
     st.markdown(f"**Wilcoxon signed-rank test** across {int(s.n_settings)} settings: "
                 + ("the two methods differ significantly" if s.p_val < 0.05 else "no significant difference")
-                + f" ({tables.p_text(s.p_val)}, α = 0.05).")
-    ui.table(summary, f"{method}_vs_{other}_{metric}_wilcoxon", tables.head_to_head_display(summary, spec), about,
-             width=720)
+                + f" ({tables.p_text(s.p_val)}, α = 0.05). {method} is better ({better}) in {s.a_better} of "
+                f"{int(s.n_settings)} settings; mean difference {tables.fmt_pp(s.mean_diff, spec.percent)}.")
+    shown = tables.head_to_head_display(summary, spec)
+    ui.table(summary, f"{method}_vs_{other}_{metric}_wilcoxon",
+             shown.assign(statistic=shown.statistic.map(ui.md_escape)), about)
     box = st.expander("Per-setting values", key="h2h_settings", on_change="rerun")
     if box.open:  # drawn when opened
         with box:
-            ui.table(per_setting, f"{method}_vs_{other}_{metric}_settings", standing.readable(per_setting), about)
+            ui.grid(per_setting, f"{method}_vs_{other}_{metric}_settings", standing.readable(per_setting), about)
     if spec.source == "merge_eval" or metric != spec.name or (track == "backdoor" and metric != "backdoor_asr"):
         st.caption("McNemar tests need per-example outcomes: transfer and backdoor ASR only.")
         return
@@ -74,4 +69,7 @@ def section(ctx: ui.Context, method: str, names: list[str], attack_names: list[s
         shown[col] = shown[col].map(tables.fmt_p)
     st.caption(f"{int((mc.p_corr < 0.05).sum())} of {len(mc)} settings differ significantly. "
                f"“only {method}”: examples where only {method}'s outcome is true.")
-    ui.table(mc, f"{method}_vs_{other}_mcnemar", shown, about, height=min(400, 38 + 35 * len(mc)))
+    box = st.expander(f"McNemar tests of the {len(mc)} settings", key="h2h_mcnemar", on_change="rerun")
+    if box.open:  # drawn when opened
+        with box:
+            ui.grid(mc, f"{method}_vs_{other}_mcnemar", shown, about, height=min(400, 38 + 35 * len(mc)))

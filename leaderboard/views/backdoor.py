@@ -7,15 +7,14 @@ attacks; on-task and off-task variants are ranked separately. Every choice lives
 import pandas as pd
 import streamlit as st
 
-from analysis.ranking_view import metric_spec
 from analysis.stats import StatisticsError
 from leaderboard import data, tables, ui
 
 TRACK = "backdoor"
 ctx = ui.context()
-st.title("Backdoors")
-st.caption("One contributor's fine-tuned model carries a backdoor. Backdoor ASR: share of triggered test images "
-           "(true class ≠ target) that the merged model puts in the target class; lower is better.")
+ui.page("Backdoors", "backdoor", "One contributor's fine-tuned model carries a backdoor. Backdoor ASR: share of "
+        "triggered test images (true class ≠ target) that the merged model puts in the target class; lower is "
+        "better.")
 
 rows = data.backdoor_rows(ctx.db, ctx.suite_hash)
 if rows.empty:
@@ -25,21 +24,17 @@ rows = rows.assign(baseline=tables.is_baseline(rows))
 attacks_rows, base_rows = rows[~rows.baseline], rows[rows.baseline]
 
 defenses = sorted(rows.defense.unique(), key=lambda d: (d != tables.NO_DEFENSE, d))
-defense = st.selectbox("Defense applied", defenses, key="defense", bind="query-params",
-                       help=f"`{tables.NO_DEFENSE}`: the merged model as is")
-BARS = {"backdoor ASR": ui.value_column("backdoor ASR", True, lo=0, hi=1),
-        "clean accuracy": ui.value_column("clean accuracy", True, lo=0, hi=1),
-        "untriggered floor": ui.value_column("untriggered floor", True, lo=0, hi=1,
-                                             help="ASR of the same images without the trigger"),
-        "ASR − floor": st.column_config.NumberColumn("ASR − floor", format="%+.1f pp",
-                                                     help="what the trigger adds, in percentage points")}
+defense = st.segmented_control("Defense applied", defenses, key="defense", bind="query-params", required=True,
+                               default=defenses[0], help=f"`{tables.NO_DEFENSE}`: the merged model as is")
+PCT = lambda v: tables.fmt_value(v, True)  # noqa: E731
 
 
 def floors(sub: pd.DataFrame, order: list[str]) -> dict[str, list]:
+    """The untriggered floor and what the trigger adds (ASR − floor, pp) per method, where stored."""
     f = tables.floor_columns(sub, order)
     if f.empty or "asr_floor" not in f.columns:
         return {}
-    return {"untriggered floor": f.asr_floor.to_list(), "ASR − floor": (100 * f.excess).to_list()}
+    return {"untriggered floor": [PCT(v) for v in f.asr_floor], "ASR − floor": [tables.fmt_pp(v) for v in f.excess]}
 
 
 def attack_table(attack_names: list[str], variant: str | None, name: str) -> None:
@@ -58,18 +53,16 @@ def attack_table(attack_names: list[str], variant: str | None, name: str) -> Non
         n, complete = len(settings), int((settings == sub.method.nunique()).sum())
         st.caption("Means without intervals or tests: a ranking needs at least 2 settings every method has, and "
                    + (f"this attack has {n} in this suite." if complete == n else f"{e}."))
-        shown = means.rename(columns={"backdoor_asr": "backdoor ASR", "clean_acc": "clean accuracy"})
-        shown = shown.assign(**floors(sub, means.method.tolist()))
-        ui.table(means, f"backdoor_{name}_{defense}", shown, about, key=f"backdoor_table_{name}",
-                 height=ui.fit_height(len(means)), column_config=BARS)
+        shown = pd.DataFrame({"method": means.method, "backdoor ASR": means.backdoor_asr.map(PCT),
+                              "clean accuracy": means.clean_acc.map(PCT), **floors(sub, means.method.tolist())})
+        ui.table(means, f"backdoor_{name}_{defense}", shown, about)
         return
     ui.significance_note(asr, True)
     acc = acc.set_index("method").reindex(asr.method)
-    spec = metric_spec("backdoor", "backdoor_asr")
     shown = tables.ranking_display(asr, True, ctx.suite_hash, data.method_table(ctx.db),
                                    data.badges(ctx.db, ctx.suite_hash))
     shown = shown.rename(columns={"mean": "backdoor ASR", "95% CI": "ASR 95% CI"})
-    extra = {"clean accuracy": acc["mean"].to_list(),
+    extra = {"clean accuracy": acc["mean"].map(PCT).to_list(),
              "accuracy 95% CI": [tables.fmt_ci(lo, hi, True) for lo, hi in zip(acc.ci_low, acc.ci_high,
                                                                                 strict=True)],
              **floors(sub, asr.method.tolist())}
@@ -79,12 +72,9 @@ def attack_table(attack_names: list[str], variant: str | None, name: str) -> Non
     st.markdown("Least backdoored (rank 1): " + ", ".join(f"**{m}**" for m in best)
                 + f" · mean ASR {tables.fmt_value(asr['mean'].iat[0], True)} "
                   f"{tables.fmt_ci(asr.ci_low.iat[0], asr.ci_high.iat[0], True)}")
-    columns = {**ui.ranking_columns(spec, asr), **BARS}
-    columns.pop("mean", None)
     full = asr.drop(columns=["top_group"], errors="ignore").merge(
         acc[["mean", "ci_low", "ci_high"]].add_prefix("clean_acc_").reset_index(), on="method")
-    ui.table(full, f"backdoor_{name}_{defense}", shown, about, key=f"backdoor_table_{name}",
-             height=ui.fit_height(len(full)), column_config=columns)
+    ui.table(full, f"backdoor_{name}_{defense}", shown, about, right=("rank", "settings"))
 
 
 st.subheader("Merging methods under each attack")
@@ -105,44 +95,31 @@ else:
             else:
                 a, v = combos.iloc[labels.index(label)]
                 attack_table([a], v, f"{a}_{v}")
+    st.caption(ui.RANK_HELP)
 
 st.subheader("Baselines: the trigger without an attack")
 if base_rows.empty:
     st.caption("No baseline rows stored (a merge of honest models with the trigger applied at test time).")
 else:
-    st.caption("The trigger applied to a merge of honest models: the ASR an attack has to beat. Shown per "
-               "method, never ranked and never averaged into the attacks.")
+    st.caption("The trigger applied to a merge of honest models: the ASR an attack has to beat. Backdoor ASR "
+               "per method (rows) and baseline · variant (columns); never ranked and never averaged into the "
+               "attacks.")
     sub = base_rows[base_rows.defense == defense]
     means = sub.groupby(["attack", "variant", "method"], as_index=False)[["backdoor_asr", "clean_acc"]].mean()
-    shown = means.rename(columns={"attack": "baseline", "backdoor_asr": "backdoor ASR",
-                                  "clean_acc": "clean accuracy"})
-    ui.table(means, f"backdoor_baselines_{defense}", shown, ui.about(page="backdoor", table="baselines",
-                                                                     defense=defense),
-             key="baseline_table", height=ui.fit_height(len(means), cap=12), column_config=BARS)
+    wide = means.assign(baseline=means.attack + " · " + means.variant).pivot(
+        index="method", columns="baseline", values="backdoor_asr")
+    shown = wide.map(PCT).reset_index()
+    ui.table(means, f"backdoor_baselines_{defense}", shown,
+             ui.about(page="backdoor", table="baselines", defense=defense))
 
 st.subheader("Defenses")
 effects = data.defense_effects(ctx.db, ctx.suite_hash)
 if effects.empty:
     st.info(f"No defense results to compare with `{tables.NO_DEFENSE}` yet.")
 else:
-    shown = pd.DataFrame({
-        "attack": effects.attack, "defense": effects.defense,
-        "ASR reduction": 100 * effects.asr_reduction,
-        "ASR reduction 95% CI": [f"[{tables.fmt_pp(lo)}, {tables.fmt_pp(hi)}]" for lo, hi in
-                                 zip(effects.asr_reduction_ci_low, effects.asr_reduction_ci_high, strict=True)],
-        "accuracy cost": 100 * effects.acc_cost,
-        "accuracy cost 95% CI": [f"[{tables.fmt_pp(lo)}, {tables.fmt_pp(hi)}]" for lo, hi in
-                                 zip(effects.acc_cost_ci_low, effects.acc_cost_ci_high, strict=True)],
-        "pairs": effects.n_pairs,
-    })
-    ui.table(effects, "backdoor_defenses", shown, ui.about(page="backdoor", table="defenses"), key="defense_table",
-             column_config={
-                 "ASR reduction": st.column_config.NumberColumn(format="%+.1f pp", help="ASR without − with the "
-                                                                "defense, percentage points (> 0: it helps)"),
-                 "accuracy cost": st.column_config.NumberColumn(format="%+.1f pp", help="accuracy without − "
-                                                                "with, percentage points (> 0: it costs)"),
-                 "defense": st.column_config.TextColumn("defense"),
-             })
-    st.caption("Paired with the undefended merge of the same method, variant, tasks and seed; "
-               "percentile bootstrap 95% CIs over the pairs. A CI above zero: the defense reliably "
-               "lowers the ASR (or costs accuracy). Each defense has a page: `method?method=<defense>`.")
+    shown = tables.effects_display(effects, ctx.suite_hash)
+    ui.table(effects, "backdoor_defenses", shown, ui.about(page="backdoor", table="defenses"), right=("pairs",))
+    st.caption("ASR reduction: ASR without − with the defense (> 0: it helps); accuracy cost: clean accuracy "
+               "without − with (> 0: it costs); percentage points, paired with the undefended merge of the same "
+               "method, variant, tasks and seed, with percentile bootstrap 95% CIs over the pairs. A CI above "
+               "zero: the defense reliably lowers the ASR (or costs accuracy). Click a defense for its page.")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from analysis.ranking_view import metric_spec
 from analysis.stats import StatisticsError
-from leaderboard import data, standing, tables, ui
+from leaderboard import data, downloads, markdown, standing, tables, ui
 from leaderboard.sections import defense_page, head_to_head
 
 ctx = ui.context()
@@ -42,17 +42,16 @@ meta = data.method_table(ctx.db)
 meta = meta[(meta.name == method) & (meta.kind == ("defense" if is_defense[method] else "merge"))]
 meta = meta.iloc[0].to_dict() if len(meta) else {}
 badge = data.badges(ctx.db, ctx.suite_hash).get(method, "unregistered")
-head.title(method)
-BADGE_STYLE = {"built-in": ("blue", ":material/deployed_code:"), "reproduced": ("green", ":material/verified:")}
-color, icon = BADGE_STYLE.get(badge, ("red", ":material/error:") if badge.startswith("reproduction")
-                              else ("gray", ":material/hourglass_empty:"))
-with st.container(horizontal=True, gap="small"):
-    st.badge(badge, icon=icon, color=color)
-    st.badge("defense" if is_defense[method] else "merging method", color="violet")
-    if meta and meta.get("source", "").startswith("submission:"):
-        st.badge("submission", color="orange")
-    for need in json.loads(meta.get("needs") or "[]") if meta else []:
-        st.badge(f"needs {ui.md_escape(need)}", color="orange")
+with head:
+    ui.page(method, "method")
+ICONS = {"built-in": ":material/deployed_code:", "reproduced": ":material/verified:"}
+icon = ICONS.get(badge, ":material/error:" if badge.startswith("reproduction") else ":material/hourglass_empty:")
+tags = [markdown.badge(badge).replace("[", f"[{icon} ", 1),
+        f":violet-badge[{'defense' if is_defense[method] else 'merging method'}]"]
+if meta and meta.get("source", "").startswith("submission:"):
+    tags.append(":orange-badge[submission]")
+tags += [f":orange-badge[needs {ui.md_escape(need)}]" for need in json.loads(meta.get("needs") or "[]")] if meta else []
+st.markdown(" ".join(tags))
 
 # -- standing ---------------------------------------------------------------------------------------------
 attack_names = data.backdoor_attack_names(ctx.db, ctx.suite_hash)
@@ -73,63 +72,67 @@ for label, track, metric, flt in rankings:
 if not is_defense[method]:
     st.subheader("Standing")
     if rows:
-        ui.table(pd.DataFrame(rows), f"{method}_standing", about_=ui.about(page="method", method=method),
-                 width=760, column_config={"rank": st.column_config.TextColumn(
-                     "CI-aware rank", help="1 + the number of methods significantly better; ties share")})
+        frame = pd.DataFrame(rows)
+        ui.table(frame, f"{method}_standing", frame.rename(columns={"rank": "CI-aware rank"}),
+                 ui.about(page="method", method=method), right=("of",))
+        st.caption("CI-aware rank: 1 + the number of methods significantly better (paired tests); methods the "
+                   "data cannot tell apart share a rank.")
     else:
         st.caption("Not enough results for a ranking yet.")
 
-left, right = st.columns(2, gap="large")
-with left:
-    st.subheader("About")
-    if meta:
-        paper_url, code = tables.paper_url(meta.get("paper")), meta.get("code_url") or ""
-        st.markdown(
-            f"**Paper:** {ui.md_escape(meta.get('paper') or '–')}"
-            + (f" · [open]({paper_url})" if paper_url else "") + "  \n"
-            "**Code:** " + (f"[{ui.md_escape(code)}]({code})" if code.startswith("http") else "–") + "  \n"
-            f"**Authors:** {ui.md_escape(meta.get('authors') or '–')}  \n"
-            f"**Code hash:** `{meta.get('code_hash') or '–'}` · registered {meta['updated_at']:%Y-%m-%d}")
-    else:
-        st.markdown("No metadata registered for this name.")
-    st.markdown("**Hyperparameters**")
-    ran = [] if is_defense[method] else data.method_hparams(ctx.db, ctx.suite_hash, method)
-    hp = standing.hparam_table(ran, meta.get("hparams") if meta else None)
-    if hp.empty:
-        st.caption("none")
-    else:
-        st.dataframe(hp, hide_index=True, width="stretch")
-with right:
-    st.subheader("Provenance")
-    runs = data.method_runs(ctx.db, ctx.suite_hash, method, is_defense[method])
-    shown = runs.assign(hardware=runs.hardware.map(ui.hardware_text), git_commit=runs.git_commit.str[:10])[
-        ["started_at", "git_commit", "mergesec_version", "hardware", "command", "units"]]
-    ui.table(runs, f"{method}_runs", shown, ui.about(page="method", method=method), column_config={
-        "started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
-        "git_commit": "commit", "mergesec_version": "version", "command": "command (reproduces it)"})
-    repro = data.reproductions(ctx.db, ctx.suite_hash, method)
-    if not repro.empty:
-        st.markdown("**Reproductions** (`mergesec reproduce`)")
-        ui.table(repro, f"{method}_reproductions", repro[["checked_at", "verdict", "max_abs_diff", "n_compared",
-                                                          "code_hash"]],
-                 column_config={"checked_at": st.column_config.DatetimeColumn("checked", format="YYYY-MM-DD"),
-                                "max_abs_diff": "largest difference", "n_compared": "numbers compared"})
+st.subheader("About")
+if meta:
+    paper_url, code = tables.paper_url(meta.get("paper")), meta.get("code_url") or ""
+    about = (
+        f"**Paper:** {ui.md_escape(meta.get('paper') or '–')}"
+        + (f" · [open]({paper_url})" if paper_url else "") + "  \n"
+        "**Code:** " + (f"[{ui.md_escape(code)}]({code})" if code.startswith("http") else "–") + "  \n"
+        f"**Authors:** {ui.md_escape(meta.get('authors') or '–')}  \n"
+        f"**Code hash:** `{meta.get('code_hash') or '–'}` · registered {meta['updated_at']:%Y-%m-%d}")
+else:
+    about = "No metadata registered for this name."
+ran = [] if is_defense[method] else data.method_hparams(ctx.db, ctx.suite_hash, method)
+hp = standing.hparam_table(ran, meta.get("hparams") if meta else None)
+st.markdown(about + "\n\n**Hyperparameters**" + (": none" if hp.empty else "\n\n" + markdown.table(
+    hp.assign(**{c: hp[c].map(ui.md_escape) for c in hp.columns}))))
+if not hp.empty:
+    downloads.offer(hp, f"{method}_hyperparameters", ui.about(page="method", method=method))
+st.subheader("Provenance")
+runs = data.method_runs(ctx.db, ctx.suite_hash, method, is_defense[method])
+shown = runs.assign(hardware=runs.hardware.map(ui.hardware_text), git_commit=runs.git_commit.str[:10])[
+    ["started_at", "git_commit", "mergesec_version", "hardware", "command", "units"]]
+shown = shown.assign(started_at=shown.started_at.map(lambda t: f"{t:%Y-%m-%d %H:%M}"),
+                     command=shown.command.map(markdown.code))
+ui.table(runs, f"{method}_runs", shown.rename(columns={
+    "started_at": "started (UTC)", "git_commit": "commit", "mergesec_version": "version",
+    "command": "command (reproduces it)"}), ui.about(page="method", method=method), right=("units",))
+repro = data.reproductions(ctx.db, ctx.suite_hash, method)
+if not repro.empty:
+    st.markdown("**Reproductions** (`mergesec reproduce`)")
+    shown = repro[["checked_at", "verdict", "max_abs_diff", "n_compared", "code_hash"]]
+    ui.table(repro, f"{method}_reproductions", shown.assign(checked_at=shown.checked_at.map(
+        lambda t: f"{t:%Y-%m-%d}")).rename(columns={"checked_at": "checked", "max_abs_diff": "largest difference",
+                                                    "n_compared": "numbers compared"}),
+             ui.about(page="method", method=method), right=("largest difference", "numbers compared"))
 
 if is_defense[method]:
     defense_page.effects(ctx, method)
     st.stop()
 
-st.subheader("Per-setting results")
-views = {"Transfer": "transfer_metrics", "Clean accuracy": "merge_eval", "Backdoor": "backdoor_metrics"}
-for tab, view in zip(st.tabs(list(views), key="results", bind="query-params"), views.values(), strict=True):
-    if tab.open is False:  # only the open tab is read and sent
-        continue
-    with tab:
-        got = data.method_rows(ctx.db, ctx.suite_hash, view, method)
-        if got.empty:
-            st.caption("No results.")
-        else:
-            ui.table(got, f"{method}_{view}", standing.readable(got), ui.about(page="method", method=method),
-                     height=min(400, 38 + 35 * len(got)))
+box = st.expander("Per-setting results (every stored row of this method)", key="rows", on_change="rerun",
+                  bind="query-params", icon=":material/table_rows:")
+if box.open:  # read and drawn when opened: long grids cost a new visitor's browser the most
+    views = {"Transfer": "transfer_metrics", "Clean accuracy": "merge_eval", "Backdoor": "backdoor_metrics"}
+    with box:
+        for tab, view in zip(st.tabs(list(views), key="results", bind="query-params"), views.values(), strict=True):
+            if tab.open is False:  # only the open tab is read and sent
+                continue
+            with tab:
+                got = data.method_rows(ctx.db, ctx.suite_hash, view, method)
+                if got.empty:
+                    st.caption("No results.")
+                else:
+                    ui.grid(got, f"{method}_{view}", standing.readable(got), ui.about(page="method", method=method),
+                            height=min(400, 38 + 35 * len(got)))
 
 head_to_head.section(ctx, method, merge_names, attack_names)

@@ -7,10 +7,10 @@ import streamlit as st
 from analysis.ranking_view import metric_spec
 from analysis.stats import StatisticsError
 from benchmark.errors import MergesecError
-from leaderboard import claims, data, export, tables, ui
+from leaderboard import claims, data, export, markdown, tables, ui
 
 ctx = ui.context()
-st.title("mergesec leaderboard")
+ui.page("mergesec leaderboard", "overview")
 st.markdown(
     "How safe is a **merged model**? mergesec merges fine-tuned models with every registered merging method "
     "and measures what an attacker can do to the result, with confidence intervals and significance tests "
@@ -66,30 +66,25 @@ if verdicts is None and st.toggle("Check the claims now (tens of seconds)", key=
     except MergesecError as e:
         st.info(f"The claims could not be checked on this database: {e}")
 if verdicts is not None:
-    ui.table(verdicts, "claims", verdicts[["claim", "verdict"]], ui.about(page="overview", table="claims"),
-             width="stretch", column_config={"claim": st.column_config.TextColumn("claim", width="large")})
+    ui.table(verdicts, "claims", verdicts[["claim", "verdict"]].map(ui.md_escape),
+             ui.about(page="overview", table="claims"))
     with st.expander(f"How each claim was tested ({source})"):
-        for r in verdicts.itertuples():
-            st.markdown(f"**{ui.md_escape(r.claim)}** — *{ui.md_escape(r.verdict)}*. {ui.md_escape(r.result)}")
+        st.markdown("\n\n".join(f"**{ui.md_escape(r.claim)}** — *{ui.md_escape(r.verdict)}*. "
+                                 f"{ui.md_escape(r.result)}" for r in verdicts.itertuples()))
 elif not found:
     st.caption("No stored findings for this suite beside the database; `mergesec analyze` writes them.")
 
-with st.container(horizontal=True):
-    st.metric("Merging methods", int(c["methods"]), border=True)
-    st.metric("Transfer settings", int(c["transfer_settings"]), border=True,
-              help="task × attack × surrogate × budget combinations")
-    st.metric("Backdoor settings", int(c["backdoor_settings"]), border=True,
-              help="attack × variant × defense × task combinations")
-    n_examples = int(c["merge_examples"] + c["transfer_examples"] + c["backdoor_examples"])
-    st.metric("Evaluated examples", f"{n_examples:,}", border=True,
-              help="clean test predictions + attacked examples + triggered examples")
-    st.metric("Last update", f"{pd.Timestamp(c['last_update']):%Y-%m-%d %H:%M}", border=True,
-              help="when the newest unit of work finished (UTC)")
+n_examples = int(c["merge_examples"] + c["transfer_examples"] + c["backdoor_examples"])
+st.markdown(f"#### {int(c['methods'])} merging methods · {int(c['transfer_settings'])} transfer settings · "
+            f"{int(c['backdoor_settings'])} backdoor settings · {n_examples:,} evaluated examples\n"
+            "Transfer settings: task × attack × surrogate × budget; backdoor settings: attack × variant × defense "
+            "× task; examples: clean test predictions + attacked + triggered examples. Last update "
+            f"{pd.Timestamp(c['last_update']):%Y-%m-%d %H:%M} UTC.")
 
 left, right = st.columns([3, 2], gap="large")
 with left:
-    st.subheader("What the benchmark measures")
     st.markdown(
+        "### What the benchmark measures\n\n"
         "- **Transfer attacks** ([*Merge Now, Regret Later*](https://arxiv.org/abs/2509.23689), Gangwal & "
         "Sharma 2025). An attacker crafts adversarial examples on a surrogate (a fine-tuned or the pretrained "
         "model) and sends them to the merged model. Metrics: transfer ASR, **relative transfer ASR** (transfer "
@@ -99,9 +94,7 @@ with left:
         "Vectors*, Pawlak et al. 2025). One contributor uploads a backdoored model: how often does the trigger "
         "still work after merging (backdoor ASR, beside the no-attack baseline), what is left of clean "
         "accuracy, and how much do defenses help?\n"
-        "- **Accuracy vs security.** Is a more accurate merging method also a more vulnerable one?"
-    )
-    st.markdown(
+        "- **Accuracy vs security.** Is a more accurate merging method also a more vulnerable one?\n\n"
         "**How to read the rankings.** Each method's mean over the settings, with a paired bootstrap 95% CI. "
         "The **CI-aware rank** is 1 + the number of methods significantly better (paired tests); methods the "
         "data cannot tell apart share a rank, and the page says when the settings are too few to separate "
@@ -115,29 +108,32 @@ with left:
         st.download_button("All tables (Parquet + data dictionary, zip)", lambda: export.parquet_zip(ctx.db),
                            "mergesec_parquet.zip", "application/zip", key="dl_parquet", on_click="ignore",
                            icon=":material/folder_zip:")
-    st.caption("Every table has its own CSV / Parquet buttons; each file records the suite and filters it was "
-               "taken under (CSV: `# key: value` lines, read with `pandas.read_csv(f, comment='#')`).")
+    st.caption("Each page's tables: the download button under its title (a zip of CSV and Parquet files and a "
+               "manifest of the suite and filters they were taken under).")
 with right:
     st.subheader("Suites")
     suites = data.suites(ctx.db)
     shown = suites.rename(columns={"suite_hash": "hash", "last_update": "last update"})
-    ui.table(suites, "suites", shown[["suite", "version", "hash", "last update"]],
-             column_config={"last update": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+    shown = shown[["suite", "version", "hash", "last update"]]
+    when = shown["last update"].map(lambda t: f"{t:%Y-%m-%d %H:%M}")
+    ui.table(suites, "suites", shown.assign(hash=shown.hash.map(markdown.code), **{"last update": when}))
     spec = data.suite_spec(ctx.db, ctx.suite_hash)
     if spec:
         box = st.expander(f"Suite spec of `{ctx.suite_hash}`", key="suite_spec", on_change="rerun")
         if box.open:  # drawn when opened: the JSON viewer is a large script for the browser to load
             box.json(spec, expanded=1)
-    st.subheader("Runs")
-    runs = data.runs(ctx.db, ctx.suite_hash)
-    if (runs.status == "running").any():
-        st.info("A run is in progress; pages show the results committed so far.", icon=":material/sync:")
-    ui.table(runs, "runs", runs[["started_at", "status", "units_run", "git_commit", "command"]],
-             column_config={"started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
-                            "units_run": "units", "git_commit": "commit"})
+st.subheader("Runs")
+runs = data.runs(ctx.db, ctx.suite_hash)
+if (runs.status == "running").any():
+    st.info("A run is in progress; pages show the results committed so far.", icon=":material/sync:")
+shown = runs[["started_at", "status", "units_run", "git_commit", "command"]]
+shown = shown.assign(started_at=shown.started_at.map(lambda t: f"{t:%Y-%m-%d %H:%M}"),
+                     git_commit=shown.git_commit.str[:10], command=shown.command.map(markdown.code))
+ui.table(runs, "runs", shown.rename(columns={"started_at": "started (UTC)", "units_run": "units",
+                                             "git_commit": "commit"}), right=("units",))
 
-st.subheader("Submit a method")
 st.markdown(
+    "### Submit a method\n\n"
     "1. Put the method in `submissions/<name>/`: a `submission.toml` (name, paper, code, authors, "
     "hyperparameters, tracks) and the code its `entry_point` names; guide: `submissions/README.md`.\n"
     "2. `mergesec validate submissions/<name>` checks it in seconds on tiny models.\n"

@@ -5,12 +5,11 @@ import streamlit as st
 
 from analysis.ranking_view import metric_spec
 from analysis.stats import StatisticsError, correlation
-from leaderboard import data, plots, tables, ui
+from leaderboard import data, downloads, markdown, plots, tables, ui
 
 ctx = ui.context()
-st.title("Accuracy vs security")
-st.caption("Does a merging method buy accuracy with vulnerability? One point per method: its mean over all "
-           "settings of the suite.")
+ui.page("Accuracy vs security", "tradeoff", "Does a merging method buy accuracy with vulnerability? One point "
+        "per method: its mean over all settings of the suite.")
 
 VULN = {"relative_asr": ("transfer", "relative_asr"), "asr_transfer": ("transfer", "asr_transfer"),
         "aasr": ("transfer", "aasr"), "backdoor_asr": ("backdoor", "backdoor_asr")}
@@ -20,11 +19,11 @@ VULN = {k: v for k, v in VULN.items() if c["transfer_rows" if v[0] == "transfer"
 if not VULN or not c["merge_examples"]:
     st.info("Needs clean accuracy (merge track) and transfer or backdoor results: `mergesec run`.")
     st.stop()
-c1, c2 = st.columns(2)
-vuln = c1.selectbox("Vulnerability", list(VULN), key="vulnerability", bind="query-params",
-                    format_func=lambda k: metric_spec(*VULN[k]).label)
-acc = c2.selectbox("Accuracy", list(ACC), key="accuracy", bind="query-params",
-                   format_func=lambda k: metric_spec("merge", k).label)
+with st.container(horizontal=True, gap="large"):  # side by side where they fit, else one under the other
+    vuln = st.segmented_control("Vulnerability", list(VULN), key="vulnerability", bind="query-params", required=True,
+                                default=next(iter(VULN)), format_func=lambda k: metric_spec(*VULN[k]).label)
+    acc = st.segmented_control("Accuracy", list(ACC), key="accuracy", bind="query-params", required=True,
+                               default=next(iter(ACC)), format_func=lambda k: metric_spec("merge", k).label)
 v_spec, a_spec = metric_spec(*VULN[vuln]), metric_spec("merge", acc)
 
 # backdoor: attacks only (the no-attack baselines are not a vulnerability), merged models without a defense
@@ -47,21 +46,19 @@ except (StatisticsError, ValueError) as e:
 
 if corr is not None:
     sp = corr.set_index("test").loc["spearman"]
-    with st.container(horizontal=True):
-        st.metric("Spearman ρ", f"{sp.r:+.2f}", border=True, help=f"95% CI [{sp.CI95[0]:+.2f}, {sp.CI95[1]:+.2f}]")
-        st.metric("p-value", tables.fmt_p(sp.p_val), border=True, help="two-sided; H0: no monotone association")
-        st.metric("Methods", int(sp.n), border=True)
     st.markdown(f"Across {int(sp.n)} methods, more accurate methods are {'more' if sp.r > 0 else 'less'} "
-                f"vulnerable (Spearman ρ = {sp.r:+.2f}, {tables.p_text(sp.p_val)}); "
+                f"vulnerable (Spearman ρ = {sp.r:+.2f}, 95% CI [{sp.CI95[0]:+.2f}, {sp.CI95[1]:+.2f}], "
+                f"{tables.p_text(sp.p_val)}); "
                 + ("significant at α = 0.05." if sp.p_val < 0.05 else "not significant at α = 0.05."))
-st.vega_lite_chart(spec=plots.scatter_spec(frame, acc, vuln, a_spec.label, v_spec.label), width="stretch")
-ui.downloads(frame, f"tradeoff_{acc}_{vuln}", about)
+png = plots.scatter_png(frame, acc, vuln, a_spec.label, v_spec.label)
+st.markdown(markdown.png_markdown(png, f"{a_spec.label} against {v_spec.label}, one point per method"))
+downloads.offer(frame, f"tradeoff_{acc}_{vuln}", about)
 if corr is not None:
     shown = pd.DataFrame({"test": corr.test.map({"spearman": "Spearman ρ", "kendall": "Kendall τ-b"}),
                           "methods": corr.n, "coefficient": corr.r.map(lambda r: f"{r:+.3f}"),
                           "95% CI": corr.CI95.map(lambda ci: f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"),
                           "p (two-sided)": corr.p_val.map(tables.fmt_p)})
-    ui.table(corr, "tradeoff_correlation", shown, about, width=640)
+    ui.table(corr, "tradeoff_correlation", shown, about, right=("methods", "coefficient", "p (two-sided)"))
 st.caption("Means per method; " + ("backdoor attacks without a defense (no-attack baselines excluded). "
                                     if VULN[vuln][0] == "backdoor" else "")
            + "Spearman's ρ and Kendall's τ-b (pingouin) with 95% CIs.")

@@ -6,25 +6,25 @@ import streamlit as st
 
 from analysis.ranking_view import FILTERS, METRICS, metric_spec
 from analysis.stats import StatisticsError
-from leaderboard import data, plots, tables, ui
+from leaderboard import data, downloads, markdown, plots, tables, ui
 
 TRACK = "transfer"
 ctx = ui.context()
-st.title("Transfer attacks")
-st.caption("Adversarial examples crafted on a surrogate model, sent to the merged model. "
-           "Lower attack success = less vulnerable; higher accuracy = better.")
+ui.page("Transfer attacks", "transfer", "Adversarial examples crafted on a surrogate model, sent to the merged "
+        "model. Lower attack success = less vulnerable; higher accuracy = better.")
 
-metric = st.selectbox("Rank by", list(METRICS[TRACK]), key="metric", bind="query-params",
-                      format_func=lambda m: METRICS[TRACK][m].label)
+metric = st.segmented_control("Rank by", list(METRICS[TRACK]), key="metric", bind="query-params", required=True,
+                              default=next(iter(METRICS[TRACK])), format_func=lambda m: METRICS[TRACK][m].label)
 spec = metric_spec(TRACK, metric)
 values = data.filter_values(ctx.db, ctx.suite_hash, TRACK, "relative_asr")
 LABELS = {"task": "task", "attack": "attack", "surrogate": "surrogate (threat model)", "eps": "budget ε"}
 fmt = {"eps": tables.fmt_eps}
 filters = {}
-cols = st.columns(4)
-for col, name in zip(cols, [f for f in FILTERS[TRACK] if f != "seed"], strict=True):
-    filters[name] = col.multiselect(LABELS[name], values.get(name, []), key=name, placeholder="all",
-                                    format_func=fmt.get(name, str), bind="query-params")
+with st.container(horizontal=True, gap="medium"):  # threat-model filters; none chosen = all
+    for name in [f for f in FILTERS[TRACK] if f != "seed"]:
+        filters[name] = st.pills(LABELS[name], values.get(name, []), selection_mode="multi", key=name,
+                                 format_func=fmt.get(name, str), bind="query-params",
+                                 help="none selected: all") or []
 frozen = data.freeze(filters)
 about = ui.about(page="transfer", metric=metric, filters=frozen)
 
@@ -50,14 +50,6 @@ except StatisticsError:  # one setting: the ranking resamples its images, but th
 best, worst = res.iloc[0], res.iloc[-1]
 best_word = "highest" if spec.higher_is_better else "lowest"
 first = res[res["rank"] == res["rank"].min()].method.tolist()
-with st.container(horizontal=True):
-    st.metric("Rank 1" + (f" ({len(first)} tied)" if len(first) > 1 else ""), best.method, border=True,
-              help=f"{best_word} mean {spec.label}; tied: " + ", ".join(first))
-    st.metric(f"Mean {spec.label}", tables.fmt_value(best["mean"], spec.percent), border=True,
-              help=f"95% CI {tables.fmt_ci(best.ci_low, best.ci_high, spec.percent)}")
-    if fr is not None:
-        st.metric("Friedman p", tables.fmt_p(fr.p_unc), border=True,
-                  help=f"Q = {fr.Q:.2f}, df = {int(fr.ddof1)}, Kendall's W = {fr.W:.2f}")
 if fr is None:
     friedman = (f"The filters leave {int(res.n_settings.iat[0])} setting: no Friedman test (it ranks methods "
                 "across settings); the intervals resample that setting's test images.")
@@ -72,22 +64,23 @@ st.markdown(
     f"({tables.fmt_value(best['mean'], spec.percent)}, 95% CI "
     f"{tables.fmt_ci(best.ci_low, best.ci_high, spec.percent)}); **{worst.method}** the "
     f"{'lowest' if spec.higher_is_better else 'highest'} ({tables.fmt_value(worst['mean'], spec.percent)}, "
-    f"{tables.fmt_ci(worst.ci_low, worst.ci_high, spec.percent)}). " + friedman
+    f"{tables.fmt_ci(worst.ci_low, worst.ci_high, spec.percent)}). "
+    + (f"CI-aware rank 1 is shared by {len(first)}: {', '.join(first)}. " if len(first) > 1 else "") + friedman
 )
 ui.significance_note(res, spec.percent)
-ui.ranking(res, spec, f"transfer_ranking_{metric}", about, key="transfer_ranking")
-st.caption(f"Mean over {int(res.n_settings.iat[0])} settings (seeds averaged) with a paired bootstrap 95% CI. "
-           "The same table as `mergesec rank`.")
+ui.ranking(res, spec, f"transfer_ranking_{metric}", about)
+st.caption(f"Mean over {int(res.n_settings.iat[0])} settings (seeds averaged); the same table as `mergesec rank`. "
+           + ui.RANK_HELP)
 
 st.subheader("Critical-difference diagram")
 try:
     ranks = data.nemenyi(ctx.db, ctx.suite_hash, TRACK, metric, frozen)
     png = plots.cd_png(ranks)
-    st.image(png, width=min(1100, int(plots.png_width(png) / 1.6)))
+    st.markdown(markdown.png_markdown(png, "critical-difference diagram"))
     st.caption("Average rank per method (1 = best) across settings; methods joined by a bar do not differ "
                f"by Nemenyi's test (CD = {ranks.cd.iat[0]:.2f}). Read it only when the Friedman test rejects; "
                "Nemenyi is more conservative than the paired tests behind the CI-aware rank.")
-    ui.downloads(ranks, f"transfer_nemenyi_{metric}", about)
+    downloads.offer(ranks, f"transfer_nemenyi_{metric}", about)
 except StatisticsError as e:
     st.info("No CD diagram: it ranks methods across settings, and the filters leave one." if fr is None
             else f"No CD diagram: {e}")
@@ -95,9 +88,8 @@ except StatisticsError as e:
 st.subheader("Method × task")
 long = data.settings(ctx.db, ctx.suite_hash, TRACK, metric, frozen)
 grid = tables.by_method_task(long, metric, res.method.tolist())
-st.vega_lite_chart(spec=plots.heatmap_spec(grid, spec.label, spec.higher_is_better, spec.percent, res.method.tolist()),
-                  width="stretch")
-st.caption(f"Mean {spec.label} per method and task over the selected attacks and surrogates; "
-           "methods in ranking order.")
-ui.downloads(grid.pivot(index="method", columns="task", values="value").reset_index(),
-             f"transfer_method_task_{metric}", about)
+wide = grid.pivot(index="method", columns="task", values="value").reindex(res.method)
+st.markdown(markdown.best_worst_table(wide, spec.higher_is_better, spec.percent))
+st.caption(f"Mean {spec.label} per method and task over the selected attacks and surrogates; methods in "
+           "ranking order; per task, the best value on green and the worst on red.")
+downloads.offer(wide.reset_index(), f"transfer_method_task_{metric}", about)
