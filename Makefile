@@ -12,7 +12,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/mergesec zoo --suite $(SUITE)
+	.venv/bin/mergesec zoo --suite $(SUITE) --workers $(WORKERS)
 	.venv/bin/mergesec run --suite $(SUITE) --db $(DB) --workers $(WORKERS)
 	.venv/bin/mergesec results --track merge --suite $(SUITE) --db $(DB)
 	.venv/bin/mergesec results --track transfer --suite $(SUITE) --db $(DB)
