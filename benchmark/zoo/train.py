@@ -22,8 +22,7 @@ from benchmark.zoo.model import ClassificationHead, ImageClassifier
 FOREACH = True
 """AdamW's multi-tensor step (`foreach=True`) on every device: on the CPU it runs the same per-tensor kernels
 in the same order as the single-tensor step (bitwise the same weights, a test checks it) with less Python
-overhead: 0.48 instead of 0.68-0.86 CPU-s of optimiser steps per digits fine-tune (330 steps), about 3% of
-it. The fused step would change the floats."""
+overhead per step (a few percent of a digits fine-tune). The fused step would change the floats."""
 
 
 def random_affine(x: torch.Tensor, gen: torch.Generator, max_rot: float = 15.0, scale=(0.85, 1.1)) -> torch.Tensor:
