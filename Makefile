@@ -3,7 +3,8 @@ SUITE ?= digits
 DB ?= results/mergesec.duckdb
 REPORT ?= reports/$(SUITE)
 CI_OUT ?= .ci-out
-# worker processes for `mergesec run` (the results do not depend on it)
+# worker processes for `mergesec zoo` and `mergesec run` (the results do not depend on it); `run` prints each
+# track's results table itself
 WORKERS ?= 2
 
 .PHONY: setup demo test lint
@@ -12,11 +13,8 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/mergesec zoo --suite $(SUITE)
+	.venv/bin/mergesec zoo --suite $(SUITE) --workers $(WORKERS)
 	.venv/bin/mergesec run --suite $(SUITE) --db $(DB) --workers $(WORKERS)
-	.venv/bin/mergesec results --track merge --suite $(SUITE) --db $(DB)
-	.venv/bin/mergesec results --track transfer --suite $(SUITE) --db $(DB)
-	.venv/bin/mergesec results --track backdoor --suite $(SUITE) --db $(DB)
 	.venv/bin/mergesec analyze --suite $(SUITE) --db $(DB) --out $(REPORT)
 	@echo
 	@echo "Results: $(DB)   Findings report: $(REPORT)/report.md"

@@ -126,8 +126,9 @@ def run(
 
 @app.command()
 def zoo(suite: SuiteOpt = "digits", cache: CacheOpt = None, quiet: QuietOpt = False,
-        fmt: FormatOpt = "table", device: DeviceOpt = None) -> None:
-    """Build (or load) the suite's model zoo and print its quality bars."""
+        fmt: FormatOpt = "table", device: DeviceOpt = None, workers: WorkersOpt = 1) -> None:
+    """Build (or load) the suite's model zoo and print its quality bars. The per-task fine-tunes run in
+    `--workers` processes (the same weights whatever the count)."""
     import time
 
     from benchmark.device import use_device
@@ -137,7 +138,7 @@ def zoo(suite: SuiteOpt = "digits", cache: CacheOpt = None, quiet: QuietOpt = Fa
     dev = use_device(device)
     s = load_suite(suite)
     t0 = time.perf_counter()
-    z = build_zoo(s, _cache(cache), progress=not quiet, device=dev)
+    z = build_zoo(s, _cache(cache), progress=not quiet, device=dev, workers=workers)
     seconds = time.perf_counter() - t0
     df = pd.DataFrame(zoo_report(z))
     emit(df, fmt)

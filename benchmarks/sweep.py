@@ -107,9 +107,10 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     zoo = args.cache or default_cache_dir()
-    t0 = time.perf_counter()
-    build_zoo(load_suite(args.suite), Cache(zoo), progress=False)
-    print(f"zoo: {time.perf_counter() - t0:.1f} s (cached in {zoo})")
+    t0, cpu0 = time.perf_counter(), _cpu("process")
+    build_zoo(load_suite(args.suite), Cache(zoo), progress=False, workers=args.workers)
+    print(f"zoo: {time.perf_counter() - t0:.1f} s wall, {_cpu('process') - cpu0:.1f} s CPU, {args.workers} workers "
+          f"(cached in {zoo})")
     if "ray" in executors:
         # a throw-away cluster on loopback: no token (it would be left in ~/.ray for later clusters to reject)
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")

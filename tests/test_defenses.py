@@ -195,6 +195,24 @@ def test_fine_pruning_zeroes_dormant_units(setting):
     assert (out.state_dict[f"{name}.c_proj.weight"][:, dead] == 0).all()
 
 
+
+def test_fine_pruning_foreach_step_is_bitwise_the_single_tensor_one(setting, monkeypatch):
+    """Fine-pruning's fine-tune takes AdamW's multi-tensor step (`benchmark.zoo.train.FOREACH`): the defended
+    weights equal the single-tensor step's bit for bit."""
+    from benchmark.defenses import fine_pruning
+
+    _, zoo, tasks, ctx = setting
+
+    def run():
+        return defended_merge("fine_pruning", "task_arithmetic", zoo.pretrained, _models(zoo, tasks), ctx,
+                              defense_hparams={"prune_ratio": 0.25, "epochs": 1}).state_dict
+
+    assert fine_pruning.FOREACH
+    fast = run()
+    monkeypatch.setattr(fine_pruning, "FOREACH", False)
+    slow = run()
+    assert all(torch.equal(fast[k], slow[k]) for k in slow)
+
 def test_ibvs_defender_trains_beyond_the_warm_up_on_the_clip_suite():
     from benchmark.defenses.ibvs import defender_recipe
     from benchmark.suites import load_suite

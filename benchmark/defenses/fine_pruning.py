@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from benchmark.defenses.api import DefenseInputs
 from benchmark.defenses.registry import DefenseError, register_defense
 from benchmark.merging import MergeOutput
+from benchmark.zoo.train import FOREACH
 
 FP_HPARAMS = {"prune_ratio": 0.3, "epochs": 2, "lr": 1e-4, "batch_size": 64, "seed": 0}
 
@@ -97,7 +98,8 @@ def fine_pruning(merged: MergeOutput, inputs: DefenseInputs, prune_ratio: float,
     if epochs > 0:
         torch.manual_seed(seed)
         enc.requires_grad_(True)
-        opt = torch.optim.AdamW([p for p in enc.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+        opt = torch.optim.AdamW([p for p in enc.parameters() if p.requires_grad], lr=lr, weight_decay=0.0,
+                                foreach=FOREACH)
         for m in models:
             m.train()
         for _ in range(epochs):

@@ -4,8 +4,11 @@ Each artefact is cached by the hash of exactly what it depends on (data spec, ba
 seed, upstream artefact keys), so a second run loads instead of training.
 """
 
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -118,46 +121,93 @@ def _specs(suite: Suite, stages: Stages, public: PublicCheckpoints | None) -> di
     return out
 
 
-def build_zoo(suite: Suite, cache: Cache, progress: bool = True, device: torch.device | None = None) -> Zoo:
-    """Build (or load from `cache`) the suite's zoo, training on `device` (default CPU). Deterministic for a
-    given suite, seed and device; the cached state dicts are CPU tensors."""
-    b, seed = suite.backbone, suite.recipe["seed"]
-    device = device or torch.device("cpu")
+@dataclass
+class _Base:
+    """What every fine-tune starts from: the artefacts' specs, the pretrained encoder and the frozen heads."""
+
+    specs: dict[str, Any]
+    public: PublicCheckpoints | None
+    pretrained: StateDict
+    heads: dict[str, ClassificationHead]
+
+
+def _base(suite: Suite, cache: Cache, progress: bool, device: torch.device) -> _Base:
+    """Build (or load) the pretrained encoder and every task's head."""
     stages = _stages(suite, progress)
     public = PublicCheckpoints(suite) if suite.recipe.get("finetuned") else None
     specs = _specs(suite, stages, public)
     pretrained = cache.get_or_build("pretrained", specs["pretrained"], (lambda: public.encoder_state(PRETRAINED))
                                     if public else stages.build_pretrained)
     heads: dict[str, ClassificationHead] = {}
-    finetuned: dict[str, StateDict] = {}
-    for t in tqdm(suite.tasks, desc="zoo: heads + fine-tuning", disable=not progress):
-        data = load_task(suite, t.name)
-
-        def build_head(data=data, t=t) -> StateDict:
-            return stages.build_head(pretrained, t, data)
+    for t in suite.tasks:
+        def build_head(t=t) -> StateDict:
+            return stages.build_head(pretrained, t, load_task(suite, t.name))
 
         head_state = cache.get_or_build("head", specs[f"head/{t.name}"], build_head)
         n_classes, dim = head_state["weight"].shape
         head = ClassificationHead(dim, n_classes)
         head.load_state_dict(head_state)
         heads[t.name] = head.to(device).requires_grad_(False)
+    return _Base(specs, public, pretrained, heads)
 
-        def build_ft(data=data, t=t, head=heads[t.name]) -> StateDict:
-            if public:  # a published checkpoint: converted and checked, never trained
-                return public.encoder_state(t.name)
-            enc = build_encoder(b)
-            enc.load_state_dict(pretrained)
-            model = ImageClassifier(enc.to(device), head, b.mean, b.std)
-            finetune(model, data.train, finetune_recipe(suite, t.name), seed, desc=f"fine-tune {t.name}",
-                     progress=progress)
-            return {k: v.cpu() for k, v in model.encoder.state_dict().items()}
 
-        finetuned[t.name] = cache.get_or_build("finetuned", specs[f"finetuned/{t.name}"], build_ft)
+def _finetuned(suite: Suite, cache: Cache, base: _Base, task: str, device: torch.device, progress: bool) -> StateDict:
+    """Task `task`'s fine-tuned encoder (built, or loaded from `cache`); CPU tensors."""
+    def build() -> StateDict:
+        if base.public:  # a published checkpoint: converted and checked, never trained
+            return base.public.encoder_state(task)
+        b = suite.backbone
+        enc = build_encoder(b)
+        enc.load_state_dict(base.pretrained)
+        model = ImageClassifier(enc.to(device), base.heads[task], b.mean, b.std)
+        finetune(model, load_task(suite, task).train, finetune_recipe(suite, task), suite.recipe["seed"],
+                 desc=f"fine-tune {task}", progress=progress)
+        return {k: v.cpu() for k, v in model.encoder.state_dict().items()}
+
+    return cache.get_or_build("finetuned", base.specs[f"finetuned/{task}"], build)
+
+
+def _finetune_in_worker(raw: dict[str, Any], root: str, task: str, device: str) -> None:
+    """A worker process's fine-tune of `task` into the cache at `root` (the base is already cached there)."""
+    suite, cache, dev = Suite(raw=raw), Cache(Path(root)), torch.device(device)
+    _finetuned(suite, cache, _base(suite, cache, False, dev), task, dev, False)
+
+
+def _finetune_parallel(suite: Suite, cache: Cache, base: _Base, tasks: list[str], workers: int,
+                       device: torch.device) -> None:
+    """Fine-tune `tasks` into the cache, `workers` at a time: this process takes every `workers`-th task, spawned
+    processes (on this process's torch thread count, so the floats are a serial build's) the others."""
+    mine, theirs = tasks[::workers], [t for i, t in enumerate(tasks) if i % workers]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers - 1, len(theirs)), mp_context=ctx, initializer=torch.set_num_threads,
+                             initargs=(torch.get_num_threads(),)) as pool:
+        futures = [pool.submit(_finetune_in_worker, suite.raw, str(cache.root), t, str(device)) for t in theirs]
+        for t in mine:
+            _finetuned(suite, cache, base, t, device, False)
+        for f in futures:
+            f.result()
+
+
+def build_zoo(suite: Suite, cache: Cache, progress: bool = True, device: torch.device | None = None,
+              workers: int = 1) -> Zoo:
+    """Build (or load) the suite's zoo, training on `device` (default CPU). The fine-tunes missing from the
+    cache run in `workers` processes (they are independent once the pretrained encoder and the heads exist).
+    Deterministic for a given suite, seed and device, whatever `workers`; the cached state dicts are CPU
+    tensors."""
+    device = device or torch.device("cpu")
+    base = _base(suite, cache, progress, device)
+    specs = base.specs
+    todo = [t for t in suite.task_names if not cache.has("finetuned", specs[f"finetuned/{t}"])]
+    if workers > 1 and len(todo) > 1 and base.public is None:
+        _finetune_parallel(suite, cache, base, todo, workers, device)
+    finetuned = {t: _finetuned(suite, cache, base, t, device, progress)
+                 for t in tqdm(suite.task_names, desc="zoo: fine-tuning", disable=not progress)}
     keys = {name: content_hash(spec) for name, spec in specs.items()}
+    public = base.public
     sources = {} if public is None else {
         name: public.checkpoints[PRETRAINED if name == "pretrained" else name.removeprefix("finetuned/")].identity
         for name in specs if not name.startswith("head/")}
-    return Zoo(suite, pretrained, finetuned, heads, keys, device, sources)
+    return Zoo(suite, base.pretrained, finetuned, base.heads, keys, device, sources)
 
 
 def zoo_report(zoo: Zoo) -> list[dict[str, Any]]:
