@@ -118,6 +118,11 @@ def significance_note(res: pd.DataFrame, percent: bool, few: int = 10) -> None:
     elif n < few:
         st.warning(f"**Low power**: only {n} settings. Ranks and intervals are wide; read close methods as "
                    f"ties.{mdd_text}", icon=":material/balance:")
+    gated = res.attrs.get("not_ranked") or {}
+    if gated:
+        st.markdown("**Not ranked** (utility gate: a merge no better than chance on a task would empty every "
+                    "method's common set; filter that task out to rank it on the others): "
+                    + "; ".join(f"`{m}`, {why}" for m, why in gated.items()) + ".")
 
 
 def ranking(res: pd.DataFrame, spec, name: str, about_: dict[str, Any]) -> None:

@@ -417,3 +417,19 @@ def test_a_ranking_that_cannot_be_computed_is_cached_like_a_result(monkeypatch, 
         with pytest.raises(StatisticsError):
             data.ranked(str(db), SUITE_HASH, "transfer", "relative_asr", flt)
     assert len(calls) == 1
+
+
+def test_methods_left_out_by_the_utility_gate_are_named_beside_the_ranking():
+    def script():
+        import pandas as pd
+
+        from leaderboard import ui
+
+        res = pd.DataFrame({"method": ["a", "b"], "n_settings": [36, 36]})
+        res.attrs.update(separable=True, mdd=0.1, not_ranked={"wudi": "clean accuracy 0.120 on inverted (seed 0)"})
+        ui.significance_note(res, True)
+
+    at = AppTest.from_function(script).run()
+    assert not at.exception
+    shown = " ".join(m.value for m in at.markdown)
+    assert "**Not ranked**" in shown and "`wudi`, clean accuracy 0.120 on inverted (seed 0)" in shown
