@@ -5,7 +5,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
 from benchmark.errors import UnknownNameError
 from benchmark.suites import Suite
@@ -65,9 +65,29 @@ def labels(ds: Dataset) -> torch.Tensor:
     any other dataset is read batch by batch, keeping only the labels."""
     if isinstance(ds, TensorDataset):
         return ds.tensors[1]
+    if isinstance(ds, ConcatDataset):
+        return torch.cat([labels(d) for d in ds.datasets])
     if hasattr(ds, "targets"):
         return torch.as_tensor(ds.targets, dtype=torch.long)
     return torch.cat([y for _, y in batches(ds)])
+
+
+class OffsetLabels(Dataset):
+    """`base` with every label shifted by `offset`, read lazily item by item (its `targets` without decoding)."""
+
+    def __init__(self, base: Dataset, offset: int):
+        self.base, self.offset = base, int(offset)
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.base[i]
+        return x, torch.as_tensor(y) + self.offset
+
+    @property
+    def targets(self) -> torch.Tensor:
+        return labels(self.base) + self.offset
 
 
 def load_task(suite: Suite, task: str) -> TaskData:
