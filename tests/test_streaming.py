@@ -56,3 +56,28 @@ def test_ibvs_digest_of_a_streamed_split_is_the_digest_of_its_tensors(tiny_suite
     x, y = dev.tensors
     assert _dataset_digest(Counted(dev), y) == _dataset_digest(dev, y) == _digest(x, y)
     assert _dataset_digest(dev, y) != _digest(x[1:], y[1:])
+
+
+def test_a_submissions_dev_split_is_written_and_read_batch_by_batch(tmp_path, tiny_suite):
+    """The sandbox's dev file is written a batch at a time from a streamed split and read back item by item
+    (the worker's `_DevFile`, as a TensorDataset indexes); its tensors are the split's, bit for bit."""
+    from safetensors.torch import load_file
+
+    from benchmark.submissions import worker
+    from benchmark.submissions.data import DevSplit
+
+    dev = load_task(tiny_suite, "parity").dev
+    x, y = dev.tensors
+    streamed = Counted(dev)
+    split = DevSplit.of_dataset(streamed, labelled=True)
+    assert streamed.reads == 1  # the item shape; the split is read when written
+    split.write(tmp_path / "dev_0.safetensors")
+    assert streamed.reads == 1 + len(dev)
+    back = load_file(str(tmp_path / "dev_0.safetensors"))
+    assert torch.equal(back["x"], x) and torch.equal(back["y"], y)
+    lazy = worker._DevFile(tmp_path / "dev_0.safetensors", torch)
+    assert len(lazy) == len(dev)
+    assert torch.equal(lazy[3][0], x[3]) and int(lazy[-1][1]) == int(y[-1])
+    assert torch.equal(lazy[:5][0], x[:5]) and torch.equal(lazy[:5][1], y[:5])
+    DevSplit.of_dataset(dev, labelled=False).write(tmp_path / "dev_1.safetensors")
+    assert bool((worker._DevFile(tmp_path / "dev_1.safetensors", torch)[:4][1] == -1).all())
