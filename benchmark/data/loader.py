@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
+from benchmark.batch_sizes import EVAL_BATCH_SIZE
 from benchmark.errors import UnknownNameError
 from benchmark.suites import Suite
 
@@ -24,7 +25,7 @@ class TaskData:
 
 
 SOURCES = ("sklearn_digits", "huggingface", "synthetic")
-BATCH_SIZE = 512  # as `predict`: the same batches, so the same floats, as evaluating the tensors
+BATCH_SIZE = EVAL_BATCH_SIZE  # the default evaluation batch (suites may set one per device: benchmark.batch_sizes)
 WORKERS_ENV = "MERGESEC_DATA_WORKERS"
 
 

@@ -356,16 +356,18 @@ class BackdoorTrack(Track):
         key, merged = defended_model(ctx, s, bd, d["method"], hp["method"], d["defense"], hp["defense"], seed)
         tasks = ctx.suite.task_names
         st = _state(ctx)
+        bs = ctx.batch_sizes["eval"]
         if key not in st.preds:  # one clean pass per merged model: clean accuracy and every row's ASR floor
             st.preds[key] = {
-                t: clean_predictions(ctx.zoo.classifier(merged.state_dict, t, merged.adapters[i]), ctx.data(t).test)
+                t: clean_predictions(ctx.zoo.classifier(merged.state_dict, t, merged.adapters[i]), ctx.data(t).test,
+                                     bs)
                 for i, t in enumerate(tasks)}
         preds = st.preds[key]
         accs = {t: int((p == y).sum()) / len(y) for t, (p, y) in preds.items()}
         i = tasks.index(bd.target_task)
         target_model = ctx.zoo.classifier(merged.state_dict, bd.target_task, merged.adapters[i])
         r = backdoor_asr(target_model, ctx.data(bd.target_task).test, bd.target_class, bd.trigger.apply,
-                         clean_pred=preds[bd.target_task][0])
+                         clean_pred=preds[bd.target_task][0], batch_size=bs)
         ident = {"suite_hash": ctx.suite.hash, "attack": d["attack"], "variant": d["variant"],
                  "method": d["method"], "defense": d["defense"], "seed": seed}
         settings_df = pd.DataFrame([{
