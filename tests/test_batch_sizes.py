@@ -40,11 +40,17 @@ def test_the_device_kind_picks_the_suites_batch_sizes():
     assert resolve_batch_sizes(raw, torch.device("cpu")) == {"eval": 512, "grad": 512, "craft": 256}
 
 
-def test_evaluation_results_are_identical_at_two_batch_sizes(tmp_path):
+def test_evaluation_batch_size_and_memo_bounds_change_no_stored_number(tmp_path, monkeypatch):
     """The three tracks on a tiny digits suite, once at the default evaluation batch (512: one batch per
-    split) and once at 7 (many batches, a ragged last one), from separate caches so nothing evaluated is
-    reused: every stored number is equal; the runs' provenance records the sizes used. (The `grad` batch,
-    which does change last bits of the cosines, is a version of the transfer units, tested below.)"""
+    split) with the default memo bounds, and once at 7 (many batches, a ragged last one) with every
+    in-process memo bounded to 1 byte (each keeps only its newest entry, so everything else is rebuilt or
+    reloaded), from separate caches so nothing evaluated is reused: every stored number is equal; the runs'
+    provenance records the sizes used. (The `grad` batch, which does change last bits of the cosines, is a
+    version of the transfer units, tested below.)"""
+    from benchmark import context
+    from benchmark.attacks.backdoor import base
+    from benchmark.tracks import backdoor, transfer_cache
+
     tracks, methods = ["merge", "transfer", "backdoor"], ["task_arithmetic"]
     raw = tiny_suite_raw()
     raw["transfer"].update(attacks=["fgsm"], surrogates=["finetuned"])
@@ -54,6 +60,11 @@ def test_evaluation_results_are_identical_at_two_batch_sizes(tmp_path):
     build_zoo(write_suite(tmp_path / "a.yaml", raw), Cache(tmp_path / "zoo"), progress=False)
     stores = {}
     for bs in (512, 7):
+        if bs == 7:
+            for memo in (transfer_cache.MEMO_BYTES, backdoor.MEMO_BYTES, base.MEMO_BYTES):
+                for k in memo:
+                    monkeypatch.setitem(memo, k, 1)
+            monkeypatch.setattr(context, "MERGED_MEMO_BYTES", 1)
         suite = write_suite(tmp_path / f"s{bs}.yaml", {**raw, "batch_sizes": {"cpu": {"eval": bs}}})
         store = stores[bs] = Store(tmp_path / f"{bs}.duckdb")
         summary = runner.run(suite, tracks, store, _zoo_only(tmp_path / "zoo", tmp_path / f"c{bs}"), methods,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from benchmark import trace
+from benchmark.cache import ByteLRU
 from benchmark.errors import MergesecError
 from benchmark.hashing import content_hash
 from benchmark.tracks.base import Track, Unit, register_track
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 ATTACK_ORDER = ("clean_fixed_trigger", "clean_inherent", "naive", "badmerging", "bv", "sbv")
 TRIGGER_ONLY_KEYS = ("scale", "seeds", "keep_ratio", "sign_consistent", "source")
 MERGE_MEMO = 2  # merges kept in memory (units run model-set-major, then method and seed, then defense)
+MEMO_BYTES = {"backdoors": 1 << 30, "defense": 1 << 30}  # per process: 3 ViT-B/32 uploads, 1 IBVS vector
 
 
 class BackdoorTrackError(MergesecError):
@@ -183,11 +185,11 @@ def settings(suite) -> list[Setting]:
 @dataclass
 class _State:
     env: BackdoorEnv
-    backdoors: dict[tuple, Backdoor] = field(default_factory=dict)
+    backdoors: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["backdoors"]))
     merges: OrderedDict = field(default_factory=OrderedDict)
     defended: OrderedDict = field(default_factory=OrderedDict)
     preds: OrderedDict = field(default_factory=OrderedDict)
-    defense_memo: dict[str, Any] = field(default_factory=dict)
+    defense_memo: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["defense"]))
     classifiers: Any = None
 
 

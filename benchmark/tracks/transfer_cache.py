@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from benchmark.zoo import ImageClassifier
 
 SURROGATES = ("finetuned", "pretrained")
-MEMO_BYTES = {"adversarial": 1 << 30, "surrogates": 1 << 30, "targets": 1 << 30}  # per process
+MEMO_BYTES = {"adversarial": 1 << 30, "surrogates": 1 << 30, "targets": 1 << 30,  # per process
+              "subsets": 1 << 30, "surrogate_models": 3 << 29}  # ViT-B/32: one 1,000-image subset, 4 surrogates
 
 
 def transfer_subset(n_test: int, subset_size: int, seed: int) -> torch.Tensor:
@@ -85,8 +86,8 @@ class TargetEval:
 class TransferState:
     """Per-RunContext memo of everything units share (bounded by bytes where it can grow)."""
 
-    subsets: dict[tuple, Subset] = field(default_factory=dict)
-    surrogate_models: dict[tuple, ImageClassifier] = field(default_factory=dict)
+    subsets: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["subsets"]))
+    surrogate_models: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["surrogate_models"]))
     surrogates: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["surrogates"]))
     adversarial: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["adversarial"]))
     targets: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["targets"]))
