@@ -3,6 +3,7 @@
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
@@ -35,6 +36,12 @@ def loader_workers() -> int:
     return int(os.environ.get(WORKERS_ENV, "0") or 0)
 
 
+def loader_options() -> dict[str, Any]:
+    """DataLoader arguments for `loader_workers()` decoding processes (none: read in this process)."""
+    workers = loader_workers()
+    return {"num_workers": workers, "prefetch_factor": 2 if workers else None}
+
+
 def batches(ds: Dataset, batch_size: int = BATCH_SIZE) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """`ds` as (x, y) batches in order; a `TensorDataset` is sliced, anything else read by a DataLoader, so a
     split of any size is never all in memory."""
@@ -43,9 +50,7 @@ def batches(ds: Dataset, batch_size: int = BATCH_SIZE) -> Iterator[tuple[torch.T
         for i in range(0, len(y), batch_size):
             yield x[i : i + batch_size], y[i : i + batch_size]
     else:
-        workers = loader_workers()
-        yield from DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
-                              persistent_workers=False, prefetch_factor=2 if workers else None)
+        yield from DataLoader(ds, batch_size=batch_size, shuffle=False, **loader_options())
 
 
 def tensors(ds: Dataset, indices: Sequence[int] | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
