@@ -12,7 +12,9 @@ is measured as at paper scale. One worker (this process, the serial executor) ru
 (BadNets and its two baselines, task arithmetic, no defense and IBVS), then prints:
 1. peak host RSS (`resource.getrusage`), after each stage;
 2. what each in-process memo holds at the end (bytes of the tensors), and which ones are bounded;
-3. the same memos projected to paper-scale image counts (1,000-image transfer subsets) with their bounds;
+3. the same memos projected to paper-scale image counts (1,000-image transfer subsets) with their bounds, and
+   the activations one input-gradient pass saves per image (autograd's saved tensors, counted exactly), times
+   the suite's `grad` and `craft` batch sizes on this device (clip-vit-b32's `batch_sizes`);
 4. the disk per seed (`benchmarks/throughput.py`'s figures) and the machine's load average.
 The zoo is cached in `--cache` (built once; about 10 CPU-minutes); the tracks always start from a fresh copy of
 that zoo, so every run builds the same attack and defense artefacts. `--unbounded` lifts every memo's bound
@@ -145,7 +147,7 @@ def main() -> None:
             cap = ("unbounded" if bound is None or (isinstance(bound, int) and bound >= 1 << 62) else
                    f"<= {bound / GIB:.2f} GiB" if isinstance(bound, int) else bound)
             print(f"  {name:48s} {size / GIB:7.2f} GiB  ({cap})")
-        project(suite, held)
+        project(suite, held, saved_bytes_per_image(ctx))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from throughput import workload
 
@@ -154,7 +156,27 @@ def main() -> None:
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
-def project(suite, held: dict[str, tuple[int, Any]]) -> None:
+def saved_bytes_per_image(ctx: RunContext) -> int:
+    """Bytes autograd saves for the input gradient of one image through a surrogate (pretrained encoder and
+    the first task's head): what a crafting or gradient batch holds per image, besides the model."""
+    import torch
+
+    model = ctx.zoo.classifier(ctx.zoo.pretrained, ctx.suite.task_names[0])
+    size, seen = int(ctx.suite.data["image_size"]), {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[(t.data_ptr(), t.dtype, tuple(t.shape))] = t.numel() * t.element_size()
+        return t
+
+    x = torch.rand(1, 3, size, size, device=ctx.device, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(x).logsumexp(-1).sum()
+    torch.autograd.grad(loss, x)
+    params = {p.data_ptr() for p in model.parameters()}
+    return sum(n for (ptr, _, _), n in seen.items() if ptr not in params)
+
+
+def project(suite, held: dict[str, tuple[int, Any]], per_image: int) -> None:
     """The memos at paper-scale image counts: the transfer subsets scale with the subset size (1,000 images);
     bounded memos are at most their bound; the rest hold models, whose size is already the real one."""
     scale = PAPER_SUBSET / suite.transfer.subset_size
@@ -164,8 +186,14 @@ def project(suite, held: dict[str, tuple[int, Any]]) -> None:
         if isinstance(bound, int) and bound < 1 << 62:
             est = min(max(est, size), bound)
         total += est
-    print(f"projected memos at paper scale ({PAPER_SUBSET}-image subsets, 8 tasks, 1 seed): {total / GIB:.2f} GiB "
-          "(+ the activations of one batch and the interpreter)")
+    print(f"projected memos at paper scale ({PAPER_SUBSET}-image subsets, 8 tasks, 1 seed): {total / GIB:.2f} GiB")
+    paper = load_suite("clip-vit-b32")
+    for kind in ("cpu", "cuda"):
+        sizes = paper.raw["batch_sizes"][kind]
+        where = "host" if kind == "cpu" else "device (not host)"
+        print(f"activations of one input-gradient pass: {per_image / 2**20:.1f} MiB per image; clip-vit-b32 on {kind}: "
+              f"grad batch {sizes['grad']} = {sizes['grad'] * per_image / GIB:.2f} GiB, craft batch {sizes['craft']} = "
+              f"{sizes['craft'] * per_image / GIB:.2f} GiB of {where} memory")
 
 
 if __name__ == "__main__":
