@@ -16,7 +16,7 @@ import json
 import os
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -143,9 +143,10 @@ def nbytes(value: Any) -> int:
     return 0
 
 
-class ByteLRU:
+class ByteLRU(MutableMapping):
     """An in-memory memo bounded by the bytes of its values' tensors: least recently used entries are
-    dropped beyond `max_bytes` (the newest entry is always kept)."""
+    dropped beyond `max_bytes` (the newest entry is always kept). A mapping, so it can stand wherever a dict
+    memo did; a dropped entry is rebuilt by whoever asks for it again (memos hold pure functions' values)."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = int(max_bytes)
@@ -161,6 +162,12 @@ class ByteLRU:
     def __getitem__(self, key: Any) -> Any:
         self._items.move_to_end(key)
         return self._items[key][0]
+
+    def __delitem__(self, key: Any) -> None:
+        self.bytes -= self._items.pop(key)[1]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._items))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         if key in self._items:

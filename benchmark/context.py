@@ -93,6 +93,13 @@ class RunContext:
         self._digests: dict[str, str] = {}
 
     @cached_property
+    def batch_sizes(self) -> dict[str, int]:
+        """Images per forward pass by purpose (`eval`, `craft`) for this run's device: `benchmark.batch_sizes`."""
+        from benchmark.batch_sizes import resolve_batch_sizes
+
+        return resolve_batch_sizes(self.suite.raw, self.device)
+
+    @cached_property
     def zoo(self) -> Zoo:
         return build_zoo(self.suite, self.cache, self.progress, self.device)
 

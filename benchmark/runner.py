@@ -143,7 +143,7 @@ def run_units(
         "command": command, "git_commit": prov["git_commit"],
         "config_hash": content_hash({"suite_hash": suite.hash, "tracks": sorted(tracks), **config}),
         "mergesec_version": prov["mergesec_version"], "packages": prov["packages"],
-        "hardware": prov["hardware"], "started_at": _now(), "status": "running",
+        "hardware": {**prov["hardware"], "batch_sizes": ctx.batch_sizes}, "started_at": _now(), "status": "running",
         "driver_host": socket.gethostname(), "driver_pid": os.getpid(),
         "units_total": len(units), "units_run": 0}
     store.upsert("runs", ["run_id"], run_row)

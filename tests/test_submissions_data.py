@@ -65,7 +65,7 @@ def _context():
                            "bias": torch.from_numpy(data.heads[f"{i}.bias"])})
         heads.append(h)
     spec = BackboneSpec(**{**SMOKE_BACKBONE, "mean": (0.5,) * 3, "std": (0.25,) * 3})
-    dev = [TensorDataset(torch.from_numpy(d["x"]), torch.from_numpy(d["y"])) for d in data.dev]
+    dev = [TensorDataset(*(torch.from_numpy(a) for a in next(d.batches()))) for d in data.dev]
     return MergeContext(pre, fts, [f"t{i}" for i in range(3)], TaskClassifiers(spec, tuple(heads)), dev, seed=0)
 
 

@@ -3,10 +3,12 @@
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
+from benchmark.batch_sizes import EVAL_BATCH_SIZE
 from benchmark.errors import UnknownNameError
 from benchmark.suites import Suite
 
@@ -24,7 +26,7 @@ class TaskData:
 
 
 SOURCES = ("sklearn_digits", "huggingface", "synthetic")
-BATCH_SIZE = 512  # as `predict`: the same batches, so the same floats, as evaluating the tensors
+BATCH_SIZE = EVAL_BATCH_SIZE  # the default evaluation batch (suites may set one per device: benchmark.batch_sizes)
 WORKERS_ENV = "MERGESEC_DATA_WORKERS"
 
 
@@ -32,6 +34,12 @@ def loader_workers() -> int:
     """Worker processes that decode images for a DataLoader: `$MERGESEC_DATA_WORKERS` (default 0, in this
     process). Item order never depends on it (the sampler runs here), so neither do results."""
     return int(os.environ.get(WORKERS_ENV, "0") or 0)
+
+
+def loader_options() -> dict[str, Any]:
+    """DataLoader arguments for `loader_workers()` decoding processes (none: read in this process)."""
+    workers = loader_workers()
+    return {"num_workers": workers, "prefetch_factor": 2 if workers else None}
 
 
 def batches(ds: Dataset, batch_size: int = BATCH_SIZE) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -42,9 +50,7 @@ def batches(ds: Dataset, batch_size: int = BATCH_SIZE) -> Iterator[tuple[torch.T
         for i in range(0, len(y), batch_size):
             yield x[i : i + batch_size], y[i : i + batch_size]
     else:
-        workers = loader_workers()
-        yield from DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
-                              persistent_workers=False, prefetch_factor=2 if workers else None)
+        yield from DataLoader(ds, batch_size=batch_size, shuffle=False, **loader_options())
 
 
 def tensors(ds: Dataset, indices: Sequence[int] | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,9 +71,29 @@ def labels(ds: Dataset) -> torch.Tensor:
     any other dataset is read batch by batch, keeping only the labels."""
     if isinstance(ds, TensorDataset):
         return ds.tensors[1]
+    if isinstance(ds, ConcatDataset):
+        return torch.cat([labels(d) for d in ds.datasets])
     if hasattr(ds, "targets"):
         return torch.as_tensor(ds.targets, dtype=torch.long)
     return torch.cat([y for _, y in batches(ds)])
+
+
+class OffsetLabels(Dataset):
+    """`base` with every label shifted by `offset`, read lazily item by item (its `targets` without decoding)."""
+
+    def __init__(self, base: Dataset, offset: int):
+        self.base, self.offset = base, int(offset)
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.base[i]
+        return x, torch.as_tensor(y) + self.offset
+
+    @property
+    def targets(self) -> torch.Tensor:
+        return labels(self.base) + self.offset
 
 
 def load_task(suite: Suite, task: str) -> TaskData:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +53,7 @@ class DefenseInputs:
     merge: MergeFn
     finetune_recipe: dict[str, Any] | None = None
     cache: Cache | None = None
-    memo: dict[str, Any] = field(default_factory=dict, repr=False)
+    memo: MutableMapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def defended_merge(
     finetune_recipe: dict[str, Any] | None = None,
     cache: Cache | None = None,
     merge_fn: MergeFn | None = None,
-    memo: dict[str, Any] | None = None,
+    memo: MutableMapping[str, Any] | None = None,
 ) -> MergeOutput:
     """Merge `finetuned` with `method` under `defense` (None or "none": plain merging).
 
@@ -107,7 +107,8 @@ def defended_merge(
     memoised one); by default it is `benchmark.merging.merge(method, ..., context=context, **method_hparams)`.
     A merge-stage defense's `CleanedInputs` are merged with the method; its merged model, like a post-stage
     defense's output, is checked to have the pretrained encoder's keys, shapes and dtypes, finite values,
-    and one adapter slot per task. `memo` is a dict the defense may use to memoise its own work.
+    and one adapter slot per task. `memo` is a mapping (a dict, or the track's bounded `ByteLRU`) the defense
+    may use to memoise its own work.
     """
     context = context or MergeContext()
     method_hparams = dict(method_hparams or {})

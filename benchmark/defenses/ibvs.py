@@ -9,8 +9,9 @@ merging: θ_defended = merge(θ_0, θ_1..θ_K) − scale·BV_inj. The premise (f
 a direction in weight space (BVs transfer across trigger positions and seeds, and exploit the pretrained
 model's inherent triggers), so removing a known backdoor's direction also weakens unknown ones.
 
-mergesec's defender trains on the labelled dev split of task `inject_task` (the defender's own data) with
-the suite's fine-tuning recipe; the clean and backdoored fine-tunes and their BV are cached.
+mergesec's defender trains on the labelled dev split of task `inject_task` (the defender's own data, streamed
+batch by batch, never held whole) with the suite's fine-tuning recipe; the clean and backdoored fine-tunes
+and their BV are cached.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import hashlib
 import math
 
 import torch
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 
 from benchmark.attacks.backdoor.backdoor_vectors import backdoor_vector
 from benchmark.attacks.backdoor.naive import poison
 from benchmark.attacks.backdoor.triggers import Trigger, white_square
-from benchmark.data import tensors
+from benchmark.data import batches, labels
 from benchmark.defenses.api import DefenseInputs
 from benchmark.defenses.registry import DefenseError, register_defense
 from benchmark.hashing import content_hash
@@ -52,6 +53,16 @@ def _digest(*tensors: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
+def _dataset_digest(ds: Dataset, y: torch.Tensor) -> str:
+    """`_digest(x, y)` of a dataset's images and labels `y`, read batch by batch: the same digest as of the
+    whole split's tensors (the bytes of consecutive batches are the bytes of their concatenation)."""
+    h = hashlib.sha256()
+    for x, _ in batches(ds):
+        h.update(x.detach().cpu().contiguous().numpy().tobytes())
+    h.update(y.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def defender_trigger(patch_size: int, position: str) -> Trigger:
     """The defender's own, known trigger: a white square."""
     return Trigger(white_square(patch_size), position)
@@ -75,13 +86,14 @@ def injected_backdoor_vector(inputs: DefenseInputs, inject_task: int, target_cla
     """BV_inj = θ_bd − θ_clean of the defender's own injection (float64), built from `inputs` only."""
     if not 0 <= inject_task < len(inputs.finetuned):
         raise DefenseError(f"ibvs: inject_task {inject_task} is not a task index (0..{len(inputs.finetuned) - 1})")
-    x, y = tensors(inputs.context.dev_data[inject_task])
+    dev = inputs.context.dev_data[inject_task]
+    y = labels(dev)
     if not 0 <= target_class < int(y.max()) + 1:
         raise DefenseError(f"ibvs: target_class {target_class} is not a class of task index {inject_task}")
     recipe = defender_recipe(task_recipe(inputs.finetune_recipe, inputs.context.tasks[inject_task]),
                              len(y), max_warmup_fraction)
     spec = {"defense": "ibvs", "pretrained": _digest(*[inputs.pretrained[k] for k in sorted(inputs.pretrained)]),
-            "data": _digest(x, y), "recipe": recipe, "target_class": target_class, "patch_size": patch_size,
+            "data": _dataset_digest(dev, y), "recipe": recipe, "target_class": target_class, "patch_size": patch_size,
             "position": position, "poison_rate": poison_rate, "seed": seed, "task_index": inject_task,
             "head": _digest(*[p for p in inputs.context.classifier_factory(inputs.pretrained, inject_task)
                              .head.parameters()])}
@@ -96,9 +108,8 @@ def injected_backdoor_vector(inputs: DefenseInputs, inject_task: int, target_cla
         return {k: v.detach().clone() for k, v in model.encoder.state_dict().items()}
 
     def build() -> StateDict:
-        clean = TensorDataset(x, y)
-        poisoned = poison(clean, defender_trigger(patch_size, position), target_class, poison_rate, seed)
-        return backdoor_vector(train(poisoned), train(clean))
+        poisoned = poison(dev, defender_trigger(patch_size, position), target_class, poison_rate, seed)
+        return backdoor_vector(train(poisoned), train(dev))
 
     bv = inputs.cache.get_or_build("ibvs_bv", spec, build) if inputs.cache is not None else build()
     inputs.memo[key] = bv

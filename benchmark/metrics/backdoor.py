@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from benchmark.batch_sizes import EVAL_BATCH_SIZE
 from benchmark.data import batches
 from benchmark.zoo import predict
 
@@ -51,21 +52,21 @@ def asr_from_predictions(triggered_pred: torch.Tensor, labels: torch.Tensor, tar
 
 def backdoor_asr(model: nn.Module, test: Dataset, target_class: int,
                  apply_trigger: Callable[[torch.Tensor], torch.Tensor],
-                 clean_pred: torch.Tensor | None = None) -> ASRResult:
+                 clean_pred: torch.Tensor | None = None, batch_size: int = EVAL_BATCH_SIZE) -> ASRResult:
     """Paste the trigger on the target task's test images whose label ≠ `target_class`, predict with
     `model`, and count predictions of `target_class` (ASR); the floor counts them on the same images
     without the trigger. `clean_pred` (the model's predictions on the whole clean split, e.g. from
     `clean_predictions`) saves the untriggered forward pass. `example_id` indexes the test split, which is
-    read batch by batch."""
+    read `batch_size` images at a time."""
     ids, labels, preds, start = [], [], [], 0
     own_clean = []
-    for x, y in batches(test):
+    for x, y in batches(test, batch_size):
         keep = torch.nonzero(y != target_class).flatten()
         ids.append(keep + start)
         labels.append(y[keep])
-        preds.append(predict(model, apply_trigger(x[keep])) if len(keep) else y[keep])
+        preds.append(predict(model, apply_trigger(x[keep]), batch_size) if len(keep) else y[keep])
         if clean_pred is None:
-            own_clean.append(predict(model, x[keep]) if len(keep) else y[keep])
+            own_clean.append(predict(model, x[keep], batch_size) if len(keep) else y[keep])
         start += len(y)
     example_id, label, pred = torch.cat(ids), torch.cat(labels), torch.cat(preds)
     cpred = torch.cat(own_clean) if clean_pred is None else clean_pred[example_id]
@@ -74,11 +75,12 @@ def backdoor_asr(model: nn.Module, test: Dataset, target_class: int,
     return ASRResult(asr, n, example_id, label, pred, pred == target_class, floor, cpred)
 
 
-def clean_predictions(model: nn.Module, test: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predictions, labels) of `model` on the whole clean split, read batch by batch."""
+def clean_predictions(model: nn.Module, test: Dataset, batch_size: int = EVAL_BATCH_SIZE
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predictions, labels) of `model` on the whole clean split, read `batch_size` images at a time."""
     preds, labels = [], []
-    for x, y in batches(test):
-        preds.append(predict(model, x))
+    for x, y in batches(test, batch_size):
+        preds.append(predict(model, x, batch_size))
         labels.append(y)
     return torch.cat(preds), torch.cat(labels)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.submissions.data import DEV_NEEDS, FACTORY, CallData, order_metadata
+from benchmark.submissions.data import DEV_NEEDS, FACTORY, CallData, DevSplit, order_metadata
 from benchmark.submissions.loader import Submission, call, load_submission
 from benchmark.submissions.manifest import SubmissionError
 from benchmark.submissions.sandbox import Limits, failure
@@ -72,10 +72,11 @@ def smoke_data(needs: frozenset[str], n_models: int = N_SMOKE_MODELS, seed: int 
     smoke encoder's size (and labels, for `labelled_dev`), random heads of `SMOKE_CLASSES` classes."""
     rng = np.random.default_rng(seed + 1)
     size = SMOKE_BACKBONE["config"]["image_size"]
-    dev: tuple[dict[str, np.ndarray], ...] = ()
+    dev: tuple[DevSplit, ...] = ()
     if needs & DEV_NEEDS:
-        dev = tuple({"x": rng.random((SMOKE_DEV, 3, size, size), dtype=np.float32),
-                     **({"y": rng.integers(0, SMOKE_CLASSES, SMOKE_DEV)} if "labelled_dev" in needs else {})}
+        dev = tuple(DevSplit.of_arrays(rng.random((SMOKE_DEV, 3, size, size), dtype=np.float32),
+                                       rng.integers(0, SMOKE_CLASSES, SMOKE_DEV) if "labelled_dev" in needs
+                                       else None)
                     for _ in range(n_models))
     heads: dict[str, np.ndarray] = {}
     if FACTORY in needs:

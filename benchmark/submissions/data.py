@@ -7,6 +7,9 @@ The parent passes exactly what the manifest's `needs` declare (the built-in need
 - `unlabelled_dev`: per task `dev_<i>.safetensors` with the dev images `x` only (the worker's datasets yield
   `(x, -1)`: the labels never enter the sandbox);
 - `labelled_dev`: the same with the labels `y`;
+
+A dev split is never held whole on either side: the parent writes its file batch by batch (`DevSplit.write`)
+and the worker reads the items it is asked for from the memory-mapped file (`worker._DevFile`).
 - `classifier_factory`: `heads.safetensors` (`<i>.weight`, `<i>.bias`: task i's frozen head) and the
   backbone's config (in the request), from which the worker builds the classifiers with mergesec's own
   `TaskClassifiers`, read-only in the sandbox.
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,15 +45,69 @@ def dev_file(i: int) -> str:
     return f"dev_{i}.safetensors"
 
 
+Batches = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
+
+
+@dataclass(frozen=True)
+class DevSplit:
+    """One task's dev data for the sandbox: `n` float32 images of `shape` (and int64 labels if `labelled`),
+    produced in order by `batches()` as (x, y) numpy batches, so any split size is written a batch at a time."""
+
+    n: int
+    shape: tuple[int, ...]
+    labelled: bool
+    batches: Batches
+
+    @classmethod
+    def of_arrays(cls, x: np.ndarray, y: np.ndarray | None = None) -> DevSplit:
+        """A split already in memory (validate's smoke data)."""
+        labels = np.zeros(len(x), np.int64) if y is None else y
+        return cls(len(x), tuple(x.shape[1:]), y is not None, lambda: iter([(x, labels)]))
+
+    @classmethod
+    def of_dataset(cls, ds: Any, labelled: bool) -> DevSplit:
+        """A torch dataset of (x, y) items, read by `benchmark.data.batches` (a DataLoader) when written."""
+        from benchmark.data.loader import batches
+
+        return cls(len(ds), tuple(ds[0][0].shape), labelled,
+                   lambda: ((_np(x), _np(y)) for x, y in batches(ds)))
+
+    def write(self, path: Path) -> None:
+        """Write the split as a safetensors file (`x` F32, then `y` I64 if labelled) batch by batch. The
+        safetensors library writes only whole in-memory tensors, so the header (format: 8-byte little-endian
+        length, JSON, space padding to 8 bytes; https://github.com/huggingface/safetensors) is written here
+        and the batches' bytes appended; `safe_open` reads it as any safetensors file."""
+        nx = self.n * int(np.prod(self.shape)) * 4
+        header: dict[str, Any] = {"x": {"dtype": "F32", "shape": [self.n, *self.shape], "data_offsets": [0, nx]}}
+        if self.labelled:
+            header["y"] = {"dtype": "I64", "shape": [self.n], "data_offsets": [nx, nx + 8 * self.n]}
+        text = json.dumps(header, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 8)
+        labels, written = [], 0
+        with open(path, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text)
+            for x, y in self.batches():
+                x = np.ascontiguousarray(x, dtype=np.float32)
+                if tuple(x.shape[1:]) != self.shape:
+                    raise ValueError(f"a dev batch of shape {x.shape[1:]} in a split of images {self.shape}")
+                f.write(x.tobytes())
+                written += len(x)
+                labels.append(np.asarray(y, dtype=np.int64))
+            if written != self.n:
+                raise ValueError(f"a dev split of {self.n} images yielded {written}")
+            if self.labelled:
+                f.write(np.ascontiguousarray(np.concatenate(labels)).tobytes())
+
+
 @dataclass(frozen=True)
 class CallData:
-    """The declared data of one sandboxed call: `dev[i]` = {"x": images[, "y": labels]} of task i, `heads` =
+    """The declared data of one sandboxed call: `dev[i]` = task i's `DevSplit`, `heads` =
     {"<i>.weight", "<i>.bias"}, `backbone` = a `BackboneSpec` as JSON (for `classifier_factory`)."""
 
     needs: frozenset[str] = frozenset()
     tasks: tuple[str, ...] = ()
     seed: int = 0
-    dev: tuple[dict[str, np.ndarray], ...] = ()
+    dev: tuple[DevSplit, ...] = ()
     heads: dict[str, np.ndarray] = field(default_factory=dict)
     backbone: dict[str, Any] | None = None
 
@@ -62,23 +121,20 @@ class CallData:
         from safetensors.numpy import save_file
 
         for i, d in enumerate(self.dev):
-            save_file({k: np.ascontiguousarray(v) for k, v in d.items()}, str(folder / dev_file(i)))
+            d.write(folder / dev_file(i))
         if self.heads:
             save_file({k: np.ascontiguousarray(v) for k, v in self.heads.items()}, str(folder / HEADS_FILE))
 
 
 def from_context(ctx: Any, needs: frozenset[str], slug: str) -> CallData:
-    """The `CallData` of a `MergeContext` for a submission that declares `needs`: exactly those, as arrays.
+    """The `CallData` of a `MergeContext` for a submission that declares `needs`: exactly those (the dev
+    splits as `DevSplit`s, read when the call's files are written).
     Raises `SubmissionError` if the context's classifier factory is not one the sandbox can rebuild."""
     from benchmark.submissions.manifest import SubmissionError
 
-    dev: tuple[dict[str, np.ndarray], ...] = ()
+    dev: tuple[DevSplit, ...] = ()
     if needs & DEV_NEEDS:
-        from benchmark.data.loader import tensors
-
-        labelled = "labelled_dev" in needs
-        pairs = [tensors(ds) for ds in ctx.dev_data]
-        dev = tuple({"x": _np(x), **({"y": _np(y)} if labelled else {})} for x, y in pairs)
+        dev = tuple(DevSplit.of_dataset(ds, "labelled_dev" in needs) for ds in ctx.dev_data)
     heads: dict[str, np.ndarray] = {}
     backbone = None
     if FACTORY in needs:

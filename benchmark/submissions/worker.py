@@ -127,6 +127,33 @@ def _load_ordered(path: Path, load_file: Any) -> dict[str, Any]:
     return {k: state[k] for k in order} if sorted(order) == sorted(state) else state
 
 
+class _DevFile:
+    """A task's dev split, read lazily from its memory-mapped safetensors file: `ds[i]` is (x, y) and
+    `ds[a:b]` a batch, as a TensorDataset's; `y` is -1 when the labels were not declared. Never all in memory."""
+
+    def __init__(self, path: Path, torch: Any):
+        from safetensors import safe_open
+
+        self._file, self._torch = safe_open(str(path), framework="pt"), torch
+        self._labelled = "y" in set(self._file.keys())
+        self._n = self._file.get_slice("x").get_shape()[0]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int | slice) -> tuple[Any, Any]:
+        one = not isinstance(i, slice)
+        if one:
+            i = int(i) + self._n if int(i) < 0 else int(i)
+            if not 0 <= i < self._n:
+                raise IndexError(f"dev item {i} of {self._n}")
+        part = slice(i, i + 1) if one else slice(*i.indices(self._n))
+        x = self._file.get_slice("x")[part]
+        y = (self._file.get_slice("y")[part] if self._labelled
+             else self._torch.full((len(x),), -1, dtype=self._torch.long))
+        return (x[0], y[0]) if one else (x, y)
+
+
 def _data(request: dict[str, Any], needs: list[str], inputs: Path, torch: Any, load_file: Any) -> dict[str, Any] | None:
     """The context fields besides the weights and seed of a data-dependent call (`benchmark.merging.context.
     MergeContext`'s `tasks`, `dev_data`, `classifier_factory`), from the files the parent wrote
@@ -135,12 +162,7 @@ def _data(request: dict[str, Any], needs: list[str], inputs: Path, torch: Any, l
         return None
     dev = None
     if {"unlabelled_dev", "labelled_dev"} & set(needs):
-        from torch.utils.data import TensorDataset
-
-        dev = []
-        for i in range(int(request["n_dev"])):
-            d = load_file(str(inputs / f"dev_{i}.safetensors"))
-            dev.append(TensorDataset(d["x"], d.get("y", torch.full((len(d["x"]),), -1, dtype=torch.long))))
+        dev = [_DevFile(inputs / f"dev_{i}.safetensors", torch) for i in range(int(request["n_dev"]))]
     factory = None
     if "classifier_factory" in needs:  # mergesec's own code, read-only in the sandbox
         sys.path.insert(0, request["package"])

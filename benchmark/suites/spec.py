@@ -12,11 +12,13 @@ from typing import Any
 
 import yaml
 
+from benchmark.batch_sizes import check_batch_sizes
 from benchmark.errors import MergesecError, UnknownNameError
 from benchmark.hashing import content_hash
 
 SUITE_DIR = Path(__file__).parent
 DEFAULT_SUITE = "digits"
+OUTSIDE_HASH = ("execution", "batch_sizes")
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,10 @@ class Suite:
 
     @cached_property
     def hash(self) -> str:
-        """Content hash of the whole protocol (16 hex chars): the spec without `execution`, which says how
-        units are scheduled (resources per unit), not what they compute."""
-        return content_hash({k: v for k, v in self.raw.items() if k != "execution"})
+        """Content hash of the whole protocol (16 hex chars): the spec without `execution` (how units are
+        scheduled) and `batch_sizes` (how many images a pass takes on each device: the sizes that change floats
+        are versions of the units and keys of the artefacts they change, `benchmark.batch_sizes`)."""
+        return content_hash({k: v for k, v in self.raw.items() if k not in OUTSIDE_HASH})
 
     @property
     def execution(self) -> dict[str, Any]:
@@ -176,4 +179,5 @@ def load_suite(name_or_path: str | Path | None = None) -> Suite:
     missing = [k for k in required if k not in (raw or {})]
     if missing:
         raise MergesecError(f"suite file {path} lacks section(s) {missing}; see docs/suites.md for the format")
+    check_batch_sizes(raw["name"], raw.get("batch_sizes"))
     return Suite(raw=raw)

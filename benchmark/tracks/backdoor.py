@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from benchmark import trace
+from benchmark.cache import ByteLRU
 from benchmark.errors import MergesecError
 from benchmark.hashing import content_hash
 from benchmark.tracks.base import Track, Unit, register_track
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 ATTACK_ORDER = ("clean_fixed_trigger", "clean_inherent", "naive", "badmerging", "bv", "sbv")
 TRIGGER_ONLY_KEYS = ("scale", "seeds", "keep_ratio", "sign_consistent", "source")
 MERGE_MEMO = 2  # merges kept in memory (units run model-set-major, then method and seed, then defense)
+MEMO_BYTES = {"backdoors": 1 << 30, "defense": 1 << 30}  # per process: 3 ViT-B/32 uploads, 1 IBVS vector
 
 
 class BackdoorTrackError(MergesecError):
@@ -183,11 +185,11 @@ def settings(suite) -> list[Setting]:
 @dataclass
 class _State:
     env: BackdoorEnv
-    backdoors: dict[tuple, Backdoor] = field(default_factory=dict)
+    backdoors: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["backdoors"]))
     merges: OrderedDict = field(default_factory=OrderedDict)
     defended: OrderedDict = field(default_factory=OrderedDict)
     preds: OrderedDict = field(default_factory=OrderedDict)
-    defense_memo: dict[str, Any] = field(default_factory=dict)
+    defense_memo: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["defense"]))
     classifiers: Any = None
 
 
@@ -356,16 +358,18 @@ class BackdoorTrack(Track):
         key, merged = defended_model(ctx, s, bd, d["method"], hp["method"], d["defense"], hp["defense"], seed)
         tasks = ctx.suite.task_names
         st = _state(ctx)
+        bs = ctx.batch_sizes["eval"]
         if key not in st.preds:  # one clean pass per merged model: clean accuracy and every row's ASR floor
             st.preds[key] = {
-                t: clean_predictions(ctx.zoo.classifier(merged.state_dict, t, merged.adapters[i]), ctx.data(t).test)
+                t: clean_predictions(ctx.zoo.classifier(merged.state_dict, t, merged.adapters[i]), ctx.data(t).test,
+                                     bs)
                 for i, t in enumerate(tasks)}
         preds = st.preds[key]
         accs = {t: int((p == y).sum()) / len(y) for t, (p, y) in preds.items()}
         i = tasks.index(bd.target_task)
         target_model = ctx.zoo.classifier(merged.state_dict, bd.target_task, merged.adapters[i])
         r = backdoor_asr(target_model, ctx.data(bd.target_task).test, bd.target_class, bd.trigger.apply,
-                         clean_pred=preds[bd.target_task][0])
+                         clean_pred=preds[bd.target_task][0], batch_size=bs)
         ident = {"suite_hash": ctx.suite.hash, "attack": d["attack"], "variant": d["variant"],
                  "method": d["method"], "defense": d["defense"], "seed": seed}
         settings_df = pd.DataFrame([{

@@ -28,7 +28,7 @@ def reference_accuracy(ctx, encoder: str, task: str) -> float:
 
     def build() -> dict[str, torch.Tensor]:
         state = zoo.pretrained if encoder == "pretrained" else zoo.finetuned[task]
-        acc = dataset_accuracy(zoo.classifier(state, task), ctx.data(task).test)
+        acc = dataset_accuracy(zoo.classifier(state, task), ctx.data(task).test, ctx.batch_sizes["eval"])
         return {"accuracy": torch.tensor(acc, dtype=torch.float64)}
 
     return float(ctx.cache.get_or_build("clean_accuracy", spec, build)["accuracy"])
@@ -55,7 +55,7 @@ class MergeEvalTrack(Track):
             test = ctx.data(task).test
             trace.record("forward", what="merge_clean", method=d["method"], seed=d["seed"], task=task,
                          images=len(test))
-            clean = dataset_accuracy(ctx.target(merged, task), test)
+            clean = dataset_accuracy(ctx.target(merged, task), test, ctx.batch_sizes["eval"])
             ft = reference_accuracy(ctx, f"finetuned/{task}", task)
             rows.append({
                 "suite": ctx.suite.name, "suite_hash": ctx.suite.hash, "method": d["method"],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from benchmark.batch_sizes import VERSIONED
 from benchmark.errors import MergesecError, UnknownNameError
 from benchmark.tracks.base import Track, Unit, register_track
 from benchmark.tracks.transfer_cache import (
@@ -76,6 +77,7 @@ class TransferTrack(Track):
     def plan(self, ctx, methods):
         validate(ctx)
         spec = ctx.suite.transfer
+        versioned = {k: ctx.batch_sizes[k] for k in VERSIONED}
         units = []
         for m in methods:
             hp, code = ctx.method_hparams(m), ctx.method_code(m)
@@ -85,8 +87,14 @@ class TransferTrack(Track):
                         for atk in spec.attacks:
                             units.append(Unit(self.name, {
                                 "suite_hash": ctx.suite.hash, "method": m, "task": task, "attack": atk,
-                                "surrogate": sur, "seed": seed, "hparams": hp, "code": code}))
+                                "surrogate": sur, "seed": seed, "hparams": hp, "code": code,
+                                "batch_sizes": versioned}))
         return units
+
+    def setting(self, description):
+        """The crafting and gradient batch sizes are versions of the setting (they change DI's and VMI's draws
+        and the last bits of the cosines): a run with others replaces the rows, never adds a second copy."""
+        return {k: v for k, v in super().setting(description).items() if k != "batch_sizes"}
 
     def run_unit(self, unit: Unit, ctx):
         from benchmark.metrics import counted_mask, mean_cosine, setting_metrics
@@ -98,7 +106,7 @@ class TransferTrack(Track):
         x_adv, sur_adv = adversarial(ctx, task, sur_name, atk, seed)
         merged = ctx.merged(method, d["hparams"], seed)
         model, tgt = target_eval(ctx, merged, method, seed, task)
-        tgt_adv = target_adv_correct(model, x_adv, sub.y, method, seed, task)
+        tgt_adv = target_adv_correct(model, x_adv, sub.y, method, seed, task, ctx.batch_sizes["eval"])
         cos = mean_cosine(tgt.cosines[sur_name], counted_mask(sur.clean_correct, tgt.clean_correct))
         cka = _cka(ctx, (merged.key, task, seed, sur_name), sur, tgt)
         m = setting_metrics(sur.clean_correct.numpy(), tgt.clean_correct.numpy(), sur_adv.numpy(),

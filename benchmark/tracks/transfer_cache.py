@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from benchmark.zoo import ImageClassifier
 
 SURROGATES = ("finetuned", "pretrained")
-MEMO_BYTES = {"adversarial": 1 << 30, "surrogates": 1 << 30, "targets": 1 << 30}  # per process
+MEMO_BYTES = {"adversarial": 1 << 30, "surrogates": 1 << 30, "targets": 1 << 30,  # per process
+              "subsets": 1 << 30, "surrogate_models": 3 << 29}  # ViT-B/32: one 1,000-image subset, 4 surrogates
 
 
 def transfer_subset(n_test: int, subset_size: int, seed: int) -> torch.Tensor:
@@ -85,8 +86,8 @@ class TargetEval:
 class TransferState:
     """Per-RunContext memo of everything units share (bounded by bytes where it can grow)."""
 
-    subsets: dict[tuple, Subset] = field(default_factory=dict)
-    surrogate_models: dict[tuple, ImageClassifier] = field(default_factory=dict)
+    subsets: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["subsets"]))
+    surrogate_models: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["surrogate_models"]))
     surrogates: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["surrogates"]))
     adversarial: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["adversarial"]))
     targets: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["targets"]))
@@ -165,9 +166,10 @@ def surrogate_eval(ctx: RunContext, task: str, surrogate: str, seed: int) -> Sur
     def make() -> SurrogateEval:
         sub = subset(ctx, task, seed)
         spec = {"artefact": "surrogate_eval", **surrogate_keys(ctx, task, surrogate, seed),
-                "code": {**_model_code(), **code_digest(clean_pass)}}
+                "code": {**_model_code(), **code_digest(clean_pass)}, "batch_size": ctx.batch_sizes["grad"]}
         art = ctx.cache.get_or_build("surrogate_eval", spec,
-                                     lambda: clean_pass(surrogate_model(ctx, task, surrogate), sub.x, sub.y))
+                                     lambda: clean_pass(surrogate_model(ctx, task, surrogate), sub.x, sub.y,
+                                                        ctx.batch_sizes["grad"]))
         return SurrogateEval(art["clean_pred"] == sub.y, art["feats"], art["grads"])
 
     return state(ctx).surrogates.get_or_set((task, surrogate, seed), make)
@@ -176,7 +178,7 @@ def surrogate_eval(ctx: RunContext, task: str, surrogate: str, seed: int) -> Sur
 def attack_for(ctx: RunContext, name: str) -> TransferAttack:
     """The suite's attack `name`: its budget, its image-size-dependent arguments at the suite's image size,
     the craft batch size, and any `transfer.attack_params` overrides."""
-    from benchmark.attacks import CRAFT_BATCH_SIZE, make_attack
+    from benchmark.attacks import make_attack
 
     spec, raw = ctx.suite.transfer, ctx.suite.raw["transfer"]
     image_size = ctx.suite.data.get("image_size")
@@ -184,7 +186,7 @@ def attack_for(ctx: RunContext, name: str) -> TransferAttack:
         raise MergesecError(f"suite {ctx.suite.name}: data.image_size must be set (an integer) for the transfer "
                             "track's size-dependent attack arguments (TI's kernel)")
     overrides = (raw.get("attack_params") or {}).get(name, {})
-    return make_attack(name, spec.eps, spec.steps, image_size, int(raw.get("craft_batch_size", CRAFT_BATCH_SIZE)),
+    return make_attack(name, spec.eps, spec.steps, image_size, ctx.batch_sizes["craft"],
                        **overrides)
 
 
@@ -201,7 +203,6 @@ def adversarial(ctx: RunContext, task: str, surrogate: str, attack_name: str, se
 
     The artefact holds the uint8 adversarial images, their subset indices, and the surrogate's predictions on
     them (so evaluating a new target needs no surrogate forward pass)."""
-    from benchmark.attacks import to_float
 
     st = state(ctx)
     key = (task, surrogate, attack_name, seed)
@@ -216,7 +217,8 @@ def adversarial(ctx: RunContext, task: str, surrogate: str, attack_name: str, se
         built.append(True)
         model = surrogate_model(ctx, task, surrogate)
         x_adv = attack.craft(model, sub.x, sub.y, seed)
-        return {"adv": x_adv, "indices": sub.indices, "surrogate_adv_pred": predict(model, to_float(x_adv))}
+        return {"adv": x_adv, "indices": sub.indices,
+                "surrogate_adv_pred": predict_8bit(model, x_adv, ctx.batch_sizes["eval"])}
 
     art = ctx.cache.get_or_build("adversarial", spec, build)
     x_adv = art["adv"]
@@ -247,12 +249,13 @@ def target_eval(ctx: RunContext, merged: MergedModel, method: str, seed: int, ta
                                                       "head": ctx.weights_digest(f"head/{task}")},
                 "surrogates": {s: surrogate_keys(ctx, task, s, seed)["surrogate"] for s in surrogates},
                 **_subset_keys(ctx, task, seed),
-                "code": {**_model_code(), **code_digest(clean_pass, example_cosines)}}
+                "code": {**_model_code(), **code_digest(clean_pass, example_cosines)},
+                "batch_size": ctx.batch_sizes["grad"]}
 
         def build() -> dict[str, torch.Tensor]:
             trace.record("forward", what="target_clean", method=method, seed=int(seed), task=task,
                          images=len(sub.y))
-            ev = clean_pass(model, sub.x, sub.y)
+            ev = clean_pass(model, sub.x, sub.y, ctx.batch_sizes["grad"])
             cos = {f"cos/{s}": example_cosines(surrogate_eval(ctx, task, s, seed).grads, ev["grads"])
                    for s in surrogates}
             return {"clean_pred": ev["clean_pred"], "feats": ev["feats"], **cos}
@@ -263,13 +266,20 @@ def target_eval(ctx: RunContext, merged: MergedModel, method: str, seed: int, ta
     return state(ctx).targets.get_or_set((merged.key, task, seed), make)
 
 
-def target_adv_correct(model: ImageClassifier, x_adv: torch.Tensor, y: torch.Tensor, method: str, seed: int,
-                       task: str) -> torch.Tensor:
-    """Whether the target classifies each 8-bit adversarial image correctly (one batched forward pass)."""
+def predict_8bit(model: ImageClassifier, x_adv: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """`predict` on 8-bit images, decoded to float a batch at a time (`to_float` is elementwise, so the
+    predictions are those on the whole decoded set, and no float copy of the set is ever made)."""
     from benchmark.attacks import to_float
 
+    return torch.cat([predict(model, to_float(x_adv[i : i + batch_size]), batch_size)
+                      for i in range(0, len(x_adv), batch_size)]) if len(x_adv) else torch.zeros(0, dtype=torch.long)
+
+
+def target_adv_correct(model: ImageClassifier, x_adv: torch.Tensor, y: torch.Tensor, method: str, seed: int,
+                       task: str, batch_size: int) -> torch.Tensor:
+    """Whether the target classifies each 8-bit adversarial image correctly (one batched forward pass)."""
     trace.record("forward", what="target_adv", method=method, seed=int(seed), task=task, images=len(y))
-    return predict(model, to_float(x_adv)) == y
+    return predict_8bit(model, x_adv, batch_size) == y
 
 
 def craft_all(ctx: RunContext, seeds: tuple[int, ...] | None = None) -> dict[str, int]:

@@ -5,6 +5,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from benchmark.batch_sizes import EVAL_BATCH_SIZE
+
 
 class ClassificationHead(nn.Linear):
     """Linear head on L2-normalised features (the task-vectors recipe's zero-shot head shape)."""
@@ -50,7 +52,7 @@ class ImageClassifier(nn.Module):
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
     """Predicted labels of `model` on `x`, in eval mode, batched."""
     model.eval()
     return torch.cat([model(x[i : i + batch_size]).argmax(-1) for i in range(0, len(x), batch_size)])
@@ -61,10 +63,10 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return (predict(model, x) == y).float().mean().item()
 
 
-def dataset_accuracy(model: nn.Module, ds: Dataset) -> float:
-    """Top-1 accuracy in [0, 1] on a whole dataset, read batch by batch (any split size; the same value as
-    `accuracy` on its tensors)."""
+def dataset_accuracy(model: nn.Module, ds: Dataset, batch_size: int = EVAL_BATCH_SIZE) -> float:
+    """Top-1 accuracy in [0, 1] on a whole dataset, read `batch_size` images at a time (any split size; the
+    same value as `accuracy` on its tensors)."""
     from benchmark.data import batches
 
-    correct = [predict(model, x) == y for x, y in batches(ds)]
+    correct = [predict(model, x, batch_size) == y for x, y in batches(ds, batch_size)]
     return torch.cat(correct).float().mean().item()

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from benchmark.data import tensors
+from benchmark.data import labels, tensors
 from benchmark.data.loader import loader_workers
 from benchmark.zoo.model import ClassificationHead, ImageClassifier
 
@@ -104,12 +104,14 @@ def fit_probe(
     encoder: nn.Module, train: Dataset, n_classes: int, mean, std, shots: int, C: float, seed: int
 ) -> ClassificationHead:
     """Few-shot linear probe (`shots` labelled images per class, L2-regularised logistic regression)
-    on the frozen encoder's normalised features: the stand-in for CLIP's zero-shot head."""
-    x, y = tensors(train)
+    on the frozen encoder's normalised features: the stand-in for CLIP's zero-shot head. The shots are
+    picked from the split's labels and only those images are read, so `train` may be of any size."""
+    y = labels(train)
     rng = np.random.default_rng(seed)
     idx = np.concatenate([rng.choice(np.flatnonzero(y.numpy() == c), shots, replace=False) for c in range(n_classes)])
-    feats = _features(encoder, x[idx], mean, std).numpy()
-    lr = LogisticRegression(C=C, max_iter=5000).fit(feats, y[idx].numpy())
+    x_shots, y_shots = tensors(train, idx)
+    feats = _features(encoder, x_shots, mean, std).numpy()
+    lr = LogisticRegression(C=C, max_iter=5000).fit(feats, y_shots.numpy())
     head = ClassificationHead(feats.shape[1], n_classes)
     with torch.no_grad():
         w, b = torch.tensor(lr.coef_, dtype=torch.float32), torch.tensor(lr.intercept_, dtype=torch.float32)

@@ -212,12 +212,14 @@ def build_zoo(suite: Suite, cache: Cache, progress: bool = True, device: torch.d
 
 def zoo_report(zoo: Zoo) -> list[dict[str, Any]]:
     """Per-task test accuracy of the pretrained encoder (+probe head) and of the fine-tuned encoder."""
-    rows = []
+    from benchmark.batch_sizes import resolve_batch_sizes
+
+    rows, bs = [], resolve_batch_sizes(zoo.suite.raw, zoo.device)["eval"]
     for t in zoo.suite.task_names:
         test = load_task(zoo.suite, t).test
         rows.append({
             "task": t,
-            "pretrained_acc": dataset_accuracy(zoo.classifier(zoo.pretrained, t), test),
-            "finetuned_acc": dataset_accuracy(zoo.classifier(zoo.finetuned[t], t), test),
+            "pretrained_acc": dataset_accuracy(zoo.classifier(zoo.pretrained, t), test, bs),
+            "finetuned_acc": dataset_accuracy(zoo.classifier(zoo.finetuned[t], t), test, bs),
         })
     return rows

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import ConcatDataset, TensorDataset
 
 from benchmark.attacks.backdoor.base import (
     BackdoorConfigError,
@@ -49,6 +49,7 @@ from benchmark.attacks.backdoor.triggers import (
     random_resized_crop,
 )
 from benchmark.data import labels, tensors
+from benchmark.data.loader import OffsetLabels
 from benchmark.types import StateDict
 from benchmark.zoo import ClassificationHead, ImageClassifier
 from benchmark.zoo.train import finetune, fit_probe
@@ -197,8 +198,8 @@ def shadow_head(env: BackdoorEnv, adversary_task: str, target_task: str, target_
 
         def build() -> StateDict:
             xt = target_images(env, target_task, target_class, n_target_images, seed)
-            xa, ya = tensors(env.data(adversary_task).train)
-            ds = TensorDataset(torch.cat([xt, xa]), torch.cat([torch.zeros(len(xt), dtype=torch.long), ya + 1]))
+            ds = ConcatDataset([TensorDataset(xt, torch.zeros(len(xt), dtype=torch.long)),
+                                OffsetLabels(env.data(adversary_task).train, 1)])
             enc = env.zoo.encoder(env.zoo.pretrained)
             return fit_probe(enc, ds, k + 1, b.mean, b.std, n_target_images, suite.recipe["probe"]["C"],
                              seed).state_dict()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.attacks.backdoor.triggers import Trigger
-from benchmark.cache import Cache
+from benchmark.cache import ByteLRU, Cache
 from benchmark.data import TaskData
 from benchmark.errors import MergesecError, UnknownNameError
 from benchmark.hashing import content_hash
@@ -35,6 +35,9 @@ class BackdoorConfigError(MergesecError):
     """A backdoor attack or its parameters that cannot be used (unknown key, wrong type, bad task)."""
 
 
+MEMO_BYTES = {"artefacts": 1 << 30}  # per process: the attacks' artefacts (3 ViT-B/32 uploads), reloaded if dropped
+
+
 @dataclass
 class BackdoorEnv:
     """The adversary's world: the zoo (only `pretrained`, the heads and, for Backdoor Vectors, its own clean
@@ -44,7 +47,7 @@ class BackdoorEnv:
     data: Callable[[str], TaskData]
     cache: Cache | None = None
     progress: bool = False
-    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+    _memo: ByteLRU = field(default_factory=lambda: ByteLRU(MEMO_BYTES["artefacts"]), repr=False)
 
     def recipe(self, task: str) -> dict[str, Any]:
         """The suite's fine-tuning recipe for `task` (the adversary trains as every contributor does)."""

@@ -10,6 +10,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader, Subset
 
+from benchmark.data.loader import loader_options
 from benchmark.errors import MergeInputError
 from benchmark.merging.context import MergeContext
 from benchmark.types import StateDict
@@ -28,7 +29,7 @@ def dev_images(
     if n_examples is not None:
         data = Subset(data, range(min(n_examples, len(data))))
     device = device_of(ctx.pretrained)
-    for batch in DataLoader(data, batch_size=batch_size):
+    for batch in DataLoader(data, batch_size=batch_size, **loader_options()):
         yield _images(batch).to(device)
 
 
@@ -37,7 +38,8 @@ def endless_dev_images(ctx: MergeContext, task: int, *, batch_size: int, seed: i
     generator = torch.Generator().manual_seed(seed)
     device = device_of(ctx.pretrained)
     while True:
-        for batch in DataLoader(ctx.dev_data[task], batch_size=batch_size, shuffle=True, generator=generator):
+        for batch in DataLoader(ctx.dev_data[task], batch_size=batch_size, shuffle=True, generator=generator,
+                                **loader_options()):
             yield _images(batch).to(device)
 
 
