@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny suite (seconds to build) and the real digits zoo cache (built once per session)."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ def tiny_suite_raw(**overrides) -> dict:
     raw["recipe"]["finetune"].update(epochs=2)
     raw["merging"]["methods"] = {"weight_averaging": {}, "task_arithmetic": {"scaling_coef": 0.3},
                                  "ties": {"scaling_coef": 0.3, "keep_ratio": 0.2, "merge_func": "mean"}}
-    raw["transfer"].update(subset_size=32, attacks=["fgsm", "pgd"])
+    raw["transfer"].update(subset_size=32, attacks=["fgsm", "pgd"], seeds=[0])
+    raw["merging"]["seeds"] = [0]
     raw.update(overrides)
     return raw
 
@@ -54,3 +56,11 @@ def tiny_cache(tmp_path_factory) -> Path:
 def digits_cache() -> Path:
     """The full digits zoo cache: $MERGESEC_TEST_CACHE, else ./cache (what `make demo` builds)."""
     return Path(os.environ.get("MERGESEC_TEST_CACHE", "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module(monkeypatch):
+    """Streamlit's AppTest runs each script as a new ``__main__`` module and leaves it in ``sys.modules``;
+    worker processes that later tests spawn would re-run that script (multiprocessing's spawn re-imports
+    ``__main__`` from its path) and die. Every test gets the real ``__main__`` back afterwards."""
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])

@@ -419,11 +419,7 @@ def test_a_ranking_that_cannot_be_computed_is_cached_like_a_result(monkeypatch, 
     assert len(calls) == 1
 
 
-def test_methods_left_out_by_the_utility_gate_are_named_beside_the_ranking(monkeypatch):
-    # AppTest.from_function leaves its temporary script as __main__, which spawned worker processes of later
-    # tests would try to re-run: restore the real one afterwards
-    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
-
+def test_methods_left_out_by_the_utility_gate_are_named_beside_the_ranking():
     def script():
         import pandas as pd
 
