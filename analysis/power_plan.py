@@ -35,8 +35,7 @@ def plan(store: Store, suite: str, difference: float = 0.05, alpha: float = 0.05
     from analysis.ranking_view import ranking
 
     ref = Q.resolve_suite(store, suite)
-    spec = json.loads(store.read("SELECT spec FROM suites WHERE suite_hash = ?", [ref.hash]).spec.iat[0])
-    n_test = int(spec["data"]["splits"]["test"])
+    n_test = int(Q.suite_spec(store, ref.hash)["data"]["splits"]["test"])
     n_sub = int(store.read("SELECT max(n_subset) AS n FROM transfer_metrics WHERE suite_hash = ?",
                            [ref.hash]).n.iat[0])
     f = min(1.0, n_sub / n_test)

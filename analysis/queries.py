@@ -129,9 +129,12 @@ def backdoor_rows(store: Store, suite_hash: str, baselines: bool = False) -> pd.
     )
 
 
+def suite_spec(store: Store, suite_hash: str) -> dict:
+    """The stored spec of the suite with ``suite_hash`` (empty when the suite is not stored)."""
+    spec = store.read("SELECT spec FROM suites WHERE suite_hash = ?", [suite_hash])
+    return {} if spec.empty else json.loads(spec.spec.iat[0])
+
+
 def task_classes(store: Store, suite_hash: str) -> dict[str, int]:
     """Number of classes of each task of the stored suite spec (empty when the suite is not stored)."""
-    spec = store.read("SELECT spec FROM suites WHERE suite_hash = ?", [suite_hash])
-    if spec.empty:
-        return {}
-    return {t["name"]: int(t.get("n_classes") or 0) for t in json.loads(spec.spec.iat[0]).get("tasks", [])}
+    return {t["name"]: int(t.get("n_classes") or 0) for t in suite_spec(store, suite_hash).get("tasks", [])}
