@@ -19,6 +19,7 @@ from analysis import claims as C
 from analysis import queries as Q
 from analysis.claims.backdoor_data import backdoor_settings
 from analysis.claims.clustered import cluster_test
+from analysis.claims.image_design import ImageSample
 from analysis.report.document import Settings, markdown
 from analysis.report.ranking import RankingInputs, surrogate_ranking
 from analysis.report.tables import backdoor_floor_table, claim2_views, fmt_table, section
@@ -83,6 +84,22 @@ def _claim_surrogate(present: list[str], surrogate: str | None, notes: list[str]
     return pick
 
 
+def image_sample(
+    store: Store, suite_hash: str, surrogate: str | None, metric: str, n_boot: int, seed: int
+) -> ImageSample | None:
+    """The per-example rows of ``surrogate`` that claims 3 and 4 test in the default design, after the
+    ranking's utility gate, with the ranking's bootstrap settings; None without a surrogate."""
+    from analysis.chance_gate import apply_gate, describe
+    from analysis.common_set import read_examples
+    from analysis.ranking_view import metric_spec
+
+    if surrogate is None:
+        return None
+    rows = read_examples(store, "suite_hash = ? AND surrogate = ?", [suite_hash, surrogate])
+    kept, gated = apply_gate(rows, Q.task_classes(store, suite_hash))
+    return ImageSample(kept, metric_spec("transfer", metric).settings, n_boot, seed, describe(gated))
+
+
 def build_report(
     store: Store, suite: str | Q.SuiteRef, out_dir: Path | str, *, metric: str = "relative_asr",
     surrogate: str | None = C.FINETUNED, alpha: float = 0.05, n_boot: int = 2000, seed: int = 0,
@@ -125,11 +142,12 @@ def build_report(
     long_rel = long if metric == "relative_asr" else Q.transfer_long(store, ref.hash, "relative_asr", sur)
     both = {m: Q.transfer_long(store, ref.hash, m) for m in ("asr_transfer", "relative_asr")}
     bd = backdoor_settings(store, ref.hash)
+    sample = image_sample(store, ref.hash, sur, metric, n_boot, seed)
     fs = [
         _safe(C.F1, C.relative_asr_above, long_rel, 0.95, alpha),
         _safe(C.F2, C.stronger_more_vulnerable, long, Q.merge_accuracy(store, ref.hash), metric, alpha, tol),
-        _safe(C.F3, C.surgery_more_vulnerable, long, metric, alpha),
-        _safe(C.F4, C.weight_averaging_most_vulnerable, long, metric, alpha),
+        _safe(C.F3, C.surgery_more_vulnerable, long, metric, alpha, C.SURGERY, C.TASK_ARITHMETIC, sample),
+        _safe(C.F4, C.weight_averaging_most_vulnerable, long, metric, alpha, C.WEIGHT_AVERAGING, sample),
         _safe(C.F5, C.pretrained_surrogate_transfers_less, both, alpha),
         _safe(C.F6, C.backdoor_asr_after_merging, bd, alpha),
         _safe(C.F7, C.defense_effects, bd, alpha),
