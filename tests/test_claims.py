@@ -15,6 +15,7 @@ from analysis import claims as C
 from analysis.claims.backdoor_data import attacks_only
 from analysis.claims.clustered import cluster_test, holm_family
 from analysis.claims.power import ACCURACY_MARGIN, EFFECTS, decide, mdd_t, min_detectable_correlation
+from analysis.stats import StatisticsError, pairwise_from_boot
 
 TASKS = ("t0", "t1", "t2", "t3", "t4", "t5")
 ATTACKS = ("fgsm", "pgd", "mifgsm")
@@ -328,6 +329,8 @@ def test_claim4_holm_and_mdd_within_its_own_family_on_one_common_set():
     assert vs.loc[list(p_own), "p_holm"].to_numpy() == pytest.approx(holm)
     assert f.verdict == C.SUPPORTED and f.numbers["rank"] == 1 and f.numbers["design"] == "image"
     assert f.numbers["n_common"] == 2 * 2 * 55  # one common set: ties' wrong images leave every comparison
+    with pytest.raises(StatisticsError, match="two different methods"):
+        pairwise_from_boot(pd.Series(full, index=order), boot, pairs=[(WA, "regmean")])
 
 
 def test_claim4_pairs_are_the_rankings_pairs(tmp_path):
