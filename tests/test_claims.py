@@ -380,3 +380,52 @@ def test_claim3_image_interval_covers_a_known_difference_at_the_nominal_rate():
         n = C.surgery_more_vulnerable(_long(ex), "relative_asr", sample=_sample(ex, n_boot=300, seed=run)).numbers
         covered += n["ci_low"] <= 0.1 <= n["ci_high"]
     assert 0.85 <= covered / runs <= 1.0
+
+
+def _two_surrogates(shift: float, n=50, tasks=("t0", "t1"), methods=("ta", "ties"), rng_seed=0) -> pd.DataFrame:
+    """Per-example rows of two merged methods attacked from both surrogates: the fine-tuned surrogate's
+    examples fool the target with probability difficulty + ``shift``, the pretrained one's with the
+    difficulty; each surrogate gets some clean images wrong, and each method a few."""
+    rng = np.random.default_rng(rng_seed)
+    frames = []
+    for t in tasks:
+        difficulty = rng.uniform(0.1, 0.5, n)
+        s_ok = {s: rng.random(n) > 0.1 for s in (C.FINETUNED, "pretrained")}
+        for m in methods:
+            t_ok = rng.random(n) > 0.1
+            for s, p in ((C.FINETUNED, shift), ("pretrained", 0.0)):
+                frames.append(pd.DataFrame({
+                    "method": m, "task": t, "attack": "pgd", "surrogate": s, "eps": 8 / 255, "seed": 0,
+                    "example_id": np.arange(n), "s_ok": s_ok[s], "t_ok": t_ok, "s_fooled": True,
+                    "t_fooled": rng.random(n) < difficulty + p}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_claim5_compares_the_surrogates_on_the_same_images_as_computed_here():
+    """Claim 5's transfer ASR difference: per (method, attack) setting, on the images both surrogates and
+    that merged model classify correctly, images resampled within each task with one draw shared by both
+    surrogates and both methods; equals a bootstrap written here."""
+    ex = _two_surrogates(0.1)
+    counted = ex[ex.s_ok & ex.t_ok].groupby(["method", *SETTING4])
+    longs = {"asr_transfer": counted.t_fooled.mean().rename("asr_transfer").reset_index()}
+    f = C.pretrained_surrogate_transfers_less(longs, sample=_sample(ex))
+    rng = np.random.default_rng(3)
+    full, boot = [], []
+    for t in ("t0", "t1"):
+        w = rng.multinomial(50, np.full(50, 1 / 50), size=400)
+        for m in ("ta", "ties"):
+            g = {s: ex[(ex.task == t) & (ex.method == m) & (ex.surrogate == s)].sort_values("example_id")
+                 for s in (C.FINETUNED, "pretrained")}
+            common = g[C.FINETUNED].s_ok.to_numpy() & g["pretrained"].s_ok.to_numpy() & g[C.FINETUNED].t_ok.to_numpy()
+            asr = {s: (g[s].t_fooled.to_numpy() & common) for s in g}
+            full.append((asr[C.FINETUNED].sum() - asr["pretrained"].sum()) / common.sum())
+            boot.append((w @ asr[C.FINETUNED] - w @ asr["pretrained"]) / (w @ common))
+    d, diff = np.mean(boot, axis=0), np.mean(full)
+    n = f.numbers
+    assert n["design"] == "image" and n["mean"] == pytest.approx(diff) and n["se"] == pytest.approx(d.std(ddof=1))
+    assert [n["ci_low"], n["ci_high"]] == pytest.approx(np.quantile(d, [0.025, 0.975]).tolist())
+    assert n["p"] == pytest.approx(2 * stats.norm.sf(abs(diff / d.std(ddof=1))))
+    assert f.verdict == C.SUPPORTED and "new tasks" in f.result and n["task_level_n_clusters"] == 2
+    relative_first = C.pretrained_surrogate_transfers_less({"relative_asr": longs["asr_transfer"].rename(
+        columns={"asr_transfer": "relative_asr"})}, sample=_sample(ex))
+    assert relative_first.numbers["design"] == "task"  # the image design tests transfer ASR only: said so

@@ -103,6 +103,12 @@ def image_numbers(row: pd.Series) -> dict[str, float]:
             "mdd": float(row.mdd_holm)}
 
 
+def gate_notes(sample: ImageSample | None) -> list[str]:
+    """One note per method the utility gate left out of the image design."""
+    return [f"Not compared (utility gate, docs/statistics.md): `{m}`, {why}."
+            for m, why in (sample.not_ranked if sample else {}).items()]
+
+
 def task_level(r: dict, prefix: str = "task_level_") -> dict:
     """A task-level test's numbers (:func:`analysis.claims.clustered.cluster_test`) under ``prefix``."""
     return {f"{prefix}{k}": v for k, v in r.items()}

@@ -13,6 +13,7 @@ from analysis.claims.image_design import (
     ImagePairs,
     ImageSample,
     fallback_note,
+    gate_notes,
     image_pairs,
     image_test,
 )
@@ -103,8 +104,7 @@ def weight_averaging_most_vulnerable(
         where = f"on the common examples of the {len(means)} compared methods ({img.describe()})"
         how = "image bootstrap"
         tables = {"vs_weight_averaging": vs, "vs_weight_averaging_task_level": task_vs}
-        notes = [f"Not compared (utility gate, docs/statistics.md): `{m}`, {w}." for m, w in
-                 sample.not_ranked.items()]
+        notes = gate_notes(sample)
     elif task_vs.empty:
         return no_data(F4, test, f"{why}, and no other method shares 2 or more tasks with {method}")
     else:

@@ -84,20 +84,23 @@ def _claim_surrogate(present: list[str], surrogate: str | None, notes: list[str]
     return pick
 
 
-def image_sample(
+def image_samples(
     store: Store, suite_hash: str, surrogate: str | None, metric: str, n_boot: int, seed: int
-) -> ImageSample | None:
-    """The per-example rows of ``surrogate`` that claims 3 and 4 test in the default design, after the
-    ranking's utility gate, with the ranking's bootstrap settings; None without a surrogate."""
+) -> tuple[ImageSample | None, ImageSample]:
+    """The per-example rows the claims test in the default design, after the ranking's utility gate, with
+    the ranking's bootstrap settings: (those of ``surrogate`` with ``metric``'s setting columns, for claims
+    3 and 4, None without a surrogate; those of every surrogate, for claim 5's transfer ASR)."""
     from analysis.chance_gate import apply_gate, describe
     from analysis.common_set import read_examples
     from analysis.ranking_view import metric_spec
 
+    rows, gated = apply_gate(read_examples(store, "suite_hash = ?", [suite_hash]), Q.task_classes(store, suite_hash))
+    why = describe(gated)
+    every = ImageSample(rows, metric_spec("transfer", "asr_transfer").settings, n_boot, seed, why)
     if surrogate is None:
-        return None
-    rows = read_examples(store, "suite_hash = ? AND surrogate = ?", [suite_hash, surrogate])
-    kept, gated = apply_gate(rows, Q.task_classes(store, suite_hash))
-    return ImageSample(kept, metric_spec("transfer", metric).settings, n_boot, seed, describe(gated))
+        return None, every
+    one = rows[rows.surrogate == surrogate]
+    return ImageSample(one, metric_spec("transfer", metric).settings, n_boot, seed, why), every
 
 
 def build_report(
@@ -142,13 +145,13 @@ def build_report(
     long_rel = long if metric == "relative_asr" else Q.transfer_long(store, ref.hash, "relative_asr", sur)
     both = {m: Q.transfer_long(store, ref.hash, m) for m in ("asr_transfer", "relative_asr")}
     bd = backdoor_settings(store, ref.hash)
-    sample = image_sample(store, ref.hash, sur, metric, n_boot, seed)
+    sample, sample_both = image_samples(store, ref.hash, sur, metric, n_boot, seed)
     fs = [
         _safe(C.F1, C.relative_asr_above, long_rel, 0.95, alpha),
         _safe(C.F2, C.stronger_more_vulnerable, long, Q.merge_accuracy(store, ref.hash), metric, alpha, tol),
         _safe(C.F3, C.surgery_more_vulnerable, long, metric, alpha, C.SURGERY, C.TASK_ARITHMETIC, sample),
         _safe(C.F4, C.weight_averaging_most_vulnerable, long, metric, alpha, C.WEIGHT_AVERAGING, sample),
-        _safe(C.F5, C.pretrained_surrogate_transfers_less, both, alpha),
+        _safe(C.F5, C.pretrained_surrogate_transfers_less, both, alpha, sample_both),
         _safe(C.F6, C.backdoor_asr_after_merging, bd, alpha),
         _safe(C.F7, C.defense_effects, bd, alpha),
     ]
