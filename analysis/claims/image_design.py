@@ -19,6 +19,7 @@ import pandas as pd
 
 from analysis.claims.clustered import TRANSFER_SETTING
 from analysis.claims.core import peq, pp
+from analysis.claims.power import decide
 from analysis.common_set import CommonSet, CommonSetError, common_set
 from analysis.stats.blocks import paired_table
 from analysis.stats.decisions import pairwise_from_boot
@@ -93,6 +94,18 @@ def image_pairs(
     means = paired_table(cs.long, metric, cs.settings, min_settings=1).mean()
     pairs = pairwise_from_boot(means, cs.boot(sample.n_boot, sample.seed), alpha, pairs=family)
     return ImagePairs(pairs, means.sort_values(ascending=False, kind="stable"), cs), ""
+
+
+def one_pair(img: ImagePairs, where: str, what: str, effect: float, alpha: float) -> tuple[str, str, dict]:
+    """(verdict, result sentence, numbers) of a claim that is one image-design pair: the difference
+    ``what`` on the common examples described by ``where``, :func:`analysis.claims.power.decide` with the
+    stated ``effect``; numbers: :func:`image_numbers`, ``design`` and ``n_common``."""
+    n = image_numbers(img.pairs.iloc[0])
+    verdict, remark = decide(n["p"], n["mean"], n["mdd"], effect, alpha)
+    text = (f"{where} ({img.describe()}): {what} = {pp(n['mean'])} (95% bootstrap CI {pp(n['ci_low'])} to "
+            f"{pp(n['ci_high'])}), z = {n['z']:.2f}, {peq(n['p'])}; minimum detectable difference at 80% power "
+            f"{pp(n['mdd']).lstrip('+')}." + (f" ({remark}.)" if remark else ""))
+    return verdict, text, {"design": "image", **n, "n_common": img.common.n_common}
 
 
 def image_numbers(row: pd.Series) -> dict[str, float]:

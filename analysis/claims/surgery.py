@@ -11,9 +11,9 @@ from analysis.claims.image_design import (
     TASK_UNIT,
     ImageSample,
     fallback_note,
-    image_numbers,
     image_pairs,
     image_test,
+    one_pair,
     task_level,
     task_level_text,
 )
@@ -54,18 +54,12 @@ def surgery_more_vulnerable(
     per_task = diff.rename("diff").reset_index()
     second = task_level(r) if r else {}
     if img is not None:
-        n = image_numbers(img.pairs.iloc[0])
-        verdict, remark = decide(n["p"], n["mean"], n["mdd"], effect, alpha)
-        result = (
-            f"On the common examples of both methods ({img.describe()}): {treated} − {base} = {pp(n['mean'])} "
-            f"(95% bootstrap CI {pp(n['ci_low'])} to {pp(n['ci_high'])}), z = {n['z']:.2f}, {peq(n['p'])}; "
-            f"minimum detectable difference at 80% power {pp(n['mdd']).lstrip('+')}."
-        )
-        result += (f" ({remark}.)" if remark else "") + (
-            " " + task_level_text(r, f"{treated} − {base}") if r and r["n_clusters"] >= 2 else "")
-        numbers = {"metric": metric, "design": "image", **n, "n_common": img.common.n_common, **second}
-        return finding(F3, test, verdict, result, "", numbers, {"per_task": per_task}, mdd=n["mdd"],
-                       effect=effect, unit=IMAGE_UNIT)
+        verdict, result, n = one_pair(img, "On the common examples of both methods", f"{treated} − {base}",
+                                      effect, alpha)
+        if r and r["n_clusters"] >= 2:
+            result += " " + task_level_text(r, f"{treated} − {base}")
+        return finding(F3, test, verdict, result, "", {"metric": metric, **n, **second}, {"per_task": per_task},
+                       mdd=n["mdd"], effect=effect, unit=IMAGE_UNIT)
     if r is None or r["n_clusters"] < 2:
         return no_data(F3, test, f"{why}, and {len(diff)} task(s) where both methods have results (a "
                        "task-level test needs 2)")

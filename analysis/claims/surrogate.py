@@ -12,9 +12,9 @@ from analysis.claims.image_design import (
     ImageSample,
     fallback_note,
     gate_notes,
-    image_numbers,
     image_pairs,
     image_test,
+    one_pair,
     task_level,
     task_level_text,
 )
@@ -103,18 +103,11 @@ def pretrained_surrogate_transfers_less(
                      "ASR, so it compares transfer *efficiency*, not how often the merged model is fooled.")
     tables = {"overall": pd.DataFrame(overall).rename(columns={"mean": "mean_diff"}), "per_method": pm}
     if img is not None:
-        n = image_numbers(img.pairs.iloc[0])
-        verdict, remark = decide(n["p"], n["mean"], n["mdd"], effect, alpha)
-        result = (
-            f"{primary} on the images both surrogates and the merged model classify correctly "
-            f"({img.describe()}): fine-tuned − pretrained surrogate = {pp(n['mean'])} (95% bootstrap CI "
-            f"{pp(n['ci_low'])} to {pp(n['ci_high'])}), z = {n['z']:.2f}, {peq(n['p'])}; minimum detectable "
-            f"difference at 80% power {pp(n['mdd']).lstrip('+')}." + (f" ({remark}.)" if remark else "")
-            + " " + task_level_text(r, "fine-tuned − pretrained") + per_method + secondary
-        )
-        numbers = {"metric": primary, "design": "image", **n, "n_common": img.common.n_common, **task_level(r)}
-        return finding(F5, test, verdict, result, "", numbers, tables, mdd=n["mdd"], effect=effect,
-                       unit=IMAGE_UNIT, notes=[*notes, *gate_notes(sample)])
+        verdict, result, n = one_pair(img, f"{primary} on the images both surrogates and the merged model "
+                                      "classify correctly", "fine-tuned − pretrained surrogate", effect, alpha)
+        result += " " + task_level_text(r, "fine-tuned − pretrained") + per_method + secondary
+        return finding(F5, test, verdict, result, "", {"metric": primary, **n, **task_level(r)}, tables,
+                       mdd=n["mdd"], effect=effect, unit=IMAGE_UNIT, notes=[*notes, *gate_notes(sample)])
     verdict, remark = decide(r["p"], r["effect"], r["mdd"], effect, alpha)
     result = (
         f"{primary} over {r['n_clusters']} tasks: fine-tuned − pretrained surrogate = {pp(r['mean'])} (95% CI "
