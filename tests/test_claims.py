@@ -287,7 +287,7 @@ def test_claim3_is_the_image_bootstrap_of_the_two_methods_computed_here():
     assert f.mdd == n["mdd"] == pytest.approx((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * se, rel=1e-5)
     assert n["n_common"] == 2 * 2 * (40 - 3)  # the WA images it gets wrong stay in: not a compared method
     assert f.verdict == decide(n["p"], diff, n["mdd"], EFFECTS["surgery_more_vulnerable"], 0.05)[0]
-    assert "this benchmark's tasks" in f.unit and "Second view, new tasks" in f.result
+    assert f.population == C.THESE_TASKS and "Second view, new tasks" in f.result
     assert n["task_level_n_clusters"] == 2  # the task-level t-test is reported beside it, not deciding
 
 
@@ -363,7 +363,7 @@ def test_claims_3_and_4_without_images_fall_back_to_the_task_level_test_and_say_
     ex = _examples({SURGERY: 0.1, TA: 0.0, WA: 0.0})
     for f in (C.surgery_more_vulnerable(_long(ex), "relative_asr"),
               C.weight_averaging_most_vulnerable(_long(ex), "relative_asr")):
-        assert f.numbers["design"] == "task" and "new tasks" in f.unit
+        assert f.numbers["design"] == "task" and f.population == C.NEW_TASKS
         assert "no per-example rows" in f.notes[0] and "new tasks like these" in f.notes[0]
     gated = C.surgery_more_vulnerable(_long(ex), "relative_asr", sample=_sample(
         ex[ex.method != TA], not_ranked={TA: "clean accuracy 0.100 on t0"}))

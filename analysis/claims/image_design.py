@@ -24,9 +24,9 @@ from analysis.common_set import CommonSet, CommonSetError, common_set
 from analysis.stats.blocks import paired_table
 from analysis.stats.decisions import pairwise_from_boot
 
-IMAGE_UNIT = ("test image within a task (tasks fixed; one draw per task shared by the compared methods, "
-              "attacks, budgets and seeds): this benchmark's tasks")
-TASK_UNIT = "task (settings averaged within a task): new tasks"
+IMAGE_UNIT = ("test image within a task (tasks fixed; one draw per task shared by the compared arms, attacks, "
+              "budgets and seeds)")
+TASK_UNIT = "task (settings averaged within a task)"
 @dataclass(frozen=True)
 class ImageSample:
     """What the image design needs, read by the report builder: ``rows``, the per-example transfer rows of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.claims.clustered import TRANSFER_CLUSTER, cluster_test, cluster_values, holm_family
-from analysis.claims.core import Claim, Finding, finding, no_data, pct, peq, pp
+from analysis.claims.core import NEW_TASKS, Claim, Finding, finding, no_data, pct, peq, pp
 from analysis.claims.power import EFFECTS, decide
 
 F1 = Claim(
@@ -59,4 +59,4 @@ def relative_asr_above(long: pd.DataFrame, value: float = 0.95, alpha: float = 0
     )
     numbers = {"threshold": value, "n_methods_supported": n_sup, "n_methods": len(per_method), **r}
     return finding(F1, test, verdict, result, remark, numbers, {"per_method": per_method},
-                   mdd=r["mdd"], effect=effect, unit=unit)
+                   mdd=r["mdd"], effect=effect, unit=unit, population=NEW_TASKS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.claims.clustered import cluster_test, paired_cluster_diff
-from analysis.claims.core import Claim, Finding, finding, no_data, peq, pp
+from analysis.claims.core import NEW_TASKS, THESE_TASKS, Claim, Finding, finding, no_data, peq, pp
 from analysis.claims.image_design import (
     IMAGE_UNIT,
     TASK_UNIT,
@@ -59,7 +59,7 @@ def surgery_more_vulnerable(
         if r and r["n_clusters"] >= 2:
             result += " " + task_level_text(r, f"{treated} − {base}")
         return finding(F3, test, verdict, result, "", {"metric": metric, **n, **second}, {"per_task": per_task},
-                       mdd=n["mdd"], effect=effect, unit=IMAGE_UNIT)
+                       mdd=n["mdd"], effect=effect, unit=IMAGE_UNIT, population=THESE_TASKS)
     if r is None or r["n_clusters"] < 2:
         return no_data(F3, test, f"{why}, and {len(diff)} task(s) where both methods have results (a "
                        "task-level test needs 2)")
@@ -71,5 +71,5 @@ def surgery_more_vulnerable(
         f"{pp(r['mdd']).lstrip('+')}."
     )
     return finding(F3, test, verdict, result, remark, {"metric": metric, "design": "task", **r, **second},
-                   {"per_task": per_task}, mdd=r["mdd"], effect=effect, unit=TASK_UNIT,
+                   {"per_task": per_task}, mdd=r["mdd"], effect=effect, unit=TASK_UNIT, population=NEW_TASKS,
                    notes=[fallback_note(why)])

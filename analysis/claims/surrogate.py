@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.claims.clustered import TRANSFER_CLUSTER, cluster_test, holm_family, paired_cluster_diff
-from analysis.claims.core import Claim, Finding, finding, no_data, peq, pp
+from analysis.claims.core import NEW_TASKS, THESE_TASKS, Claim, Finding, finding, no_data, peq, pp
 from analysis.claims.image_design import (
     IMAGE_UNIT,
     TASK_UNIT,
@@ -107,7 +107,8 @@ def pretrained_surrogate_transfers_less(
                                       "classify correctly", "fine-tuned − pretrained surrogate", effect, alpha)
         result += " " + task_level_text(r, "fine-tuned − pretrained") + per_method + secondary
         return finding(F5, test, verdict, result, "", {"metric": primary, **n, **task_level(r)}, tables,
-                       mdd=n["mdd"], effect=effect, unit=IMAGE_UNIT, notes=[*notes, *gate_notes(sample)])
+                       mdd=n["mdd"], effect=effect, unit=IMAGE_UNIT, population=THESE_TASKS,
+                       notes=[*notes, *gate_notes(sample)])
     verdict, remark = decide(r["p"], r["effect"], r["mdd"], effect, alpha)
     result = (
         f"{primary} over {r['n_clusters']} tasks: fine-tuned − pretrained surrogate = {pp(r['mean'])} (95% CI "
@@ -116,4 +117,5 @@ def pretrained_surrogate_transfers_less(
         + per_method + secondary
     )
     return finding(F5, test, verdict, result, remark, {"metric": primary, "design": "task", **r, **task_level(r)},
-                   tables, mdd=r["mdd"], effect=effect, unit=TASK_UNIT, notes=[*notes, fallback_note(why)])
+                   tables, mdd=r["mdd"], effect=effect, unit=TASK_UNIT, population=NEW_TASKS,
+                   notes=[*notes, fallback_note(why)])

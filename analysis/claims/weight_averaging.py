@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.claims.clustered import TRANSFER_CLUSTER, cluster_test, holm_family, paired_cluster_diff
-from analysis.claims.core import Claim, Finding, combine, finding, no_data, pct, pp
+from analysis.claims.core import NEW_TASKS, THESE_TASKS, Claim, Finding, combine, finding, no_data, pct, pp
 from analysis.claims.image_design import (
     IMAGE_UNIT,
     TASK_UNIT,
@@ -100,7 +100,7 @@ def weight_averaging_most_vulnerable(
             f"({t_verdict} by that view)."
         )
     if img is not None:
-        vs, means, design, unit = _image_table(img), img.means, "image", IMAGE_UNIT
+        vs, means, design, unit, population = _image_table(img), img.means, "image", IMAGE_UNIT, THESE_TASKS
         where = f"on the common examples of the {len(means)} compared methods ({img.describe()})"
         how = "image bootstrap"
         tables = {"vs_weight_averaging": vs, "vs_weight_averaging_task_level": task_vs}
@@ -108,7 +108,7 @@ def weight_averaging_most_vulnerable(
     elif task_vs.empty:
         return no_data(F4, test, f"{why}, and no other method shares 2 or more tasks with {method}")
     else:
-        vs, design, unit, how = task_vs, "task", TASK_UNIT, "task-clustered"
+        vs, design, unit, how, population = task_vs, "task", TASK_UNIT, "task-clustered", NEW_TASKS
         means = long.groupby(["method", TRANSFER_CLUSTER])[metric].mean().groupby("method").mean()
         means = means.sort_values(ascending=False)
         where, tables, notes = "over tasks", {"vs_weight_averaging": vs}, [fallback_note(why)]
@@ -131,4 +131,4 @@ def weight_averaging_most_vulnerable(
         **second,
     }
     return finding(F4, test, verdict, result, "", numbers, tables, mdd=float(vs.mdd.max()), effect=effect,
-                   unit=unit, notes=notes)
+                   unit=unit, population=population, notes=notes)
