@@ -429,3 +429,49 @@ def test_claim5_compares_the_surrogates_on_the_same_images_as_computed_here():
     relative_first = C.pretrained_surrogate_transfers_less({"relative_asr": longs["asr_transfer"].rename(
         columns={"asr_transfer": "relative_asr"})}, sample=_sample(ex))
     assert relative_first.numbers["design"] == "task"  # the image design tests transfer ASR only: said so
+
+
+def _own_level(ex: pd.DataFrame, n_boot: int, seed: int) -> tuple[float, np.ndarray]:
+    """An independent image bootstrap of the mean per-target relative ASR: each model on its own counted
+    set (surrogate and model correct on the clean image), target fooled ÷ surrogate fooled per (model,
+    task, attack), the same multinomial image draw per task (tasks sorted) for every model and attack."""
+    rng = np.random.default_rng(seed)
+    full, boot = [], []
+    for t in sorted(ex.task.unique()):
+        n = ex[ex.task == t].example_id.nunique()
+        w = rng.multinomial(n, np.full(n, 1 / n), size=n_boot)
+        for (_, _), g in ex[ex.task == t].groupby(["method", "attack"]):
+            g = g.sort_values("example_id")
+            counted = (g.s_ok & g.t_ok).to_numpy()
+            num, den = counted & g.t_fooled.to_numpy(), counted & g.s_fooled.to_numpy()
+            full.append(num.sum() / den.sum())
+            boot.append((w @ num) / (w @ den))
+    return float(np.mean(full)), np.mean(boot, axis=0)
+
+
+def test_claim1_is_the_image_bootstrap_of_each_models_own_counted_set():
+    """Claim 1's level, CI, p and MDD equal a bootstrap written here (each model on its own counted set,
+    not a common set); per method the same, Holm over the methods (statsmodels); the level equals the
+    task-level view's mean (a balanced design), so only the design changed, not the quantity."""
+    from statsmodels.stats.multitest import multipletests
+
+    ex = _examples({"a": 0.55, "b": 0.5}, wrong={"b": 8})
+    long = _long(ex)
+    f = C.relative_asr_above(long, sample=_sample(ex))
+    mean, boot = _own_level(ex, 400, 3)
+    se = boot.std(ddof=1)
+    n = f.numbers
+    assert n["design"] == "image" and f.population == C.THESE_TASKS
+    assert n["mean"] == pytest.approx(mean) and mean == pytest.approx(long.relative_asr.mean())
+    assert n["se"] == pytest.approx(se)
+    assert [n["ci_low"], n["ci_high"]] == pytest.approx(np.quantile(boot, [0.025, 0.975]).tolist())
+    assert n["p"] == pytest.approx(2 * stats.norm.sf(abs((mean - 0.95) / se)))
+    assert f.mdd == pytest.approx((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * se, rel=1e-5)
+    pm = f.tables["per_method"].set_index("method")
+    p_own = []
+    for m in ("a", "b"):
+        m_mean, m_boot = _own_level(ex[ex.method == m], 400, 3)
+        assert pm.loc[m, "mean"] == pytest.approx(m_mean) and pm.loc[m, "se"] == pytest.approx(m_boot.std(ddof=1))
+        p_own.append(2 * stats.norm.sf(abs((m_mean - 0.95) / m_boot.std(ddof=1))))
+    assert pm.loc[["a", "b"], "p_holm"].to_numpy() == pytest.approx(multipletests(p_own, method="holm")[1])
+    assert f.verdict == C.NOT_SUPPORTED and n["task_level_n_clusters"] == 2

@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from analysis.claims.clustered import TRANSFER_SETTING
 from analysis.claims.core import peq, pp
 from analysis.claims.power import decide
-from analysis.common_set import CommonSet, CommonSetError, common_set
+from analysis.common_set import CommonSet, CommonSetError, common_set, level_set
 from analysis.stats.blocks import paired_table
 from analysis.stats.decisions import pairwise_from_boot
 
@@ -94,6 +95,37 @@ def image_pairs(
     means = paired_table(cs.long, metric, cs.settings, min_settings=1).mean()
     pairs = pairwise_from_boot(means, cs.boot(sample.n_boot, sample.seed), alpha, pairs=family)
     return ImagePairs(pairs, means.sort_values(ascending=False, kind="stable"), cs), ""
+
+
+THRESHOLD = "threshold"
+"""The constant column a level test is paired with (:func:`image_levels`)."""
+
+
+def image_levels(
+    sample: ImageSample | None, metric: str, value: float, groups: Mapping[str, Sequence[str]], alpha: float
+) -> tuple[pd.DataFrame | None, str]:
+    """The image design's level tests of ``metric`` − ``value``, one per group (name → the merging methods
+    whose per-target values it averages, :func:`analysis.common_set.level_set`), Holm over the groups: a
+    one-sample test is :func:`pairwise_from_boot`'s paired test against a constant column, so each row has
+    its ``mean`` (the level), ``diff`` (level − value), ``se, ci_low, ci_high`` (of the excess), ``z,
+    p_unc, p_corr, mdd_holm`` and ``n_common``. (None, why) when the rows cannot support a group."""
+    if sample is None or sample.rows.empty:
+        return None, "no per-example rows are stored for these results"
+    means, boots, n_common = {}, [], {}
+    for name, methods in groups.items():
+        rows = sample.rows[sample.rows.method.isin(methods)]
+        if rows.empty:
+            return None, f"no per-example rows for {', '.join(methods)}"
+        try:
+            cs = level_set(rows, metric, sample.settings)
+        except CommonSetError as e:
+            return None, str(e)
+        means[name], n_common[name] = float(cs.long[metric].mean()), cs.n_common
+        boots.append(cs.boot(sample.n_boot, sample.seed)[:, 0])
+    boot = np.column_stack([*boots, np.full(len(boots[0]), value)])
+    pairs = pairwise_from_boot(pd.Series({**means, THRESHOLD: value}), boot, alpha,
+                               pairs=[(name, THRESHOLD) for name in groups])
+    return pairs.assign(mean=pairs.A.map(means), n_common=pairs.A.map(n_common)), ""
 
 
 def one_pair(img: ImagePairs, where: str, what: str, effect: float, alpha: float) -> tuple[str, str, dict]:

@@ -84,23 +84,36 @@ def _claim_surrogate(present: list[str], surrogate: str | None, notes: list[str]
     return pick
 
 
+@dataclass(frozen=True)
+class ImageSamples:
+    """The per-example rows the claims test in the default design, with the ranking's bootstrap settings:
+    ``level``, the claims' surrogate, every method (claim 1: each model on its own counted set); ``compare``,
+    the claims' surrogate after the ranking's utility gate (claims 3, 4); ``surrogates``, every surrogate
+    after the gate (claim 5). A sample is None without a claims surrogate."""
+
+    level: ImageSample | None
+    compare: ImageSample | None
+    surrogates: ImageSample
+
+
 def image_samples(
     store: Store, suite_hash: str, surrogate: str | None, metric: str, n_boot: int, seed: int
-) -> tuple[ImageSample | None, ImageSample]:
-    """The per-example rows the claims test in the default design, after the ranking's utility gate, with
-    the ranking's bootstrap settings: (those of ``surrogate`` with ``metric``'s setting columns, for claims
-    3 and 4, None without a surrogate; those of every surrogate, for claim 5's transfer ASR)."""
+) -> ImageSamples:
+    """Read the per-example rows once and split them as :class:`ImageSamples` says."""
     from analysis.chance_gate import apply_gate, describe
     from analysis.common_set import read_examples
     from analysis.ranking_view import metric_spec
 
-    rows, gated = apply_gate(read_examples(store, "suite_hash = ?", [suite_hash]), Q.task_classes(store, suite_hash))
-    why = describe(gated)
-    every = ImageSample(rows, metric_spec("transfer", "asr_transfer").settings, n_boot, seed, why)
+    rows = read_examples(store, "suite_hash = ?", [suite_hash])
+    kept, gated = apply_gate(rows, Q.task_classes(store, suite_hash))
+    why, transfer = describe(gated), metric_spec("transfer", "asr_transfer").settings
+    every = ImageSample(kept, transfer, n_boot, seed, why)
     if surrogate is None:
-        return None, every
-    one = rows[rows.surrogate == surrogate]
-    return ImageSample(one, metric_spec("transfer", metric).settings, n_boot, seed, why), every
+        return ImageSamples(None, None, every)
+    level = ImageSample(rows[rows.surrogate == surrogate], transfer, n_boot, seed)
+    compare = ImageSample(kept[kept.surrogate == surrogate], metric_spec("transfer", metric).settings, n_boot,
+                          seed, why)
+    return ImageSamples(level, compare, every)
 
 
 def build_report(
@@ -145,13 +158,13 @@ def build_report(
     long_rel = long if metric == "relative_asr" else Q.transfer_long(store, ref.hash, "relative_asr", sur)
     both = {m: Q.transfer_long(store, ref.hash, m) for m in ("asr_transfer", "relative_asr")}
     bd = backdoor_settings(store, ref.hash)
-    sample, sample_both = image_samples(store, ref.hash, sur, metric, n_boot, seed)
+    samples = image_samples(store, ref.hash, sur, metric, n_boot, seed)
     fs = [
-        _safe(C.F1, C.relative_asr_above, long_rel, 0.95, alpha),
+        _safe(C.F1, C.relative_asr_above, long_rel, 0.95, alpha, samples.level),
         _safe(C.F2, C.stronger_more_vulnerable, long, Q.merge_accuracy(store, ref.hash), metric, alpha, tol),
-        _safe(C.F3, C.surgery_more_vulnerable, long, metric, alpha, C.SURGERY, C.TASK_ARITHMETIC, sample),
-        _safe(C.F4, C.weight_averaging_most_vulnerable, long, metric, alpha, C.WEIGHT_AVERAGING, sample),
-        _safe(C.F5, C.pretrained_surrogate_transfers_less, both, alpha, sample_both),
+        _safe(C.F3, C.surgery_more_vulnerable, long, metric, alpha, C.SURGERY, C.TASK_ARITHMETIC, samples.compare),
+        _safe(C.F4, C.weight_averaging_most_vulnerable, long, metric, alpha, C.WEIGHT_AVERAGING, samples.compare),
+        _safe(C.F5, C.pretrained_surrogate_transfers_less, both, alpha, samples.surrogates),
         _safe(C.F6, C.backdoor_asr_after_merging, bd, alpha),
         _safe(C.F7, C.defense_effects, bd, alpha),
     ]
