@@ -1,6 +1,6 @@
 """The findings: each published claim about merging security, tested on the stored results with
-the default inference design where the data allow (claims 3 and 4: the common-set image bootstrap,
-"this benchmark's tasks"; the task-clustered test as the "new tasks" view) and a power statement on every
+the default inference design where the data allow (claims 1, 3, 4 and 5: the image bootstrap, "this
+benchmark's tasks"; the task-clustered test as the "new tasks" view) and a power statement on every
 verdict (docs/analysis.md).
 
 Every claim function is pure (DataFrames in, a :class:`Finding` out) and never raises on missing or thin
