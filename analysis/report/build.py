@@ -125,8 +125,9 @@ def build_report(
 
     ``metric`` (a transfer ASR metric) is the vulnerability measure of claims 2–4, the rankings and the
     figures; claim 1 uses relative ASR, claim 5 transfer ASR. Claims 1–4 use one surrogate (``surrogate``,
-    else the fine-tuned one); the ranking is given per surrogate. ``n_boot``/``seed``: the rankings'
-    bootstrap. ``tol``: the "stayed" band of claim 2's case count. ``figures=False`` skips the PNGs.
+    else the fine-tuned one); the ranking is given per surrogate. ``n_boot``/``seed``: the image
+    bootstrap of the rankings and of claims 1, 3, 4 and 5 (their per-example rows: :func:`image_samples`).
+    ``tol``: the "stayed" band of claim 2's case count. ``figures=False`` skips the PNGs.
     """
     import matplotlib
 
