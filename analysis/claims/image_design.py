@@ -159,6 +159,14 @@ def task_level(r: dict, prefix: str = "task_level_") -> dict:
     return {f"{prefix}{k}": v for k, v in r.items()}
 
 
+def t_summary(r: dict, fmt=pp, what: str = "difference") -> str:
+    """A task-level test's interval, t, p, signed Cohen's d and MDD (``fmt`` formats the mean's interval):
+    ``(95% CI a to b); t(df) = t, p = …, d = +d; minimum detectable {what} at 80% power m.``"""
+    return (f"(95% CI {fmt(r['ci_low'])} to {fmt(r['ci_high'])}); t({r['n_clusters'] - 1}) = {r['t']:.2f}, "
+            f"{peq(r['p'])}, d = {r['cohen_d']:+.2f}; minimum detectable {what} at 80% power "
+            f"{pp(r['mdd']).lstrip('+')}.")
+
+
 def task_level_text(r: dict, what: str) -> str:
     """One sentence on the task-level view of a difference, said to be the second view."""
     return (f"Second view, new tasks (t-test over {r['n_clusters']} task means, not the verdict): {what} = "

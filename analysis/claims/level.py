@@ -12,6 +12,7 @@ from analysis.claims.image_design import (
     ImageSample,
     fallback_note,
     image_levels,
+    t_summary,
     task_level,
 )
 from analysis.claims.power import EFFECTS, decide
@@ -76,10 +77,8 @@ def relative_asr_above(
         verdict, remark = decide(r["p"], r["effect"], r["mdd"], effect, alpha)
         result = (
             f"Mean relative ASR over {r['n_clusters']} tasks ({len(long)} method × setting values): "
-            f"{pct(r['mean'])} (95% CI {pct(r['ci_low'])} to {pct(r['ci_high'])}); t({r['n_clusters'] - 1}) = "
-            f"{r['t']:.2f}, {peq(r['p'])}, d = {r['cohen_d']:+.2f}; minimum detectable excess at 80% power "
-            f"{pp(r['mdd']).lstrip('+')}. {task_sup} of {len(task_pm)} methods are significantly above "
-            f"{value:.0%} on their own (Holm)."
+            f"{pct(r['mean'])} {t_summary(r, pct, 'excess')} {task_sup} of {len(task_pm)} methods are "
+            f"significantly above {value:.0%} on their own (Holm)."
         )
         numbers = {"threshold": value, "design": "task", "n_methods_supported": task_sup,
                    "n_methods": len(task_pm), **r, **task_level(r)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.claims.clustered import cluster_test, paired_cluster_diff
-from analysis.claims.core import NEW_TASKS, THESE_TASKS, Claim, Finding, finding, no_data, peq, pp
+from analysis.claims.core import NEW_TASKS, THESE_TASKS, Claim, Finding, finding, no_data, pp
 from analysis.claims.image_design import (
     IMAGE_UNIT,
     TASK_UNIT,
@@ -14,6 +14,7 @@ from analysis.claims.image_design import (
     image_pairs,
     image_test,
     one_pair,
+    t_summary,
     task_level,
     task_level_text,
 )
@@ -64,12 +65,8 @@ def surgery_more_vulnerable(
         return no_data(F3, test, f"{why}, and {len(diff)} task(s) where both methods have results (a "
                        "task-level test needs 2)")
     verdict, remark = decide(r["p"], r["effect"], r["mdd"], effect, alpha)
-    result = (
-        f"Over {r['n_clusters']} tasks: {treated} − {base} = {pp(r['mean'])} (95% CI {pp(r['ci_low'])} to "
-        f"{pp(r['ci_high'])}); higher in {int((diff > 0).sum())} of {len(diff)} tasks. t({r['n_clusters'] - 1}) "
-        f"= {r['t']:.2f}, {peq(r['p'])}, d = {r['cohen_d']:+.2f}; minimum detectable difference at 80% power "
-        f"{pp(r['mdd']).lstrip('+')}."
-    )
+    result = (f"Over {r['n_clusters']} tasks: {treated} − {base} = {pp(r['mean'])} {t_summary(r)} Higher in "
+              f"{int((diff > 0).sum())} of {len(diff)} tasks.")
     return finding(F3, test, verdict, result, remark, {"metric": metric, "design": "task", **r, **second},
                    {"per_task": per_task}, mdd=r["mdd"], effect=effect, unit=TASK_UNIT, population=NEW_TASKS,
                    notes=[fallback_note(why)])
