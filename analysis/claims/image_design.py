@@ -1,5 +1,5 @@
-"""The default inference design of the claims that compare merging methods: "this benchmark's tasks"
-(docs/statistics.md, "The inference design"; docs/analysis.md, "The inference unit").
+"""The default inference design of the transfer claims: "this benchmark's tasks" (docs/statistics.md,
+"The inference design"; docs/analysis.md, "The inference unit").
 
 A comparison is tested exactly as the ranking tests a pair: the methods' metric is recomputed on their
 common examples (:func:`analysis.common_set.common_set`), the test images are resampled within each task
@@ -8,6 +8,8 @@ common examples (:func:`analysis.common_set.common_set`), the test images are re
 Holm within the claim's own family and the MDD at 80% power from that standard error
 (:func:`analysis.stats.decisions.pairwise_from_boot`). The task-level t-test over task means
 (:mod:`analysis.claims.clustered`) answers the other question, "new tasks", and is reported beside it.
+A level test (claim 1) is the same test against a constant column, on each model's own counted set
+(:func:`analysis.common_set.level_set`).
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ from analysis.stats.decisions import pairwise_from_boot
 IMAGE_UNIT = ("test image within a task (tasks fixed; one draw per task shared by the compared arms, attacks, "
               "budgets and seeds)")
 TASK_UNIT = "task (settings averaged within a task)"
+
+
 @dataclass(frozen=True)
 class ImageSample:
-    """What the image design needs, read by the report builder: ``rows``, the per-example transfer rows of
-    one surrogate (:func:`analysis.common_set.read_examples`) without the methods the utility gate leaves
-    out (``not_ranked``: method → why, :mod:`analysis.chance_gate`); ``settings``, the metric's setting
+    """What the image design needs, read by the report builder: ``rows``, per-example transfer rows
+    (:func:`analysis.common_set.read_examples`; one surrogate, or both for claim 5), without the methods
+    the utility gate leaves out where a claim compares methods (``not_ranked``: method → why,
+    :mod:`analysis.chance_gate`); ``settings``, the metric's setting
     columns; the bootstrap's ``n_boot`` and ``seed`` (the ranking's, so a claim's pair is the ranking's)."""
 
     rows: pd.DataFrame
