@@ -36,6 +36,12 @@ def below_chance(examples: pd.DataFrame, n_classes: dict[str, int], alpha: float
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def apply_gate(examples: pd.DataFrame, n_classes: dict[str, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the examples of the methods the gate keeps, :func:`below_chance`'s rows of those it leaves out)."""
+    gated = below_chance(examples, n_classes)
+    return (examples[~examples.method.isin(gated.method)] if not gated.empty else examples), gated
+
+
 def describe(gated: pd.DataFrame) -> dict[str, str]:
     """Per gated method, one line naming its worst task and seed, e.g. ``"clean accuracy 0.110 on digit
     (seed 0), not above chance 0.100 (binomial p = 0.37)"``."""

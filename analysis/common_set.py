@@ -162,6 +162,28 @@ def common_set(
                      f"images that the surrogate and all {len(methods)} methods classify correctly")
 
 
+LEVEL_ARM = "level"
+"""The one arm of :func:`level_set`."""
+
+
+def level_set(examples: pd.DataFrame, metric: str, settings: Sequence[str], min_common: int = 1) -> CommonSet:
+    """Each model's per-target ``metric`` (``relative_asr`` or ``asr_transfer``) on its own counted set
+    (images the surrogate and that model classify correctly, as `transfer_metrics` stores it), as the one
+    arm :data:`LEVEL_ARM` of a :class:`CommonSet`: every (model, setting) is a setting of its own (the
+    merging method is the setting column ``model``), so :meth:`CommonSet.boot` resamples the images within
+    each task with one draw shared by every model, attack, surrogate, budget and seed, and its mean is the
+    mean of the per-target values over the (model, setting)s. Raises :class:`CommonSetError` when no
+    setting holds ``min_common`` counted images."""
+    if metric not in ("relative_asr", "asr_transfer"):
+        raise MergesecError(f"{metric!r} has no per-target level definition; use relative_asr or asr_transfer")
+    counted = examples.s_ok.astype(bool) & examples.t_ok.astype(bool)
+    den = counted & examples.s_fooled.astype(bool) if metric == "relative_asr" else counted
+    frame = examples.rename(columns={"method": "model"}).assign(
+        mask=counted, den=den, **{f"m:{LEVEL_ARM}": counted & examples.t_fooled.astype(bool)})
+    return _assemble(frame, [*UNIT, "model"], "task", [*settings, "model"], [LEVEL_ARM], metric, min_common,
+                     "images that the surrogate and the model classify correctly")
+
+
 def _assemble(frame: pd.DataFrame, unit: list[str], task_col: str, settings: list[str], methods: list[str],
               metric: str, min_common: int, what: str) -> CommonSet:
     """The :class:`CommonSet` of a per-(unit, image) frame with columns ``mask`` (image counted), ``den``

@@ -206,7 +206,7 @@ def ranking(
     tasks (or settings, where a setting has no task) resampled."""
     from analysis import common_set as C
     from analysis import queries as Q
-    from analysis.chance_gate import below_chance, describe
+    from analysis.chance_gate import apply_gate, describe
     from analysis.stats import StatisticsError, paired_table, rank_from_boot, stability_from_boot
     from analysis.stats.ranking import settings_boot
 
@@ -224,11 +224,9 @@ def ranking(
     where, params, _ = _where(spec, track, suite_hash, filters)
     min_common = C.MIN_COMMON if min_common is None else min_common
     if surrogate is not None and spec.name in C.COMMON_METRICS:
-        examples = C.read_examples(store, where, params)
-        gated = below_chance(examples, Q.task_classes(store, suite_hash))
-        if not gated.empty:  # the utility gate: a merge at chance is not ranked (analysis.chance_gate)
-            examples = examples[~examples.method.isin(gated.method)]
-            per_target = per_target[~per_target.method.isin(gated.method)].reset_index(drop=True)
+        # the utility gate: a merge at chance is not ranked (analysis.chance_gate)
+        examples, gated = apply_gate(C.read_examples(store, where, params), Q.task_classes(store, suite_hash))
+        per_target = per_target[~per_target.method.isin(gated.method)].reset_index(drop=True)
         attrs["not_ranked"] = describe(gated)
         cs = C.common_set(examples, spec.name, settings, min_common) if not examples.empty else None
         definition = C.DEFINITIONS[C.COMMON_METRICS[spec.name][0]]

@@ -242,6 +242,7 @@ def test_planted_verdicts_and_numbers(planted):
     assert f7["n_baseline_excluded"] == len(PLANTED) * 3 * 2  # the `clean` rows, with and without ibvs
     for f in doc["findings"]:  # every verdict carries its power (findings.json schema 2, docs/analysis.md)
         assert f["verdict"] in F.VERDICTS and f["mdd"] is not None and f["effect"] is not None and f["unit"]
+        assert f["population"] in (F.THESE_TASKS, F.NEW_TASKS, F.OTHER_METHODS)
 
 
 def test_report_files_figures_and_json(planted):
@@ -251,7 +252,7 @@ def test_report_files_figures_and_json(planted):
     assert "minimum detectable (80% power)" in md and "p < 0.001" in md and "Kendall's W" in md
     assert f"of {21 * len(TASKS)} (stronger/weaker method pair × task) cases" in md
     summary = md.split("## Summary")[1].split("Verdicts:")[0].strip().splitlines()
-    assert len(summary) == 2 + 7 and {row.count("|") for row in summary} == {6}  # no cell splits a row
+    assert len(summary) == 2 + 7 and {row.count("|") for row in summary} == {7}  # no cell splits a row
     figures = ["transfer_heatmap.png", "cd_diagram_finetuned.png", "cd_diagram_pretrained.png",
                "accuracy_vs_vulnerability.png", "backdoor_asr.png"]
     for name in figures:

@@ -6,7 +6,7 @@ import pandas as pd
 
 from analysis.claims.backdoor_data import attacks_only
 from analysis.claims.clustered import BACKDOOR_CLUSTER, cluster_test, cluster_values, holm_family
-from analysis.claims.core import Claim, Finding, combine, finding, no_data, pct, peq, pp
+from analysis.claims.core import OTHER_METHODS, Claim, Finding, combine, finding, no_data, pct, peq, pp
 from analysis.claims.power import EFFECTS, decide
 
 BADMERGING, NAIVE = "badmerging", "naive"
@@ -69,4 +69,4 @@ def backdoor_asr_after_merging(
         numbers[f"p_holm[{r.attack}/{r.variant}]"] = r.p_holm
     return finding(F6, test, verdict, result, "", numbers, {"per_attack": per_attack, "per_method": per_method},
                    mdd=float(per_attack.mdd.max()), effect=effect,
-                   unit=f"{BACKDOOR_CLUSTER} (a merged model; its target settings averaged)")
+                   unit=f"{BACKDOOR_CLUSTER} (a merged model; its target settings averaged)", population=OTHER_METHODS)

@@ -29,6 +29,13 @@ INCONCLUSIVE = "inconclusive"
 NO_DATA = "no data"
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, UNDERPOWERED, INCONCLUSIVE, NO_DATA)
 
+THESE_TASKS = "this benchmark's tasks"
+NEW_TASKS = "new tasks"
+OTHER_METHODS = "merging methods like these"
+"""The populations a verdict can be about (docs/analysis.md, "The inference unit"): the test images of
+these tasks (image bootstrap), new tasks like these (a t-test over task means), or other merging methods
+(a test over the methods' values)."""
+
 
 class Claim(NamedTuple):
     """A published claim: the key of its finding, a short title and the claim's text."""
@@ -44,7 +51,8 @@ class Finding:
 
     ``mdd``: the minimum detectable difference at 80% power of the test that decides the verdict (in the
     claim's units: a rate difference, or a correlation for claim 2); ``effect``: the stated effect the claim
-    must show (a verdict of ``underpowered`` means ``mdd > effect``); ``unit``: the inference unit.
+    must show (a verdict of ``underpowered`` means ``mdd > effect``); ``unit``: the inference unit;
+    ``population``: what the verdict is about (:data:`THESE_TASKS`, :data:`NEW_TASKS`, :data:`OTHER_METHODS`).
     """
 
     key: str
@@ -60,6 +68,7 @@ class Finding:
     mdd: float | None = None
     effect: float | None = None
     unit: str = ""
+    population: str = ""
 
     def as_dict(self) -> dict:
         """JSON-able summary (tables as lists of records); the schema is in docs/analysis.md."""
@@ -73,6 +82,7 @@ class Finding:
             "mdd": _jsonable(self.mdd),
             "effect": _jsonable(self.effect),
             "unit": self.unit,
+            "population": self.population,
             "numbers": _jsonable(self.numbers),
             "notes": self.notes,
             "figures": self.figures,
@@ -99,13 +109,13 @@ def no_data(claim: Claim, test: str, what: str) -> Finding:
 
 def finding(
     claim: Claim, test: str, verdict: str, result: str, remark: str, numbers: dict,
-    tables: dict[str, pd.DataFrame], *, mdd: float | None, effect: float | None, unit: str,
+    tables: dict[str, pd.DataFrame], *, mdd: float | None, effect: float | None, unit: str, population: str,
     notes: Sequence[str] = (),
 ) -> Finding:
     """The finding of ``claim``; a non-empty ``remark`` is appended to ``result`` as `` (remark.)``."""
     if remark:
         result += f" ({remark}.)"
-    return Finding(*claim, test, verdict, result, numbers, tables, list(notes), [], mdd, effect, unit)
+    return Finding(*claim, test, verdict, result, numbers, tables, list(notes), [], mdd, effect, unit, population)
 
 
 def combine(verdicts: Sequence[str]) -> str:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from analysis.claims.backdoor_data import PAIR_KEY, attacks_only
 from analysis.claims.clustered import BACKDOOR_CLUSTER, cluster_test, cluster_values, holm_family
-from analysis.claims.core import Claim, Finding, combine, finding, no_data, peq, pp
+from analysis.claims.core import OTHER_METHODS, Claim, Finding, combine, finding, no_data, peq, pp
 from analysis.claims.power import ACCURACY_MARGIN, EFFECTS, decide
 
 F7 = Claim(
@@ -99,4 +99,5 @@ def defense_effects(rows: pd.DataFrame, alpha: float = 0.05, no_defense: str = "
     mdd = float(pooled[pooled.half == "asr"].mdd.max())
     return finding(F7, test, verdict, result, "", numbers, {"effects": pooled, "per_attack": per_attack},
                    mdd=mdd, effect=EFFECTS[F7.key],
-                   unit=f"{BACKDOOR_CLUSTER} (a merging method; its paired settings averaged)")
+                   unit=f"{BACKDOOR_CLUSTER} (a merging method; its paired settings averaged)",
+                   population=OTHER_METHODS)

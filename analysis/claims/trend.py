@@ -13,6 +13,7 @@ from analysis.claims.clustered import TRANSFER_CLUSTER, TRANSFER_SETTING, cluste
 from analysis.claims.core import (
     INCONCLUSIVE,
     NOT_SUPPORTED,
+    OTHER_METHODS,
     SUPPORTED,
     UNDERPOWERED,
     Claim,
@@ -158,4 +159,5 @@ def stronger_more_vulnerable(
     )
     tables = {"per_method": per_method, "correlation": corr_table, "pairs": pairs, "cases": cases}
     return finding(F2, test, verdict, result, remark, numbers, tables, mdd=min_r, effect=stated, unit=unit,
+                   population=OTHER_METHODS,
                    notes=notes)

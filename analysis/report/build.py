@@ -19,6 +19,7 @@ from analysis import claims as C
 from analysis import queries as Q
 from analysis.claims.backdoor_data import backdoor_settings
 from analysis.claims.clustered import cluster_test
+from analysis.claims.image_design import ImageSample
 from analysis.report.document import Settings, markdown
 from analysis.report.ranking import RankingInputs, surrogate_ranking
 from analysis.report.tables import backdoor_floor_table, claim2_views, fmt_table, section
@@ -83,6 +84,38 @@ def _claim_surrogate(present: list[str], surrogate: str | None, notes: list[str]
     return pick
 
 
+@dataclass(frozen=True)
+class ImageSamples:
+    """The per-example rows the claims test in the default design, with the ranking's bootstrap settings:
+    ``level``, the claims' surrogate, every method (claim 1: each model on its own counted set); ``compare``,
+    the claims' surrogate after the ranking's utility gate (claims 3, 4); ``surrogates``, every surrogate
+    after the gate (claim 5). A sample is None without a claims surrogate."""
+
+    level: ImageSample | None
+    compare: ImageSample | None
+    surrogates: ImageSample
+
+
+def image_samples(
+    store: Store, suite_hash: str, surrogate: str | None, metric: str, n_boot: int, seed: int
+) -> ImageSamples:
+    """Read the per-example rows once and split them as :class:`ImageSamples` says."""
+    from analysis.chance_gate import apply_gate, describe
+    from analysis.common_set import read_examples
+    from analysis.ranking_view import metric_spec
+
+    rows = read_examples(store, "suite_hash = ?", [suite_hash])
+    kept, gated = apply_gate(rows, Q.task_classes(store, suite_hash))
+    why, transfer = describe(gated), metric_spec("transfer", "asr_transfer").settings
+    every = ImageSample(kept, transfer, n_boot, seed, why)
+    if surrogate is None:
+        return ImageSamples(None, None, every)
+    level = ImageSample(rows[rows.surrogate == surrogate], transfer, n_boot, seed)
+    compare = ImageSample(kept[kept.surrogate == surrogate], metric_spec("transfer", metric).settings, n_boot,
+                          seed, why)
+    return ImageSamples(level, compare, every)
+
+
 def build_report(
     store: Store, suite: str | Q.SuiteRef, out_dir: Path | str, *, metric: str = "relative_asr",
     surrogate: str | None = C.FINETUNED, alpha: float = 0.05, n_boot: int = 2000, seed: int = 0,
@@ -92,8 +125,9 @@ def build_report(
 
     ``metric`` (a transfer ASR metric) is the vulnerability measure of claims 2–4, the rankings and the
     figures; claim 1 uses relative ASR, claim 5 transfer ASR. Claims 1–4 use one surrogate (``surrogate``,
-    else the fine-tuned one); the ranking is given per surrogate. ``n_boot``/``seed``: the rankings'
-    bootstrap. ``tol``: the "stayed" band of claim 2's case count. ``figures=False`` skips the PNGs.
+    else the fine-tuned one); the ranking is given per surrogate. ``n_boot``/``seed``: the image
+    bootstrap of the rankings and of claims 1, 3, 4 and 5 (their per-example rows: :func:`image_samples`).
+    ``tol``: the "stayed" band of claim 2's case count. ``figures=False`` skips the PNGs.
     """
     import matplotlib
 
@@ -125,12 +159,13 @@ def build_report(
     long_rel = long if metric == "relative_asr" else Q.transfer_long(store, ref.hash, "relative_asr", sur)
     both = {m: Q.transfer_long(store, ref.hash, m) for m in ("asr_transfer", "relative_asr")}
     bd = backdoor_settings(store, ref.hash)
+    samples = image_samples(store, ref.hash, sur, metric, n_boot, seed)
     fs = [
-        _safe(C.F1, C.relative_asr_above, long_rel, 0.95, alpha),
+        _safe(C.F1, C.relative_asr_above, long_rel, 0.95, alpha, samples.level),
         _safe(C.F2, C.stronger_more_vulnerable, long, Q.merge_accuracy(store, ref.hash), metric, alpha, tol),
-        _safe(C.F3, C.surgery_more_vulnerable, long, metric, alpha),
-        _safe(C.F4, C.weight_averaging_most_vulnerable, long, metric, alpha),
-        _safe(C.F5, C.pretrained_surrogate_transfers_less, both, alpha),
+        _safe(C.F3, C.surgery_more_vulnerable, long, metric, alpha, C.SURGERY, C.TASK_ARITHMETIC, samples.compare),
+        _safe(C.F4, C.weight_averaging_most_vulnerable, long, metric, alpha, C.WEIGHT_AVERAGING, samples.compare),
+        _safe(C.F5, C.pretrained_surrogate_transfers_less, both, alpha, samples.surrogates),
         _safe(C.F6, C.backdoor_asr_after_merging, bd, alpha),
         _safe(C.F7, C.defense_effects, bd, alpha),
     ]

@@ -43,7 +43,8 @@ def markdown(ref, store, fs: Sequence[C.Finding], numbers: Mapping[str, str], ra
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     summary = pd.DataFrame([
         {"#": numbers[f.key], "claim": f.title, "verdict": f"**{f.verdict}**",
-         "minimum detectable (80% power)": effect_text(f.key, f.mdd), "stated effect": effect_text(f.key, f.effect)}
+         "minimum detectable (80% power)": effect_text(f.key, f.mdd), "stated effect": effect_text(f.key, f.effect),
+         "verdict about": f.population or "–"}
         for f in fs
     ])
     head = [
@@ -51,8 +52,10 @@ def markdown(ref, store, fs: Sequence[C.Finding], numbers: Mapping[str, str], ra
         "",
         f"Generated {when} from `{store.path}` by `mergesec analyze`. Significance level α = {s.alpha}. "
         f"Transfer vulnerability measure for claims 2–4: **{s.label}** (`{s.metric}`), {s.surrogate_text}. "
-        "Settings are not independent replicates: the transfer claims test task means (settings averaged "
-        "within a task), the backdoor claims merging-method means. Definitions: docs/analysis.md.",
+        "Settings are not independent replicates. Claims 1 and 3–5 are decided as the ranking is, for this "
+        "benchmark's tasks (test images resampled within each task) and give the task-level test (new tasks) "
+        "beside it; claim 2 and the backdoor claims test merging-method values. The summary's last column "
+        "says which population each verdict is about. Definitions: docs/analysis.md, \"The inference unit\".",
         "",
         f"Rows stored: merge {rows['merge_eval']}, transfer {rows['transfer_metrics']}, backdoor "
         f"{rows['backdoor_metrics']}.",

@@ -7,6 +7,7 @@ resampling design is whatever produced ``boot``: docs/statistics.md), Holm-corre
 """
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,12 +19,14 @@ from analysis.stats.power import minimum_detectable_difference
 
 
 def pairwise_from_boot(
-    means: pd.Series, boot: np.ndarray, alpha: float = 0.05, ci: float = 0.95
+    means: pd.Series, boot: np.ndarray, alpha: float = 0.05, ci: float = 0.95,
+    pairs: Sequence[tuple[str, str]] | None = None,
 ) -> pd.DataFrame:
-    """All pairs of ``means.index``: ``A, B, diff`` (A − B), ``se`` (bootstrap SD of the difference),
-    ``ci_low, ci_high`` (percentile interval of the resampled differences), ``z, p_unc, p_corr`` (Holm),
-    ``significant`` (``p_corr < alpha``), ``mdd`` (difference detected with 80% power at ``alpha``) and
-    ``mdd_holm`` (at Holm's first step, alpha / number of pairs).
+    """The pairs of ``means.index`` (default all of them; ``pairs``: the family of (A, B) to test, e.g. one
+    method against each other): ``A, B, diff`` (A − B), ``se`` (bootstrap SD of the difference),
+    ``ci_low, ci_high`` (percentile interval of the resampled differences), ``z, p_unc, p_corr`` (Holm over
+    the family), ``significant`` (``p_corr < alpha``), ``mdd`` (difference detected with 80% power at
+    ``alpha``) and ``mdd_holm`` (at Holm's first step, alpha / the number of pairs in the family).
 
     ``boot`` is (n_boot × k), columns in ``means.index`` order, rows resampled jointly (paired). Rows with a
     NaN are skipped for that pair. A pair whose resampled difference never varies gets ``p_unc`` 1 when
@@ -32,8 +35,15 @@ def pairwise_from_boot(
     if boot.ndim != 2 or boot.shape[1] != len(means) or len(means) < 2:
         raise StatisticsError(f"boot must be n_boot × {len(means)} (one column per method, 2 or more)")
     names = list(means.index)
+    if pairs is None:
+        family = list(itertools.combinations(range(len(names)), 2))
+    else:
+        unknown = sorted({m for pair in pairs for m in pair} - set(names))
+        if unknown or not pairs or any(a == b for a, b in pairs):
+            raise StatisticsError(f"pairs must name two different methods of {names}; got {list(pairs)}")
+        family = [(names.index(a), names.index(b)) for a, b in pairs]
     rows = []
-    for i, j in itertools.combinations(range(len(names)), 2):
+    for i, j in family:
         d = boot[:, i] - boot[:, j]
         d = d[~np.isnan(d)]
         diff = float(means.iat[i] - means.iat[j])
