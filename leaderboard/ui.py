@@ -4,7 +4,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 import streamlit as st
@@ -40,9 +40,19 @@ def about(**choices: Any) -> dict[str, Any]:
     return out
 
 
+class PageEnd(Exception):
+    """Raised by :func:`end_page`; app.py catches it and finishes the page (its download link)."""
+
+
+def end_page() -> NoReturn:
+    """End the page here, like ``st.stop()``, but let app.py still publish the page's download
+    (:func:`leaderboard.downloads.finish`), which ``st.stop()`` would prevent."""
+    raise PageEnd
+
+
 def page(title: str, name: str, intro: str | None = None) -> None:
-    """A page's head: its title, the one download button of its tables (:mod:`leaderboard.downloads`) and
-    an introduction, as few elements as possible."""
+    """A page's head: its title, the place of the one download link of its tables
+    (:mod:`leaderboard.downloads`) and an introduction, as few elements as possible."""
     st.title(title)
     downloads.start(name)
     ctx = st.session_state.get("_ctx")

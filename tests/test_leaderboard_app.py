@@ -50,6 +50,11 @@ def open_app(monkeypatch, db: Path, page: str | None = None) -> AppTest:
     return at
 
 
+def download_links(at: AppTest) -> list[str]:
+    """The targets of the page's "Download this page's data" links."""
+    return re.findall(r"Download this page's data\]\((\S+) ", "\n".join(m.value for m in at.markdown))
+
+
 def texts(at: AppTest) -> str:
     parts = [e.value for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error")
              for e in getattr(at, kind)]
@@ -118,8 +123,7 @@ def test_transfer_ranking_is_the_rank_table_with_badges_and_links(monkeypatch, d
     assert badges[TOP] == ":blue-badge[built-in]" and badges[MERGE_SUBMISSION] == ":gray-badge[not reproduced yet]"
     assert "Friedman test" in texts(at)
     assert not at.dataframe and not at.get("arrow_vega_lite_chart") and not at.get("imgs")  # nothing heavy
-    downloads = at.get("download_button")
-    assert len(downloads) == 1  # one download for the whole page
+    assert download_links(at) and not at.get("download_button")  # one download link for the whole page
     assert texts(at).count(f"**{TOP}** has the lowest mean") == 1
 
 
@@ -194,7 +198,7 @@ def test_backdoor_page_separates_variants_and_baselines(monkeypatch, db):
     assert {LINK.fullmatch(d).group(1) for d in defenses.defense} == {"ibvs", DEFENSE_SUBMISSION}
     assert (defenses["ASR reduction"].str.removesuffix(" pp").astype(float) > 0).all()
     assert BASELINE not in set(defenses.attack)
-    assert len(at.get("download_button")) == 1
+    assert download_links(at) and not at.get("download_button")
 
 
 def test_tradeoff_page_reports_the_correlation_without_baselines(monkeypatch, db):
@@ -234,7 +238,8 @@ def test_method_page_standing_badge_and_head_to_head(monkeypatch, db):
     at.run()
     assert "unit_key" not in texts(at) and at.dataframe and not any("unit_key" in d.value.columns
                                                                     for d in at.dataframe)
-    at.selectbox(key="opponent").select("weight_averaging").run()
+    assert not at.selectbox  # button groups only: no select-box code for the browser to load
+    at.button_group(key="opponent").set_value("weight_averaging").run()
     assert not at.exception
     assert "Wilcoxon signed-rank test" in texts(at) and "differ significantly" in texts(at)
     assert "Wilcoxon W" in set(frame_with(at, "statistic").statistic)
@@ -370,28 +375,42 @@ def test_downloads_are_csv_and_parquet():
 
 
 def test_a_page_download_is_one_zip_of_its_tables_with_their_filters(monkeypatch, db):
-    """The transfer page offers one button; its zip holds each table shown (full precision, CSV and Parquet)
-    and a manifest with the suite, the URL's choices and each table's filters."""
-    from leaderboard.downloads import zip_bytes
+    """The transfer page links one zip, published as a static file named by its content: each table shown (full
+    precision, CSV and Parquet) and a manifest with the suite, the URL's choices and each table's filters.
+    The same page again links the same file; other filters, another file."""
+    from leaderboard import static
 
     monkeypatch.setenv("MERGESEC_DB", str(db))
     at = AppTest.from_file(APP, default_timeout=180)
     at.query_params["attack"] = "fgsm"
     at.run()
     at.switch_page("views/transfer.py").run()
-    assert len(at.get("download_button")) == 1
-    got = at.session_state["_downloads"]
-    assert got["page"] == "transfer" and set(got["tables"]) >= {"transfer_ranking_relative_asr"}
-    assert got["about"]["suite_hash"] == SUITE_HASH and got["about"]["page"] == "transfer"
-    with zipfile.ZipFile(io.BytesIO(zip_bytes(got["tables"], got["about"]))) as zf:
+    (link,) = download_links(at)
+    assert link.startswith(f"{static.URL}/") and link.endswith("/mergesec_synthetic_transfer.zip")
+    with zipfile.ZipFile(static.DIR / link.removeprefix(f"{static.URL}/")) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         ranking_csv = pd.read_csv(io.BytesIO(zf.read("transfer_ranking_relative_asr.csv")), comment="#")
         ranking_pq = pd.read_parquet(io.BytesIO(zf.read("transfer_ranking_relative_asr.parquet")))
         assert zf.read("transfer_ranking_relative_asr.csv").startswith(b"# source: mergesec leaderboard\n")
+    assert manifest["page"] == "transfer" and manifest["suite_hash"] == SUITE_HASH
     table = manifest["tables"]["transfer_ranking_relative_asr"]
     assert manifest["url_choices"]["attack"] == "fgsm" and table["filters"] == "attack=fgsm"
     assert table["rows"] == len(ranking_csv) == len(PROFILE) and names(ranking(at)) == ranking_csv.method.tolist()
     assert ranking_pq["mean"].tolist() == pytest.approx(ranking_csv["mean"].tolist())  # full precision
+    at.run()
+    assert download_links(at) == [link]  # built once: the same tables, the same file
+    at.button_group(key="attack").unselect("fgsm").run()
+    assert download_links(at) != [link]
+
+
+def test_figures_are_static_files_linked_from_markdown(monkeypatch, db):
+    """The CD diagram is a PNG in the static folder, linked from the page's Markdown (no data URI)."""
+    from leaderboard import static
+
+    at = open_app(monkeypatch, db, "transfer")
+    (img,) = [m.value for m in at.markdown if m.value.startswith("![critical-difference diagram](")]
+    path = static.DIR / img.split("](", 1)[1].rstrip(")").removeprefix(f"{static.URL}/")
+    assert path.read_bytes().startswith(b"\x89PNG") and "data:" not in img
 
 
 def test_server_command_listens_on_loopback_and_hides_error_details():

@@ -19,7 +19,7 @@ ui.page("Backdoors", "backdoor", "One contributor's fine-tuned model carries a b
 rows = data.backdoor_rows(ctx.db, ctx.suite_hash)
 if rows.empty:
     st.info("No backdoor results for this suite yet: `mergesec run --track backdoor`.", icon=":material/info:")
-    st.stop()
+    ui.end_page()
 rows = rows.assign(baseline=tables.is_baseline(rows))
 attacks_rows, base_rows = rows[~rows.baseline], rows[rows.baseline]
 

@@ -101,14 +101,17 @@ with left:
         "anything. The Friedman test says whether the methods differ at all. Details: `docs/leaderboard.md`."
     )
     st.subheader("Download the results")
-    with st.container(horizontal=True, gap="small"):
-        st.download_button("Whole database (DuckDB)", lambda: export.duckdb_bytes(ctx.db), "mergesec.duckdb",
-                           "application/octet-stream", key="dl_duckdb", on_click="ignore",
-                           icon=":material/database:")
-        st.download_button("All tables (Parquet + data dictionary, zip)", lambda: export.parquet_zip(ctx.db),
-                           "mergesec_parquet.zip", "application/zip", key="dl_parquet", on_click="ignore",
-                           icon=":material/folder_zip:")
-    st.caption("Each page's tables: the download button under its title (a zip of CSV and Parquet files and a "
+    box = st.expander("The whole database: DuckDB, or every table as Parquet with a data dictionary",
+                      key="downloads", on_change="rerun", bind="query-params", icon=":material/database:")
+    if box.open:  # drawn when opened: download buttons are code a new visitor's browser would load first
+        with box, st.container(horizontal=True, gap="small"):
+            st.download_button("Whole database (DuckDB)", lambda: export.duckdb_bytes(ctx.db), "mergesec.duckdb",
+                               "application/octet-stream", key="dl_duckdb", on_click="ignore",
+                               icon=":material/database:")
+            st.download_button("All tables (Parquet + data dictionary, zip)", lambda: export.parquet_zip(ctx.db),
+                               "mergesec_parquet.zip", "application/zip", key="dl_parquet", on_click="ignore",
+                               icon=":material/folder_zip:")
+    st.caption("Each page's tables: the download link under its title (a zip of CSV and Parquet files and a "
                "manifest of the suite and filters they were taken under).")
 with right:
     st.subheader("Suites")

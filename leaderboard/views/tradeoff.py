@@ -18,7 +18,7 @@ c = data.counts(ctx.db, ctx.suite_hash)
 VULN = {k: v for k, v in VULN.items() if c["transfer_rows" if v[0] == "transfer" else "backdoor_rows"]}
 if not VULN or not c["merge_examples"]:
     st.info("Needs clean accuracy (merge track) and transfer or backdoor results: `mergesec run`.")
-    st.stop()
+    ui.end_page()
 with st.container(horizontal=True, gap="large"):  # side by side where they fit, else one under the other
     vuln = st.segmented_control("Vulnerability", list(VULN), key="vulnerability", bind="query-params", required=True,
                                 default=next(iter(VULN)), format_func=lambda k: metric_spec(*VULN[k]).label)
@@ -36,7 +36,7 @@ frame = pd.concat([tables.method_means(a_long, acc).rename(acc), tables.method_m
                   axis=1, join="inner").reset_index()
 if len(frame) < 3:
     st.info(f"Need both accuracy and {v_spec.label} for at least 3 methods; found {len(frame)}.")
-    st.stop()
+    ui.end_page()
 
 try:
     corr = correlation(frame[acc], frame[vuln])

@@ -33,12 +33,12 @@ if spec.source == "transfer_metrics" and not counts["transfer_rows"]:
     st.info("No transfer results for this suite yet: `mergesec run --track transfer`."
             + (" Clean and normalized accuracy (merge track) can be ranked: choose them under *Rank by*."
                if counts["merge_examples"] else ""), icon=":material/info:")
-    st.stop()
+    ui.end_page()
 try:
     res = data.ranked(ctx.db, ctx.suite_hash, TRACK, metric, frozen)
 except StatisticsError as e:
     ui.unranked(data.settings(ctx.db, ctx.suite_hash, TRACK, metric, frozen), spec, str(e), "transfer", about)
-    st.stop()
+    ui.end_page()
 if res.attrs.get("filters_ignored"):
     st.caption(f"{spec.label.capitalize()} comes from the merge track; the "
                f"{', '.join(res.attrs['filters_ignored'])} filter does not apply to it.")
