@@ -61,6 +61,18 @@ def page(title: str, name: str, intro: str | None = None) -> None:
         st.caption(" ".join(t for t in (intro, suite) if t))
 
 
+def choice(label: str, options: dict[str, str], key: str, default: str | None = None) -> str:
+    """The reader's pick among ``options`` (value -> label shown), as a row of tabs under ``label`` bound to
+    the URL (``?key=<label shown>``, like every choice): tabs are drawn by the code every page loads, while a
+    segmented control or pills load their own code first (~0.35 s more for a new visitor on the loaded 2-core
+    machine, ``benchmarks/leaderboard.py``). Returns the chosen value (``default``, else the first, at first)."""
+    st.caption(label)
+    labels = list(options.values())
+    tabs = st.tabs(labels, key=key, bind="query-params", on_change="rerun",
+                   default=options[default] if default is not None else None)
+    return next((v for v, tab in zip(options, tabs, strict=True) if tab.open), default or next(iter(options)))
+
+
 def table(df: pd.DataFrame, name: str, shown: pd.DataFrame | None = None, about_: dict[str, Any] | None = None,
           right: tuple[str, ...] = ()) -> None:
     """``shown`` (default ``df``), already formatted as text, as one Markdown table (``right``: right-aligned

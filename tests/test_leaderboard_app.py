@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analysis.ranking_view import METRICS, ranked_table
+from analysis.ranking_view import METRICS, metric_spec, ranked_table
 from benchmark.store import Store, open_store
 from benchmark.store.digest import combined
 from tests.test_leaderboard_data import (
@@ -141,12 +141,16 @@ def test_transfer_ranking_matches_mergesec_rank(monkeypatch, db):
 
 def test_filters_and_metric_change_the_ranking_and_live_in_the_url(monkeypatch, db):
     at = open_app(monkeypatch, db, "transfer")
+    assert not at.button_group  # the filters are drawn when their expander is opened (or the URL sets one)
+    at.session_state["filters"] = True
+    at.run()
     at.button_group(key="attack").select("fgsm").run()
     assert not at.exception
     shown = ranking(at)
     assert names(shown)[0] == "regmean" and set(shown.settings) == {"4"}  # 4 tasks x fgsm, the fine-tuned surrogate
     at.button_group(key="attack").unselect("fgsm").run()
-    at.button_group(key="metric").set_value("clean_acc").run()
+    at.session_state["metric"] = METRICS["transfer"]["clean_acc"].label  # tabs hold the label shown
+    at.run()
     shown = ranking(at)
     assert names(shown)[0] == "surgery_task_arithmetic"  # accuracy: higher first
     assert names(shown) == ranked_table(Store(db), SUITE_HASH, "transfer", "clean_acc").method.tolist()
@@ -161,7 +165,8 @@ def test_a_link_with_choices_opens_on_them(monkeypatch, db):
     at.query_params["metric"] = METRICS["transfer"]["asr_transfer"].label  # the URL holds what the reader sees
     at.run()
     at.switch_page("views/transfer.py").run()
-    assert at.button_group(key="attack").value == ["fgsm"] and at.button_group(key="metric").value == "asr_transfer"
+    assert at.button_group(key="attack").value == ["fgsm"] and "Filters: attack = fgsm" in at.expander[0].label
+    assert at.session_state["metric"] == METRICS["transfer"]["asr_transfer"].label
     assert names(ranking(at))[0] == "regmean"
 
 
@@ -180,7 +185,9 @@ def test_a_single_setting_gives_means_and_the_right_advice(monkeypatch, db):
 
 def test_backdoor_page_separates_variants_and_baselines(monkeypatch, db):
     at = open_app(monkeypatch, db, "backdoor")
-    labels = [t.label for t in at.tabs]
+    defenses = {"none", "ibvs", DEFENSE_SUBMISSION}  # the defense is chosen with tabs too, first
+    assert at.tabs[0].label == "none" and {t.label for t in at.tabs[:3]} == defenses
+    labels = [t.label for t in at.tabs[3:]]
     assert labels == ["badmerging · off_task", "badmerging · on_task", "badnets · off_task", "badnets · on_task",
                       "all attack settings"]
     assert not any(BASELINE in label for label in labels)
@@ -206,7 +213,8 @@ def test_tradeoff_page_reports_the_correlation_without_baselines(monkeypatch, db
     assert "Spearman ρ = " in texts(at) and "95% CI" in texts(at)
     corr = frame_with(at, "test")
     assert corr.test.tolist() == ["Spearman ρ", "Kendall τ-b"] and (corr.methods == str(len(PROFILE))).all()
-    at.button_group(key="vulnerability").set_value("backdoor_asr").run()
+    at.session_state["vulnerability"] = metric_spec("backdoor", "backdoor_asr").label
+    at.run()
     assert not at.exception and frame_with(at, "test").methods.iloc[0] == str(len(PROFILE))
     assert "baselines excluded" in texts(at)
 
@@ -238,8 +246,9 @@ def test_method_page_standing_badge_and_head_to_head(monkeypatch, db):
     at.run()
     assert "unit_key" not in texts(at) and at.dataframe and not any("unit_key" in d.value.columns
                                                                     for d in at.dataframe)
-    assert not at.selectbox  # button groups only: no select-box code for the browser to load
-    at.button_group(key="opponent").set_value("weight_averaging").run()
+    assert not at.selectbox and not at.button_group  # tabs: no widget code for the browser to load
+    at.session_state["opponent"] = "weight_averaging"
+    at.run()
     assert not at.exception
     assert "Wilcoxon signed-rank test" in texts(at) and "differ significantly" in texts(at)
     assert "Wilcoxon W" in set(frame_with(at, "statistic").statistic)

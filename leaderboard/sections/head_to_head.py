@@ -21,16 +21,14 @@ def section(ctx: ui.Context, method: str, names: list[str], attack_names: list[s
     if not others:
         st.caption("No other method to compare with.")
         return
-    # button groups, the one widget kind of every page's filters: no select-box code for the browser to load
-    other = st.pills("Against", others, required=True, default=others[0], key="opponent", bind="query-params")
+    other = ui.choice("Against", {m: m for m in others}, "opponent")
     choices = _metrics_both_have(ctx, method, other)
     if not choices:
         st.info(f"{method} and {other} have no results on a common track.")
         return
     codes = [f"{t}:{m}" for t, m in choices]
-    code = st.segmented_control("Metric", codes, required=True, default=codes[0], key="h2h_metric",
-                                bind="query-params",
-                                format_func=lambda c: f"{c.split(':')[0]}: {metric_spec(*c.split(':')).label}")
+    code = ui.choice("Metric", {c: f"{c.split(':')[0]}: {metric_spec(*c.split(':')).label}" for c in codes},
+                     "h2h_metric")
     track, metric = code.split(":")
     spec = metric_spec(track, metric)
     flt = {"defense": [tables.NO_DEFENSE], "attack": attack_names} if track == "backdoor" else {}

@@ -19,11 +19,8 @@ VULN = {k: v for k, v in VULN.items() if c["transfer_rows" if v[0] == "transfer"
 if not VULN or not c["merge_examples"]:
     st.info("Needs clean accuracy (merge track) and transfer or backdoor results: `mergesec run`.")
     ui.end_page()
-with st.container(horizontal=True, gap="large"):  # side by side where they fit, else one under the other
-    vuln = st.segmented_control("Vulnerability", list(VULN), key="vulnerability", bind="query-params", required=True,
-                                default=next(iter(VULN)), format_func=lambda k: metric_spec(*VULN[k]).label)
-    acc = st.segmented_control("Accuracy", list(ACC), key="accuracy", bind="query-params", required=True,
-                               default=next(iter(ACC)), format_func=lambda k: metric_spec("merge", k).label)
+vuln = ui.choice("Vulnerability", {k: metric_spec(*VULN[k]).label for k in VULN}, "vulnerability")
+acc = ui.choice("Accuracy", {k: metric_spec("merge", k).label for k in ACC}, "accuracy")
 v_spec, a_spec = metric_spec(*VULN[vuln]), metric_spec("merge", acc)
 
 # backdoor: attacks only (the no-attack baselines are not a vulnerability), merged models without a defense
