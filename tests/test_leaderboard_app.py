@@ -107,9 +107,11 @@ def test_overview_leads_with_the_answer(monkeypatch, db):
     assert "least vulnerable" in body and "most vulnerable" in body and "★" not in body
     assert not at.selectbox and not at.sidebar.children and f"· {SUITE_HASH[:8]} ·" in texts(at)  # one suite
     assert not at.json  # the suite spec is drawn once its expander is opened
+    assert not at.toggle and not at.get("download_button")  # widgets wait in expanders: no code to load first
     at.session_state["suite_spec"] = True
+    at.session_state["downloads"] = True
     at.run()
-    assert at.json[0].value and not at.exception
+    assert at.json[0].value and not at.exception and len(at.get("download_button")) == 2
 
 
 def test_transfer_ranking_is_the_rank_table_with_badges_and_links(monkeypatch, db):

@@ -59,12 +59,15 @@ st.caption("95% CIs in brackets; “least vulnerable” lists every method of CI
 st.markdown("**The papers' claims, tested on these results**")
 found = claims.stored(ctx.db, ctx.suite, ctx.suite_hash)
 verdicts, source = (found[0], f"stored by `mergesec analyze` in `{found[1].parent.name}/`") if found else (None, "")
-if verdicts is None and st.toggle("Check the claims now (tens of seconds)", key="claims", bind="query-params"):
-    try:
-        with st.spinner("Testing every claim on the stored results…"):
-            verdicts, source = claims.computed(ctx.db, data.db_state(ctx.db), ctx.suite_hash), "computed now"
-    except MergesecError as e:
-        st.info(f"The claims could not be checked on this database: {e}")
+if verdicts is None:  # an expander computed when opened, not a toggle: no widget code for the browser to load
+    box = st.expander("Check the claims now (tens of seconds)", key="claims", on_change="rerun", bind="query-params",
+                      icon=":material/fact_check:")
+    if box.open:
+        try:
+            with box, st.spinner("Testing every claim on the stored results…"):
+                verdicts, source = claims.computed(ctx.db, data.db_state(ctx.db), ctx.suite_hash), "computed now"
+        except MergesecError as e:
+            box.info(f"The claims could not be checked on this database: {e}")
 if verdicts is not None:
     ui.table(verdicts, "claims", verdicts[["claim", "verdict"]].map(ui.md_escape),
              ui.about(page="overview", table="claims"))
