@@ -75,9 +75,9 @@ def best_worst_table(grid: pd.DataFrame, higher_is_better: bool, percent: bool) 
 
 def png_markdown(png: bytes, alt: str) -> str:
     """A PNG as a Markdown image linking to its static file (:func:`leaderboard.static.publish`): no image
-    widget for the browser to load, and no image data in the Markdown it parses (a data URI made a page with
-    the CD diagram ~0.3 s slower for a new visitor on a loaded machine). Shown at its pixel size (at most
-    the page's width)."""
+    widget for the browser to load, and no image data in the Markdown it parses (a data URI there made the
+    transfer page measurably slower for a new visitor on the loaded machine). Shown at its pixel size (at
+    most the page's width)."""
     from leaderboard import static
 
     return f"![{alt}]({static.publish(png, 'figure.png')})"

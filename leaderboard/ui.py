@@ -64,8 +64,8 @@ def page(title: str, name: str, intro: str | None = None) -> None:
 def choice(label: str, options: dict[str, str], key: str, default: str | None = None) -> str:
     """The reader's pick among ``options`` (value -> label shown), as a row of tabs under ``label`` bound to
     the URL (``?key=<label shown>``, like every choice): tabs are drawn by the code every page loads, while a
-    segmented control or pills load their own code first (~0.35 s more for a new visitor on the loaded 2-core
-    machine, ``benchmarks/leaderboard.py``). Returns the chosen value (``default``, else the first, at first)."""
+    segmented control or pills make a new visitor's browser load their own code first (the largest cost left
+    on the pages, ``benchmarks/leaderboard.py``). Returns the chosen value (``default``, else the first)."""
     st.caption(label)
     labels = list(options.values())
     tabs = st.tabs(labels, key=key, bind="query-params", on_change="rerun",

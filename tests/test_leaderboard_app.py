@@ -414,6 +414,16 @@ def test_a_page_download_is_one_zip_of_its_tables_with_their_filters(monkeypatch
     assert download_links(at) != [link]
 
 
+@pytest.mark.parametrize("page", ["overview", "transfer", "backdoor", "tradeoff", "method"])
+def test_a_new_visitor_gets_no_widget_code_to_load(monkeypatch, db, page):
+    """Select boxes, toggles, download buttons and button groups load their own code in the browser
+    (benchmarks/leaderboard.py): a page's first view has none (choices are tabs, the rest waits in expanders)
+    and one download link."""
+    at = open_app(monkeypatch, db, page)
+    assert not (at.selectbox or at.toggle or at.button_group or at.dataframe or at.get("download_button"))
+    assert len(download_links(at)) == 1 and not at.exception
+
+
 def test_figures_are_static_files_linked_from_markdown(monkeypatch, db):
     """The CD diagram is a PNG in the static folder, linked from the page's Markdown (no data URI)."""
     from leaderboard import static
