@@ -19,6 +19,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from leaderboard import static
+
 KEY = "_downloads"
 
 
@@ -95,18 +97,24 @@ def offer(df: pd.DataFrame, name: str, about: dict[str, Any]) -> None:
 
 def finish() -> str | None:
     """After the page ran: publish its zip (unless a zip of the same tables and manifest is published
-    already) and show the link to it in the place :func:`start` kept; returns the link (None: no tables)."""
+    already) and show the link to it in the place :func:`start` kept; returns the link (None: no tables, or
+    no static serving, where a download button that builds the zip when clicked takes its place)."""
     got = st.session_state.pop(KEY, None)
     if not got or not got["tables"]:
         return None
-    from leaderboard import static
 
     got["about"]["url_choices"] = dict(st.query_params.to_dict())  # as the page's widgets left the URL
-    csvs = {name: csv_bytes(df, about) for name, (df, about) in got["tables"].items()}
-    key = static.digest(FORMAT, json.dumps(got["about"], sort_keys=True, default=str),
+    tables, about = got["tables"], got["about"]
+    if not static.enabled():  # a bare `streamlit run`: the zip is built when the button is clicked
+        got["slot"].download_button("Download this page's data", lambda: zip_bytes(tables, about), got["file"],
+                                    "application/zip", key="download_page", on_click="ignore", type="tertiary",
+                                    icon=":material/download:", help=HELP)
+        return None
+    csvs = {name: csv_bytes(df, info) for name, (df, info) in tables.items()}
+    key = static.digest(FORMAT, json.dumps(about, sort_keys=True, default=str),
                         *(part for name, csv in csvs.items() for part in (name, csv)))
     if not static.exists(key, got["file"]):
-        static.write(key, got["file"], zip_bytes(got["tables"], got["about"], csvs))
+        static.write(key, got["file"], zip_bytes(tables, about, csvs))
     link = static.url(key, got["file"])
     got["slot"].markdown(f'[:material/download: Download this page\'s data]({link} "{HELP}")')
     return link

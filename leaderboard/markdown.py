@@ -6,6 +6,7 @@ Guarantees: every cell is one line of literal text (``|`` and line breaks escape
 made here (links, badges); untrusted text goes through :func:`leaderboard.ui.md_escape` first.
 """
 
+import base64
 import re
 from urllib.parse import quote
 
@@ -77,7 +78,9 @@ def png_markdown(png: bytes, alt: str) -> str:
     """A PNG as a Markdown image linking to its static file (:func:`leaderboard.static.publish`): no image
     widget for the browser to load, and no image data in the Markdown it parses (a data URI there made the
     transfer page measurably slower for a new visitor on the loaded machine). Shown at its pixel size (at
-    most the page's width)."""
+    most the page's width). Without static serving (:func:`leaderboard.static.enabled`): a data URI."""
     from leaderboard import static
 
+    if not static.enabled():
+        return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
     return f"![{alt}]({static.publish(png, 'figure.png')})"

@@ -7,6 +7,8 @@ and no download-button code (``benchmarks/leaderboard.py`` measures both).
 A file is published under a folder named by a digest of what determines its bytes, so one name always means
 one content: servers of the same checkout can share the folder, a new result gets a new name, and a file is
 written once (atomically: written beside, then renamed). :func:`prune` removes folders untouched for a day.
+Where the server was started without static serving (a bare ``streamlit run``) or the folder cannot be
+written, :func:`enabled` is False and the pages fall back to inline images and a download button.
 """
 
 import hashlib
@@ -20,6 +22,14 @@ from pathlib import Path
 DIR = Path(__file__).resolve().parent / "static"
 URL = "app/static"  # relative to a page's URL (every page lives at the server's root)
 KEEP_S = 24 * 3600.0
+
+
+def enabled() -> bool:
+    """Whether this server serves ``DIR`` (``server.enableStaticServing``, as `mergesec leaderboard` starts it)
+    and it can be written."""
+    import streamlit as st
+
+    return bool(st.get_option("server.enableStaticServing")) and DIR.is_dir() and os.access(DIR, os.W_OK)
 
 
 def digest(*parts: bytes | str) -> str:

@@ -40,6 +40,19 @@ def db(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def static_serving():
+    """Static file serving on, as `mergesec leaderboard` serves the app (leaderboard/serve.py)."""
+    from streamlit import config
+
+    from leaderboard import static
+
+    static.DIR.mkdir(exist_ok=True)
+    config.set_option("server.enableStaticServing", True)
+    yield
+    config.set_option("server.enableStaticServing", False)
+
+
 def open_app(monkeypatch, db: Path, page: str | None = None) -> AppTest:
     monkeypatch.setenv("MERGESEC_DB", str(db))
     at = AppTest.from_file(APP, default_timeout=180).run()
@@ -432,6 +445,17 @@ def test_figures_are_static_files_linked_from_markdown(monkeypatch, db):
     (img,) = [m.value for m in at.markdown if m.value.startswith("![critical-difference diagram](")]
     path = static.DIR / img.split("](", 1)[1].rstrip(")").removeprefix(f"{static.URL}/")
     assert path.read_bytes().startswith(b"\x89PNG") and "data:" not in img
+
+
+def test_without_static_serving_a_page_falls_back_to_a_button_and_an_inline_figure(monkeypatch, db):
+    """A bare `streamlit run leaderboard/app.py` serves no static files: the download is a button again and
+    the CD diagram a data URI, so nothing links to a file that is not served."""
+    from streamlit import config
+
+    config.set_option("server.enableStaticServing", False)
+    at = open_app(monkeypatch, db, "transfer")
+    assert len(at.get("download_button")) == 1 and not download_links(at)
+    assert any(m.value.startswith("![critical-difference diagram](data:image/png;base64,") for m in at.markdown)
 
 
 def test_server_command_listens_on_loopback_and_hides_error_details():
