@@ -1,7 +1,9 @@
 """`python -m leaderboard run leaderboard/app.py [options] -- --db PATH`: `streamlit run`, in a process that
 imports everything the pages need (pandas, DuckDB, matplotlib, the statistics stack) before the server starts
 and runs every page once before its health check answers (:mod:`leaderboard.warmup`), so that no visitor's
-first page waits for imports or cold caches. `leaderboard.serve.streamlit_command` builds the line."""
+first page waits for imports or cold caches; it also creates and prunes the static folder that the pages
+publish their figures and downloads in (:mod:`leaderboard.static`). `leaderboard.serve.streamlit_command`
+builds the line."""
 
 import importlib
 import logging
@@ -9,7 +11,7 @@ import sys
 
 from streamlit.web import cli
 
-from leaderboard import warmup
+from leaderboard import static, warmup
 
 PRELOAD = ("analysis.stats", "analysis.report", "analysis.figures", "leaderboard.data", "leaderboard.export",
            "leaderboard.plots", "leaderboard.tables", "leaderboard.ui")
@@ -29,6 +31,8 @@ def preload() -> None:
 
 
 if __name__ == "__main__":
+    static.DIR.mkdir(exist_ok=True)  # Streamlit serves it (server.enableStaticServing) if it exists at start
+    static.prune()
     preload()
     warmup.install()
     sys.exit(cli.main(sys.argv[1:], prog_name="streamlit"))

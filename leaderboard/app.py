@@ -6,12 +6,13 @@ the pages read the last consistent copy of the database (and say so); anything e
 on the server and shown as one sentence.
 """
 
+import contextlib
 import logging
 from pathlib import Path
 
 import streamlit as st
 
-from leaderboard import data, snapshots, ui
+from leaderboard import data, downloads, snapshots, ui
 from leaderboard.config import db_path
 
 HERE = Path(__file__).parent
@@ -19,6 +20,7 @@ LOG = logging.getLogger("mergesec.leaderboard")
 
 st.set_page_config(page_title="mergesec leaderboard", page_icon=":material/shield:", layout="wide")
 st.session_state["_stale"] = False
+st.session_state.pop(downloads.KEY, None)  # a run that failed midway left its page's download
 
 db = db_path()
 try:
@@ -61,7 +63,9 @@ def stale_notice() -> None:
 
 stale_notice()  # known already when the status query found the lock (a page's st.stop() skips `finally`)
 try:
-    st.navigation(pages, position="top").run()
+    with contextlib.suppress(ui.PageEnd):  # a page that ended early (ui.end_page) still gets its download link
+        st.navigation(pages, position="top").run()
+    downloads.finish()
 except data.DatabaseBusy:
     ui.busy_page()
 except Exception as e:  # the one place that turns any failure into a sentence, never a traceback

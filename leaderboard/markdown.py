@@ -75,6 +75,12 @@ def best_worst_table(grid: pd.DataFrame, higher_is_better: bool, percent: bool) 
 
 
 def png_markdown(png: bytes, alt: str) -> str:
-    """A PNG inline as a Markdown image with a data URI: drawn with the page's text, no second request and
-    no image widget for the browser to load. Shown at its pixel size (at most the page's width)."""
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+    """A PNG as a Markdown image linking to its static file (:func:`leaderboard.static.publish`): no image
+    widget for the browser to load, and no image data in the Markdown it parses (a data URI there made the
+    transfer page measurably slower for a new visitor on the loaded machine). Shown at its pixel size (at
+    most the page's width). Without static serving (:func:`leaderboard.static.enabled`): a data URI."""
+    from leaderboard import static
+
+    if not static.enabled():
+        return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+    return f"![{alt}]({static.publish(png, 'figure.png')})"

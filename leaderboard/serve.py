@@ -28,13 +28,15 @@ def streamlit_command(db: str | Path, port: int, headless: bool = True, address:
                       app: Path = APP) -> list[str]:
     """The `streamlit run` command line (by way of `python -m leaderboard`, which preloads the pages'
     imports) serving the leaderboard on `db` (read-only) at `address:port` (loopback unless told otherwise).
-    Error details are off: a failure the pages do not catch shows a message, never a traceback. No forced
+    Error details are off: a failure the pages do not catch shows a message, never a traceback. Static file
+    serving is on (the pages' figures and download zips: :mod:`leaderboard.static`). No forced
     garbage collection after each script run (it holds the interpreter for up to a second on a busy machine,
     delaying the page it follows) and no "magic" (the pages write every element explicitly)."""
     cmd = [sys.executable, "-m", "leaderboard", "run", str(app), "--server.port", str(port),
            "--server.address", address, "--server.headless", str(headless).lower(),
            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
            "--client.showErrorDetails", "none", "--server.fileWatcherType", "none",
+           "--server.enableStaticServing", "true",
            "--runner.postScriptGC", "false", "--runner.magicEnabled", "false"]
     return [*cmd, "--", "--db", str(db)]
 

@@ -4,7 +4,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 import streamlit as st
@@ -40,15 +40,37 @@ def about(**choices: Any) -> dict[str, Any]:
     return out
 
 
+class PageEnd(Exception):
+    """Raised by :func:`end_page`; app.py catches it and finishes the page (its download link)."""
+
+
+def end_page() -> NoReturn:
+    """End the page here, like ``st.stop()``, but let app.py still publish the page's download
+    (:func:`leaderboard.downloads.finish`), which ``st.stop()`` would prevent."""
+    raise PageEnd
+
+
 def page(title: str, name: str, intro: str | None = None) -> None:
-    """A page's head: its title, the one download button of its tables (:mod:`leaderboard.downloads`) and
-    an introduction, as few elements as possible."""
+    """A page's head: its title, the place of the one download link of its tables
+    (:mod:`leaderboard.downloads`) and an introduction, as few elements as possible."""
     st.title(title)
     downloads.start(name)
     ctx = st.session_state.get("_ctx")
     suite = f"Suite **{ctx.label}**." if ctx and ctx.label else ""
     if intro or suite:
         st.caption(" ".join(t for t in (intro, suite) if t))
+
+
+def choice(label: str, options: dict[str, str], key: str, default: str | None = None) -> str:
+    """The reader's pick among ``options`` (value -> label shown), as a row of tabs under ``label`` bound to
+    the URL (``?key=<label shown>``, like every choice): tabs are drawn by the code every page loads, while a
+    segmented control or pills make a new visitor's browser load their own code first (the largest cost left
+    on the pages, ``benchmarks/leaderboard.py``). Returns the chosen value (``default``, else the first)."""
+    st.caption(label)
+    labels = list(options.values())
+    tabs = st.tabs(labels, key=key, bind="query-params", on_change="rerun",
+                   default=options[default] if default is not None else None)
+    return next((v for v, tab in zip(options, tabs, strict=True) if tab.open), default or next(iter(options)))
 
 
 def table(df: pd.DataFrame, name: str, shown: pd.DataFrame | None = None, about_: dict[str, Any] | None = None,

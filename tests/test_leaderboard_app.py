@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analysis.ranking_view import METRICS, ranked_table
+from analysis.ranking_view import METRICS, metric_spec, ranked_table
 from benchmark.store import Store, open_store
 from benchmark.store.digest import combined
 from tests.test_leaderboard_data import (
@@ -40,6 +40,19 @@ def db(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def static_serving():
+    """Static file serving on, as `mergesec leaderboard` serves the app (leaderboard/serve.py)."""
+    from streamlit import config
+
+    from leaderboard import static
+
+    static.DIR.mkdir(exist_ok=True)
+    config.set_option("server.enableStaticServing", True)
+    yield
+    config.set_option("server.enableStaticServing", False)
+
+
 def open_app(monkeypatch, db: Path, page: str | None = None) -> AppTest:
     monkeypatch.setenv("MERGESEC_DB", str(db))
     at = AppTest.from_file(APP, default_timeout=180).run()
@@ -48,6 +61,11 @@ def open_app(monkeypatch, db: Path, page: str | None = None) -> AppTest:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]  # the page guard's "could not be shown"
     return at
+
+
+def download_links(at: AppTest) -> list[str]:
+    """The targets of the page's "Download this page's data" links."""
+    return re.findall(r"Download this page's data\]\((\S+) ", "\n".join(m.value for m in at.markdown))
 
 
 def texts(at: AppTest) -> str:
@@ -102,9 +120,11 @@ def test_overview_leads_with_the_answer(monkeypatch, db):
     assert "least vulnerable" in body and "most vulnerable" in body and "★" not in body
     assert not at.selectbox and not at.sidebar.children and f"· {SUITE_HASH[:8]} ·" in texts(at)  # one suite
     assert not at.json  # the suite spec is drawn once its expander is opened
+    assert not at.toggle and not at.get("download_button")  # widgets wait in expanders: no code to load first
     at.session_state["suite_spec"] = True
+    at.session_state["downloads"] = True
     at.run()
-    assert at.json[0].value and not at.exception
+    assert at.json[0].value and not at.exception and len(at.get("download_button")) == 2
 
 
 def test_transfer_ranking_is_the_rank_table_with_badges_and_links(monkeypatch, db):
@@ -118,8 +138,7 @@ def test_transfer_ranking_is_the_rank_table_with_badges_and_links(monkeypatch, d
     assert badges[TOP] == ":blue-badge[built-in]" and badges[MERGE_SUBMISSION] == ":gray-badge[not reproduced yet]"
     assert "Friedman test" in texts(at)
     assert not at.dataframe and not at.get("arrow_vega_lite_chart") and not at.get("imgs")  # nothing heavy
-    downloads = at.get("download_button")
-    assert len(downloads) == 1  # one download for the whole page
+    assert download_links(at) and not at.get("download_button")  # one download link for the whole page
     assert texts(at).count(f"**{TOP}** has the lowest mean") == 1
 
 
@@ -137,12 +156,16 @@ def test_transfer_ranking_matches_mergesec_rank(monkeypatch, db):
 
 def test_filters_and_metric_change_the_ranking_and_live_in_the_url(monkeypatch, db):
     at = open_app(monkeypatch, db, "transfer")
+    assert not at.button_group  # the filters are drawn when their expander is opened (or the URL sets one)
+    at.session_state["filters"] = True
+    at.run()
     at.button_group(key="attack").select("fgsm").run()
     assert not at.exception
     shown = ranking(at)
     assert names(shown)[0] == "regmean" and set(shown.settings) == {"4"}  # 4 tasks x fgsm, the fine-tuned surrogate
     at.button_group(key="attack").unselect("fgsm").run()
-    at.button_group(key="metric").set_value("clean_acc").run()
+    at.session_state["metric"] = METRICS["transfer"]["clean_acc"].label  # tabs hold the label shown
+    at.run()
     shown = ranking(at)
     assert names(shown)[0] == "surgery_task_arithmetic"  # accuracy: higher first
     assert names(shown) == ranked_table(Store(db), SUITE_HASH, "transfer", "clean_acc").method.tolist()
@@ -157,7 +180,8 @@ def test_a_link_with_choices_opens_on_them(monkeypatch, db):
     at.query_params["metric"] = METRICS["transfer"]["asr_transfer"].label  # the URL holds what the reader sees
     at.run()
     at.switch_page("views/transfer.py").run()
-    assert at.button_group(key="attack").value == ["fgsm"] and at.button_group(key="metric").value == "asr_transfer"
+    assert at.button_group(key="attack").value == ["fgsm"] and "Filters: attack = fgsm" in at.expander[0].label
+    assert at.session_state["metric"] == METRICS["transfer"]["asr_transfer"].label
     assert names(ranking(at))[0] == "regmean"
 
 
@@ -176,7 +200,9 @@ def test_a_single_setting_gives_means_and_the_right_advice(monkeypatch, db):
 
 def test_backdoor_page_separates_variants_and_baselines(monkeypatch, db):
     at = open_app(monkeypatch, db, "backdoor")
-    labels = [t.label for t in at.tabs]
+    defenses = {"none", "ibvs", DEFENSE_SUBMISSION}  # the defense is chosen with tabs too, first
+    assert at.tabs[0].label == "none" and {t.label for t in at.tabs[:3]} == defenses
+    labels = [t.label for t in at.tabs[3:]]
     assert labels == ["badmerging · off_task", "badmerging · on_task", "badnets · off_task", "badnets · on_task",
                       "all attack settings"]
     assert not any(BASELINE in label for label in labels)
@@ -194,7 +220,7 @@ def test_backdoor_page_separates_variants_and_baselines(monkeypatch, db):
     assert {LINK.fullmatch(d).group(1) for d in defenses.defense} == {"ibvs", DEFENSE_SUBMISSION}
     assert (defenses["ASR reduction"].str.removesuffix(" pp").astype(float) > 0).all()
     assert BASELINE not in set(defenses.attack)
-    assert len(at.get("download_button")) == 1
+    assert download_links(at) and not at.get("download_button")
 
 
 def test_tradeoff_page_reports_the_correlation_without_baselines(monkeypatch, db):
@@ -202,7 +228,8 @@ def test_tradeoff_page_reports_the_correlation_without_baselines(monkeypatch, db
     assert "Spearman ρ = " in texts(at) and "95% CI" in texts(at)
     corr = frame_with(at, "test")
     assert corr.test.tolist() == ["Spearman ρ", "Kendall τ-b"] and (corr.methods == str(len(PROFILE))).all()
-    at.button_group(key="vulnerability").set_value("backdoor_asr").run()
+    at.session_state["vulnerability"] = metric_spec("backdoor", "backdoor_asr").label
+    at.run()
     assert not at.exception and frame_with(at, "test").methods.iloc[0] == str(len(PROFILE))
     assert "baselines excluded" in texts(at)
 
@@ -234,7 +261,9 @@ def test_method_page_standing_badge_and_head_to_head(monkeypatch, db):
     at.run()
     assert "unit_key" not in texts(at) and at.dataframe and not any("unit_key" in d.value.columns
                                                                     for d in at.dataframe)
-    at.selectbox(key="opponent").select("weight_averaging").run()
+    assert not at.selectbox and not at.button_group  # tabs: no widget code for the browser to load
+    at.session_state["opponent"] = "weight_averaging"
+    at.run()
     assert not at.exception
     assert "Wilcoxon signed-rank test" in texts(at) and "differ significantly" in texts(at)
     assert "Wilcoxon W" in set(frame_with(at, "statistic").statistic)
@@ -370,28 +399,63 @@ def test_downloads_are_csv_and_parquet():
 
 
 def test_a_page_download_is_one_zip_of_its_tables_with_their_filters(monkeypatch, db):
-    """The transfer page offers one button; its zip holds each table shown (full precision, CSV and Parquet)
-    and a manifest with the suite, the URL's choices and each table's filters."""
-    from leaderboard.downloads import zip_bytes
+    """The transfer page links one zip, published as a static file named by its content: each table shown (full
+    precision, CSV and Parquet) and a manifest with the suite, the URL's choices and each table's filters.
+    The same page again links the same file; other filters, another file."""
+    from leaderboard import static
 
     monkeypatch.setenv("MERGESEC_DB", str(db))
     at = AppTest.from_file(APP, default_timeout=180)
     at.query_params["attack"] = "fgsm"
     at.run()
     at.switch_page("views/transfer.py").run()
-    assert len(at.get("download_button")) == 1
-    got = at.session_state["_downloads"]
-    assert got["page"] == "transfer" and set(got["tables"]) >= {"transfer_ranking_relative_asr"}
-    assert got["about"]["suite_hash"] == SUITE_HASH and got["about"]["page"] == "transfer"
-    with zipfile.ZipFile(io.BytesIO(zip_bytes(got["tables"], got["about"]))) as zf:
+    (link,) = download_links(at)
+    assert link.startswith(f"{static.URL}/") and link.endswith("/mergesec_synthetic_transfer.zip")
+    with zipfile.ZipFile(static.DIR / link.removeprefix(f"{static.URL}/")) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         ranking_csv = pd.read_csv(io.BytesIO(zf.read("transfer_ranking_relative_asr.csv")), comment="#")
         ranking_pq = pd.read_parquet(io.BytesIO(zf.read("transfer_ranking_relative_asr.parquet")))
         assert zf.read("transfer_ranking_relative_asr.csv").startswith(b"# source: mergesec leaderboard\n")
+    assert manifest["page"] == "transfer" and manifest["suite_hash"] == SUITE_HASH
     table = manifest["tables"]["transfer_ranking_relative_asr"]
     assert manifest["url_choices"]["attack"] == "fgsm" and table["filters"] == "attack=fgsm"
     assert table["rows"] == len(ranking_csv) == len(PROFILE) and names(ranking(at)) == ranking_csv.method.tolist()
     assert ranking_pq["mean"].tolist() == pytest.approx(ranking_csv["mean"].tolist())  # full precision
+    at.run()
+    assert download_links(at) == [link]  # built once: the same tables, the same file
+    at.button_group(key="attack").unselect("fgsm").run()
+    assert download_links(at) != [link]
+
+
+@pytest.mark.parametrize("page", ["overview", "transfer", "backdoor", "tradeoff", "method"])
+def test_a_new_visitor_gets_no_widget_code_to_load(monkeypatch, db, page):
+    """Select boxes, toggles, download buttons and button groups load their own code in the browser
+    (benchmarks/leaderboard.py): a page's first view has none (choices are tabs, the rest waits in expanders)
+    and one download link."""
+    at = open_app(monkeypatch, db, page)
+    assert not (at.selectbox or at.toggle or at.button_group or at.dataframe or at.get("download_button"))
+    assert len(download_links(at)) == 1 and not at.exception
+
+
+def test_figures_are_static_files_linked_from_markdown(monkeypatch, db):
+    """The CD diagram is a PNG in the static folder, linked from the page's Markdown (no data URI)."""
+    from leaderboard import static
+
+    at = open_app(monkeypatch, db, "transfer")
+    (img,) = [m.value for m in at.markdown if m.value.startswith("![critical-difference diagram](")]
+    path = static.DIR / img.split("](", 1)[1].rstrip(")").removeprefix(f"{static.URL}/")
+    assert path.read_bytes().startswith(b"\x89PNG") and "data:" not in img
+
+
+def test_without_static_serving_a_page_falls_back_to_a_button_and_an_inline_figure(monkeypatch, db):
+    """A bare `streamlit run leaderboard/app.py` serves no static files: the download is a button again and
+    the CD diagram a data URI, so nothing links to a file that is not served."""
+    from streamlit import config
+
+    config.set_option("server.enableStaticServing", False)
+    at = open_app(monkeypatch, db, "transfer")
+    assert len(at.get("download_button")) == 1 and not download_links(at)
+    assert any(m.value.startswith("![critical-difference diagram](data:image/png;base64,") for m in at.markdown)
 
 
 def test_server_command_listens_on_loopback_and_hides_error_details():

@@ -21,15 +21,14 @@ def section(ctx: ui.Context, method: str, names: list[str], attack_names: list[s
     if not others:
         st.caption("No other method to compare with.")
         return
-    c1, c2 = st.columns(2)
-    other = c1.selectbox("Against", others, key="opponent", bind="query-params")
+    other = ui.choice("Against", {m: m for m in others}, "opponent")
     choices = _metrics_both_have(ctx, method, other)
     if not choices:
         st.info(f"{method} and {other} have no results on a common track.")
         return
     codes = [f"{t}:{m}" for t, m in choices]
-    code = c2.selectbox("Metric", codes, key="h2h_metric", bind="query-params",
-                        format_func=lambda c: f"{c.split(':')[0]}: {metric_spec(*c.split(':')).label}")
+    code = ui.choice("Metric", {c: f"{c.split(':')[0]}: {metric_spec(*c.split(':')).label}" for c in codes},
+                     "h2h_metric")
     track, metric = code.split(":")
     spec = metric_spec(track, metric)
     flt = {"defense": [tables.NO_DEFENSE], "attack": attack_names} if track == "backdoor" else {}

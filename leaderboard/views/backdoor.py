@@ -19,13 +19,13 @@ ui.page("Backdoors", "backdoor", "One contributor's fine-tuned model carries a b
 rows = data.backdoor_rows(ctx.db, ctx.suite_hash)
 if rows.empty:
     st.info("No backdoor results for this suite yet: `mergesec run --track backdoor`.", icon=":material/info:")
-    st.stop()
+    ui.end_page()
 rows = rows.assign(baseline=tables.is_baseline(rows))
 attacks_rows, base_rows = rows[~rows.baseline], rows[rows.baseline]
 
 defenses = sorted(rows.defense.unique(), key=lambda d: (d != tables.NO_DEFENSE, d))
-defense = st.segmented_control("Defense applied", defenses, key="defense", bind="query-params", required=True,
-                               default=defenses[0], help=f"`{tables.NO_DEFENSE}`: the merged model as is")
+defense = ui.choice(f"Defense applied (`{tables.NO_DEFENSE}`: the merged model as is)", {d: d for d in defenses},
+                    "defense", default=defenses[0])
 PCT = lambda v: tables.fmt_value(v, True)  # noqa: E731
 
 

@@ -20,30 +20,32 @@ defense_names = sorted(set(data.defenses(ctx.db, ctx.suite_hash)) | set(register
 choices = merge_names + [d for d in defense_names if d not in merge_names]
 if not choices:
     st.info("No methods with results in this suite yet: `mergesec run`.")
-    st.stop()
+    ui.end_page()
+
+
+def directory() -> None:
+    """Every merging method and defense of the suite as links to their pages (how a reader picks one)."""
+    st.markdown("**Merging methods:** " + ", ".join(f"[{m}]({tables.method_link(m, ctx.suite_hash)})"
+                                                    for m in merge_names)
+                + ("  \n**Defenses:** " + ", ".join(f"[{d}]({tables.method_link(d, ctx.suite_hash)})"
+                                                    for d in defense_names) if defense_names else ""))
+
 
 wanted = st.query_params.get("method")
 if wanted is not None and wanted not in choices:
     st.title("No such method")
     st.warning(f"This suite has no merging method or defense called “{ui.md_escape(wanted)}”.",
                icon=":material/search_off:")
-    st.markdown("**Merging methods:** " + ", ".join(f"[{m}]({tables.method_link(m, ctx.suite_hash)})"
-                                                    for m in merge_names))
-    if defense_names:
-        st.markdown("**Defenses:** " + ", ".join(f"[{d}]({tables.method_link(d, ctx.suite_hash)})"
-                                                 for d in defense_names))
-    st.stop()
+    directory()
+    ui.end_page()
 
 is_defense = {d: d not in merge_names for d in choices}
-head = st.container()
-method = st.selectbox("Method or defense", choices, key="method", bind="query-params",
-                      label_visibility="collapsed")  # plain names: the URL holds exactly ?method=NAME
-meta = data.method_table(ctx.db)
-meta = meta[(meta.name == method) & (meta.kind == ("defense" if is_defense[method] else "merge"))]
+method = wanted or choices[0]
+st.query_params["method"] = method  # plain names: the URL holds exactly ?method=NAME
+meta = meta_all[(meta_all.name == method) & (meta_all.kind == ("defense" if is_defense[method] else "merge"))]
 meta = meta.iloc[0].to_dict() if len(meta) else {}
 badge = data.badges(ctx.db, ctx.suite_hash).get(method, "unregistered")
-with head:
-    ui.page(method, "method")
+ui.page(method, "method")
 ICONS = {"built-in": ":material/deployed_code:", "reproduced": ":material/verified:"}
 icon = ICONS.get(badge, ":material/error:" if badge.startswith("reproduction") else ":material/hourglass_empty:")
 tags = [markdown.badge(badge).replace("[", f"[{icon} ", 1),
@@ -117,7 +119,9 @@ if not repro.empty:
 
 if is_defense[method]:
     defense_page.effects(ctx, method)
-    st.stop()
+    st.subheader("Other methods and defenses")
+    directory()
+    ui.end_page()
 
 box = st.expander("Per-setting results (every stored row of this method)", key="rows", on_change="rerun",
                   bind="query-params", icon=":material/table_rows:")
@@ -136,3 +140,5 @@ if box.open:  # read and drawn when opened: long grids cost a new visitor's brow
                             height=min(400, 38 + 35 * len(got)))
 
 head_to_head.section(ctx, method, merge_names, attack_names)
+st.subheader("Other methods and defenses")
+directory()

@@ -59,12 +59,15 @@ st.caption("95% CIs in brackets; “least vulnerable” lists every method of CI
 st.markdown("**The papers' claims, tested on these results**")
 found = claims.stored(ctx.db, ctx.suite, ctx.suite_hash)
 verdicts, source = (found[0], f"stored by `mergesec analyze` in `{found[1].parent.name}/`") if found else (None, "")
-if verdicts is None and st.toggle("Check the claims now (tens of seconds)", key="claims", bind="query-params"):
-    try:
-        with st.spinner("Testing every claim on the stored results…"):
-            verdicts, source = claims.computed(ctx.db, data.db_state(ctx.db), ctx.suite_hash), "computed now"
-    except MergesecError as e:
-        st.info(f"The claims could not be checked on this database: {e}")
+if verdicts is None:  # an expander computed when opened, not a toggle: no widget code for the browser to load
+    box = st.expander("Check the claims now (tens of seconds)", key="claims", on_change="rerun", bind="query-params",
+                      icon=":material/fact_check:")
+    if box.open:
+        try:
+            with box, st.spinner("Testing every claim on the stored results…"):
+                verdicts, source = claims.computed(ctx.db, data.db_state(ctx.db), ctx.suite_hash), "computed now"
+        except MergesecError as e:
+            box.info(f"The claims could not be checked on this database: {e}")
 if verdicts is not None:
     ui.table(verdicts, "claims", verdicts[["claim", "verdict"]].map(ui.md_escape),
              ui.about(page="overview", table="claims"))
@@ -101,14 +104,17 @@ with left:
         "anything. The Friedman test says whether the methods differ at all. Details: `docs/leaderboard.md`."
     )
     st.subheader("Download the results")
-    with st.container(horizontal=True, gap="small"):
-        st.download_button("Whole database (DuckDB)", lambda: export.duckdb_bytes(ctx.db), "mergesec.duckdb",
-                           "application/octet-stream", key="dl_duckdb", on_click="ignore",
-                           icon=":material/database:")
-        st.download_button("All tables (Parquet + data dictionary, zip)", lambda: export.parquet_zip(ctx.db),
-                           "mergesec_parquet.zip", "application/zip", key="dl_parquet", on_click="ignore",
-                           icon=":material/folder_zip:")
-    st.caption("Each page's tables: the download button under its title (a zip of CSV and Parquet files and a "
+    box = st.expander("The whole database: DuckDB, or every table as Parquet with a data dictionary",
+                      key="downloads", on_change="rerun", bind="query-params", icon=":material/database:")
+    if box.open:  # drawn when opened: download buttons are code a new visitor's browser would load first
+        with box, st.container(horizontal=True, gap="small"):
+            st.download_button("Whole database (DuckDB)", lambda: export.duckdb_bytes(ctx.db), "mergesec.duckdb",
+                               "application/octet-stream", key="dl_duckdb", on_click="ignore",
+                               icon=":material/database:")
+            st.download_button("All tables (Parquet + data dictionary, zip)", lambda: export.parquet_zip(ctx.db),
+                               "mergesec_parquet.zip", "application/zip", key="dl_parquet", on_click="ignore",
+                               icon=":material/folder_zip:")
+    st.caption("Each page's tables: the download link under its title (a zip of CSV and Parquet files and a "
                "manifest of the suite and filters they were taken under).")
 with right:
     st.subheader("Suites")

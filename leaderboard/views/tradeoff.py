@@ -18,12 +18,9 @@ c = data.counts(ctx.db, ctx.suite_hash)
 VULN = {k: v for k, v in VULN.items() if c["transfer_rows" if v[0] == "transfer" else "backdoor_rows"]}
 if not VULN or not c["merge_examples"]:
     st.info("Needs clean accuracy (merge track) and transfer or backdoor results: `mergesec run`.")
-    st.stop()
-with st.container(horizontal=True, gap="large"):  # side by side where they fit, else one under the other
-    vuln = st.segmented_control("Vulnerability", list(VULN), key="vulnerability", bind="query-params", required=True,
-                                default=next(iter(VULN)), format_func=lambda k: metric_spec(*VULN[k]).label)
-    acc = st.segmented_control("Accuracy", list(ACC), key="accuracy", bind="query-params", required=True,
-                               default=next(iter(ACC)), format_func=lambda k: metric_spec("merge", k).label)
+    ui.end_page()
+vuln = ui.choice("Vulnerability", {k: metric_spec(*VULN[k]).label for k in VULN}, "vulnerability")
+acc = ui.choice("Accuracy", {k: metric_spec("merge", k).label for k in ACC}, "accuracy")
 v_spec, a_spec = metric_spec(*VULN[vuln]), metric_spec("merge", acc)
 
 # backdoor: attacks only (the no-attack baselines are not a vulnerability), merged models without a defense
@@ -36,7 +33,7 @@ frame = pd.concat([tables.method_means(a_long, acc).rename(acc), tables.method_m
                   axis=1, join="inner").reset_index()
 if len(frame) < 3:
     st.info(f"Need both accuracy and {v_spec.label} for at least 3 methods; found {len(frame)}.")
-    st.stop()
+    ui.end_page()
 
 try:
     corr = correlation(frame[acc], frame[vuln])

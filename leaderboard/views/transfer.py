@@ -13,18 +13,24 @@ ctx = ui.context()
 ui.page("Transfer attacks", "transfer", "Adversarial examples crafted on a surrogate model, sent to the merged "
         "model. Lower attack success = less vulnerable; higher accuracy = better.")
 
-metric = st.segmented_control("Rank by", list(METRICS[TRACK]), key="metric", bind="query-params", required=True,
-                              default=next(iter(METRICS[TRACK])), format_func=lambda m: METRICS[TRACK][m].label)
+metric = ui.choice("Rank by", {m: METRICS[TRACK][m].label for m in METRICS[TRACK]}, "metric")
 spec = metric_spec(TRACK, metric)
 values = data.filter_values(ctx.db, ctx.suite_hash, TRACK, "relative_asr")
 LABELS = {"task": "task", "attack": "attack", "surrogate": "surrogate (threat model)", "eps": "budget ε"}
 fmt = {"eps": tables.fmt_eps}
+names = [f for f in FILTERS[TRACK] if f != "seed"]
+chosen = [n for n in names if n in st.query_params]
+box = st.expander("Filters: " + (", ".join(f"{LABELS[n]} = {', '.join(st.query_params.get_all(n))}" for n in chosen)
+                                 if chosen else "none, every setting (threat model: " + ", ".join(LABELS.values())
+                                 + ")"), key="filters", on_change="rerun", bind="query-params",
+                  icon=":material/filter_alt:")
 filters = {}
-with st.container(horizontal=True, gap="medium"):  # threat-model filters; none chosen = all
-    for name in [f for f in FILTERS[TRACK] if f != "seed"]:
-        filters[name] = st.pills(LABELS[name], values.get(name, []), selection_mode="multi", key=name,
-                                 format_func=fmt.get(name, str), bind="query-params",
-                                 help="none selected: all") or []
+if box.open or chosen:  # drawn when opened or set by the URL: pills are code a new visitor's browser would load
+    with box, st.container(horizontal=True, gap="medium"):  # none chosen = all
+        for name in names:
+            filters[name] = st.pills(LABELS[name], values.get(name, []), selection_mode="multi", key=name,
+                                     format_func=fmt.get(name, str), bind="query-params",
+                                     help="none selected: all") or []
 frozen = data.freeze(filters)
 about = ui.about(page="transfer", metric=metric, filters=frozen)
 
@@ -33,12 +39,12 @@ if spec.source == "transfer_metrics" and not counts["transfer_rows"]:
     st.info("No transfer results for this suite yet: `mergesec run --track transfer`."
             + (" Clean and normalized accuracy (merge track) can be ranked: choose them under *Rank by*."
                if counts["merge_examples"] else ""), icon=":material/info:")
-    st.stop()
+    ui.end_page()
 try:
     res = data.ranked(ctx.db, ctx.suite_hash, TRACK, metric, frozen)
 except StatisticsError as e:
     ui.unranked(data.settings(ctx.db, ctx.suite_hash, TRACK, metric, frozen), spec, str(e), "transfer", about)
-    st.stop()
+    ui.end_page()
 if res.attrs.get("filters_ignored"):
     st.caption(f"{spec.label.capitalize()} comes from the merge track; the "
                f"{', '.join(res.attrs['filters_ignored'])} filter does not apply to it.")
