@@ -3,7 +3,8 @@
 :func:`stored` reads the ``findings.json`` that `mergesec analyze` wrote for the suite, if one lies beside
 the database (``report/``, ``reports/<suite>/``) or under the working directory (``reports/<suite>/``);
 :func:`computed` runs :func:`analysis.report.build_report` on request (tens of seconds on a real suite,
-so the Overview never runs it unasked). Both return ``claim, verdict, result`` per claim.
+so the Overview never runs it unasked). Both return ``claim, verdict, about, result`` per claim (``about``:
+the population the verdict is about, ``Finding.population``; empty in findings stored before it existed).
 """
 
 import json
@@ -13,12 +14,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-COLUMNS = ["claim", "verdict", "result"]
+COLUMNS = ["claim", "verdict", "about", "result"]
 
 
 def _table(findings: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"claim": f["title"], "verdict": f["verdict"], "result": f.get("result", "")}
-                         for f in findings], columns=COLUMNS)
+    return pd.DataFrame([{"claim": f["title"], "verdict": f["verdict"], "about": f.get("population", ""),
+                          "result": f.get("result", "")} for f in findings], columns=COLUMNS)
 
 
 def stored(db: str, suite: str, suite_hash: str) -> tuple[pd.DataFrame, Path] | None:

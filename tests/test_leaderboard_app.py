@@ -127,6 +127,18 @@ def test_overview_leads_with_the_answer(monkeypatch, db):
     assert at.json[0].value and not at.exception and len(at.get("download_button")) == 2
 
 
+def test_stored_claims_say_what_population_each_verdict_is_about(monkeypatch, db, tmp_path):
+    """The overview's claims table carries `findings.json`'s population of each verdict (analysis.claims)."""
+    shutil.copy(db, tmp_path / "results.duckdb")
+    (tmp_path / "report").mkdir()
+    findings = [{"title": "Claim A", "verdict": "supported", "population": "this benchmark's tasks", "result": "r"},
+                {"title": "Claim B", "verdict": "underpowered", "population": "new tasks", "result": "s"}]
+    (tmp_path / "report" / "findings.json").write_text(json.dumps({"suite_hash": SUITE_HASH, "findings": findings}))
+    shown = frame_with(open_app(monkeypatch, tmp_path / "results.duckdb"), "verdict about")
+    assert shown.set_index("claim")["verdict about"].to_dict() == {
+        "Claim A": "this benchmark's tasks", "Claim B": "new tasks"}
+
+
 def test_transfer_ranking_is_the_rank_table_with_badges_and_links(monkeypatch, db):
     at = open_app(monkeypatch, db, "transfer")
     shown = ranking(at)

@@ -69,7 +69,8 @@ if verdicts is None:  # an expander computed when opened, not a toggle: no widge
         except MergesecError as e:
             box.info(f"The claims could not be checked on this database: {e}")
 if verdicts is not None:
-    ui.table(verdicts, "claims", verdicts[["claim", "verdict"]].map(ui.md_escape),
+    shown = verdicts[["claim", "verdict", "about"]].rename(columns={"about": "verdict about"})
+    ui.table(verdicts, "claims", shown.map(ui.md_escape),
              ui.about(page="overview", table="claims"))
     with st.expander(f"How each claim was tested ({source})"):
         st.markdown("\n\n".join(f"**{ui.md_escape(r.claim)}** — *{ui.md_escape(r.verdict)}*. "
