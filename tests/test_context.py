@@ -147,3 +147,12 @@ def test_a_seed_free_merge_is_computed_once_for_every_seed(setup, tmp_path, monk
         assert _merges(tmp_path / "trace.jsonl") - before == merges, method
         assert len({m.key for m in models}) == merges and len({m.weights_digest() for m in models}) == merges
     assert len(list((cache / "merged").glob("*.safetensors"))) == 5
+
+
+def test_the_seeds_of_a_seed_free_method_run_in_one_worker():
+    """Merge-track units of a method that does not read the seed form one affinity batch (one worker merges,
+    none waits on the lock); a method that reads it keeps one batch per unit."""
+    from benchmark.tracks import Unit, affinity_batches
+
+    units = [Unit("merge", {"method": m, "seed": s}) for m in ("ties", "dare_ties", "fisher") for s in (0, 1, 2)]
+    assert [len(b) for b in affinity_batches(units)] == [3, 1, 1, 1, 3]

@@ -48,6 +48,13 @@ class MergeEvalTrack(Track):
             for m in methods for seed in ctx.suite.merge_seeds
         ]
 
+    def affinity(self, description):
+        """The seeds of a method that does not read the seed share one merge (`RunContext.merge_seed`): they run
+        in one worker, one after the other, so no other worker sits on the cache's lock while it merges."""
+        from benchmark.merging import get_method
+
+        return None if get_method(description["method"]).reads_seed else description["method"]
+
     def run_unit(self, unit, ctx):
         d = unit.description
         merged = ctx.merged(d["method"], d["hparams"], d["seed"])
