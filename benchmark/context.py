@@ -2,12 +2,14 @@
 
 A merged model is computed once per (method, hyperparameters, seed) for the lifetime of the cache, whatever
 the number of worker processes: it is a content-addressed artefact (kind `merged`) keyed by the content
-digests of the weights it merges, the method, its hyperparameters and code, and the seed; builders take the
-cache's lock. A merge that returns per-task adapters is cached too when its method registers `load_adapter`
-(`register_merge`): the adapters' tensors are stored beside the merged weights in the same artefact, under
-the same checksum, and each adapter is rebuilt from its state dict on load (never unpickled). A method whose
-adapters have no such hook is merged once per process and kept in memory only. In-memory memos are bounded
-by bytes.
+digests of the weights it merges, the method, its hyperparameters and code, and the seed it receives;
+builders take the cache's lock. A method that does not read the seed (`MergeMethod.reads_seed`: data-free
+without the need "seed", or declared `seed_free`) receives seed 0 for every unit's seed, so its one merge
+serves every seed (`RunContext.merge_seed`). A merge that returns per-task adapters is cached too when its
+method registers `load_adapter` (`register_merge`): the adapters' tensors are stored beside the merged
+weights in the same artefact, under the same checksum, and each adapter is rebuilt from its state dict on
+load (never unpickled). A method whose adapters have no such hook is merged once per process and kept in
+memory only. In-memory memos are bounded by bytes.
 """
 
 import inspect
@@ -131,24 +133,34 @@ class RunContext:
             self._digests[name] = state_digest(state)
         return self._digests[name]
 
+    def merge_seed(self, method: str, seed: int) -> int:
+        """The seed a merge with `method` for a unit of seed `seed` receives: `seed`, or 0 when the method does
+        not read it (`MergeMethod.reads_seed`). Its merged model is then one artefact for every seed, and a
+        function of its key whichever seed's unit builds it first (even if a `seed_free` declaration is wrong)."""
+        from benchmark.merging import get_method
+
+        return int(seed) if get_method(method).reads_seed else 0
+
     def merged_spec(self, method: str, hparams: dict[str, Any], seed: int) -> dict[str, Any]:
         """What a merged model depends on (its cache key): the weights it merges (and the heads and data a
-        data-dependent method sees), the method, its hyperparameters and code, the seed."""
+        data-dependent method sees), the method, its hyperparameters and code, the seed it receives
+        (`merge_seed`)."""
         from benchmark.merging import api, get_method
 
         spec = get_method(method)
         code = getattr(spec, "code_hash", None) or code_digest(inspect.getmodule(spec.fn), api)
         tasks = self.suite.task_names
-        return {"artefact": "merged", "method": method, "hparams": hparams, "seed": int(seed), "code": code,
+        return {"artefact": "merged", "method": method, "hparams": hparams, "seed": self.merge_seed(method, seed),
+                "code": code,
                 "torch": torch.__version__, "zoo": self.zoo.keys,
                 "weights": {n: self.weights_digest(n) for n in
                             ["pretrained", *(f"{r}/{t}" for r in ("finetuned", "head") for t in tasks)]}}
 
     def merged(self, method: str, hparams: dict[str, Any], seed: int) -> MergedModel:
-        """The suite's fine-tuned encoders merged with `method`: from the memo, else the cache (kind `merged`),
-        else merged once (under the cache's lock, so concurrent workers merge it once) and cached (a merge with
-        adapters only if its method registers `load_adapter`). A reloaded model computes bitwise what the
-        fresh one did."""
+        """The suite's fine-tuned encoders merged with `method` and `merge_seed(method, seed)`: from the memo,
+        else the cache (kind `merged`), else merged once (under the cache's lock, so concurrent workers merge it
+        once) and cached (a merge with adapters only if its method registers `load_adapter`). A reloaded model
+        computes bitwise what the fresh one did."""
         from benchmark.merging import get_method
 
         spec = self.merged_spec(method, hparams, seed)
@@ -163,7 +175,7 @@ class RunContext:
                 adapters = pop_adapters(state, len(self.suite.task_names), load_adapter)
                 self._merged[key] = MergedModel(state, adapters, seconds, key)
                 return self._merged[key]
-            model = self._merge(method, hparams, seed, key)
+            model = self._merge(method, hparams, spec["seed"], key)
             with_adapters = any(a is not None for a in model.adapters)
             if not with_adapters or load_adapter is not None:
                 self.cache.save("merged", spec, {

@@ -1,14 +1,16 @@
 """Wall and CPU time of a suite's sweep, per track and per executor.
 
     python benchmarks/sweep.py [--suite digits] [--tracks merge,transfer,backdoor] [--methods a,b]
-                               [--executors serial,process,ray] [--workers 2] [--warm]
+                               [--executors serial,process,ray] [--workers 2] [--warm] [--keep DIR]
 
 For each executor the sweep runs from a cache holding only the zoo (so every adversarial set, backdoored
 upload and defense artefact is really computed; `--warm` reuses the artefacts of the executor before, to
 show the per-unit overhead alone) into a fresh database, one track after another, and prints per track:
 units, wall seconds, CPU seconds (this process and its worker processes; for Ray the cluster's worker
 processes on this machine), the sum of the units' own seconds, and the executor's overhead per unit
-(wall × parallel slots − unit seconds, over units). The zoo is built first (timed apart) in `--cache`.
+(wall × parallel slots − unit seconds, over units) and the 1-minute load average when the track ended. The
+zoo is built first (timed apart) in `--cache`. `--keep DIR` keeps each executor's database and cache
+(`DIR/<i>-<executor>/`) to compare their rows and artefacts with another run's.
 `ray` starts a local cluster on 127.0.0.1 with `--workers` CPUs. The machine's load average is printed
 before and after: on a shared machine every number is slower.
 """
@@ -86,7 +88,8 @@ def sweep(suite_name: str, tracks: list[str], methods: list[str] | None, executo
         slots = 1 if executor == "serial" else workers
         rows.append({"executor": executor, "track": track, "units": summary.units_run, "wall_s": wall,
                      "cpu_s": cpu, "unit_s": unit_s,
-                     "overhead_ms_per_unit": 1000 * (wall * slots - unit_s) / max(1, summary.units_run)})
+                     "overhead_ms_per_unit": 1000 * (wall * slots - unit_s) / max(1, summary.units_run),
+                     "load_1m": os.getloadavg()[0]})
     return rows, cache
 
 
@@ -99,6 +102,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=None, help="where the zoo is (built if missing)")
     ap.add_argument("--warm", action="store_true", help="reuse the previous executor's artefacts")
+    ap.add_argument("--keep", type=Path, default=None, help="keep each executor's database and cache here")
     args = ap.parse_args()
     import torch
 
@@ -119,7 +123,8 @@ def main() -> None:
         ray.init(address="local", num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
                  _node_ip_address="127.0.0.1")
     rows, cache = [], None
-    with tempfile.TemporaryDirectory(prefix="mergesec-sweep-") as work:
+    with tempfile.TemporaryDirectory(prefix="mergesec-sweep-") as tmp:
+        work = args.keep or tmp
         for i, executor in enumerate(executors):
             out, cache = sweep(args.suite, args.tracks.split(","), args.methods and args.methods.split(","),
                                executor, args.workers, zoo, Path(work) / f"{i}-{executor}",

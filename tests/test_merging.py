@@ -64,6 +64,24 @@ def test_seeded_data_free_method_signature_checked(scratch_registry):
     assert float(merge("good_seeded", {"w": T([0.0])}, [{"w": T([0.0])}], context=MergeContext(seed=3))["w"]) == 3.0
 
 
+def test_which_builtins_read_the_seed():
+    """A method reads the unit's merge seed when it draws from it (need "seed": DARE) or is data-dependent and
+    does not declare `seed_free` (AdaMerging's and Surgery's batches are drawn from it); Fisher and RegMean
+    read their first dev images in order."""
+    builtins = [n for n in list_methods() if get_method(n).source == "builtin"]
+    assert {n for n in builtins if get_method(n).reads_seed} == {
+        "dare_task_arithmetic", "dare_ties", "adamerging_task", "adamerging_layer", "surgery_task_arithmetic"}
+    assert {n for n in builtins if get_method(n).seed_free} == {"fisher", "regmean"}
+
+
+def test_seed_free_and_the_need_seed_contradict(scratch_registry):
+    with pytest.raises(MergeRegistrationError, match="seed_free"):
+        register_merge("bad_seed_free", needs=("seed",), seed_free=True)(
+            lambda pretrained, finetuned, seed: pretrained)
+    register_merge("reads_by_default", needs=("unlabelled_dev",))(lambda ctx: ctx.pretrained)
+    assert get_method("reads_by_default").reads_seed  # data-dependent: it gets ctx.seed unless declared seed-free
+
+
 def test_unknown_method_lists_valid_names():
     with pytest.raises(UnknownNameError) as err:
         get_method("tie")

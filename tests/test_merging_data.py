@@ -10,6 +10,7 @@ from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from benchmark.merging import MergeContext, MergeOutput, merge
+from benchmark.merging.methods._models import WithEncoder
 from benchmark.merging.methods.adamerging import learn_coefficients, merged_state, stacked_task_vectors
 from benchmark.merging.methods.fisher import fisher_weighted_average
 from benchmark.merging.methods.regmean import collect_grams
@@ -202,6 +203,28 @@ def test_adamerging_layer_result_uses_learned_coefficients_and_is_seeded():
     for k in pre:
         assert torch.equal(out[k], again[k])
         torch.testing.assert_close(out[k], expected[k])
+
+
+def _default_functional_call(self, params, x):
+    """`WithEncoder.__call__` as it was: `functional_call` with its defaults (it searches for tied tensors)."""
+    return torch.func.functional_call(self.model, {self._prefix + k: v for k, v in params.items()}, (x,))
+
+
+@pytest.mark.parametrize("method", ["adamerging_task", "adamerging_layer", "fisher"])
+def test_with_encoder_skipping_the_tie_search_merges_bitwise_the_same(method, monkeypatch):
+    """The methods that call `WithEncoder` merge bitwise what they merged when every call searched the
+    module for tied tensors (an attention encoder: open_clip's path); a module with tied tensors still gets
+    the search."""
+    pre, fts, ctx, _ = make_setup(AttentionEncoder, image_shape=(3, 1, 4))
+    hparams = {"n_examples": 8} if method == "fisher" else {"steps": 5, "lr": 0.05, "batch_size": 4}
+    fast = merge(method, pre, fts, context=ctx, **hparams)
+    monkeypatch.setattr(WithEncoder, "__call__", _default_functional_call)
+    default = merge(method, pre, fts, context=ctx, **hparams)
+    assert all(torch.equal(fast[k], default[k]) for k in pre)
+    assert not WithEncoder(ctx.classifier_factory(pre, 0), pre)._tied
+    tied = ctx.classifier_factory(pre, 0)
+    tied.encoder.extra = tied.encoder.attn.out_proj  # its weight and bias under a second name
+    assert WithEncoder(tied, pre)._tied
 
 
 # ---------------------------------------------------------------- Surgery

@@ -33,6 +33,27 @@ def test_manifest_needs_are_checked(change, expected):
         parse_manifest({**BASE, **change})
 
 
+@pytest.mark.parametrize(("needs", "expected"), [
+    ([], "only a data-dependent merge method declares seed_free"),
+    (["seed"], "only a data-dependent merge method declares seed_free"),
+    (["unlabelled_dev", "seed"], 'a method that needs "seed" draws random numbers from it'),
+])
+def test_manifest_seed_free_is_checked_and_reaches_the_registry(needs, expected, tmp_path):
+    """`seed_free` only on a data-dependent method without the need "seed"; by default a submission reads the
+    seed, and the declaration reaches its `MergeMethod` (one merge for every seed)."""
+    from benchmark.submissions.registration import build_method
+
+    assert parse_manifest({**BASE, "needs": ["unlabelled_dev"], "seed_free": True}).seed_free
+    with pytest.raises(SubmissionError, match=re.escape(expected)):
+        parse_manifest({**BASE, "needs": needs, "seed_free": True})
+    shutil.copytree(FIXTURE, tmp_path / "entropy_scaling")
+    assert build_method(load_submission(tmp_path / "entropy_scaling")).reads_seed
+    manifest = tmp_path / "entropy_scaling" / "submission.toml"
+    manifest.write_text(manifest.read_text().replace("\nneeds", "\nseed_free = true\nneeds"))
+    declared = build_method(load_submission(tmp_path / "entropy_scaling"))
+    assert declared.seed_free and not declared.reads_seed
+
+
 def test_smoke_backbone_is_the_smoke_encoder():
     """validate's classifier factory loads the smoke state dicts (every key, every shape)."""
     from benchmark.suites.spec import BackboneSpec

@@ -88,6 +88,12 @@ class SubmissionManifest(BaseModel):
         "tasks' heads): fn(ctx, **hyperparameters), ctx with pretrained, finetuned, tasks, seed, dev_data, "
         "classifier_factory (docs/submitting.md).",
     )
+    seed_free: bool = Field(
+        False,
+        description="Data-dependent merge methods only: true declares that the result does not depend on "
+        "ctx.seed (dev data read in a fixed order, nothing random drawn), so one merge serves every seed; "
+        "default false: the method reads the seed (docs/submitting.md).",
+    )
     hyperparameters: dict[str, HParam] = Field(
         default_factory=dict,
         description="Keyword arguments passed to the entry point (bool, int, float or string); they are part "
@@ -115,6 +121,18 @@ class SubmissionManifest(BaseModel):
             raise ValueError("only merge methods declare needs; a submitted defense runs data-free, so remove it")
         if len(set(v)) != len(v):
             raise ValueError(f"entries must be unique; got {v}")
+        return v
+
+    @field_validator("seed_free")
+    @classmethod
+    def _seed_free(cls, v: bool, info: ValidationInfo) -> bool:
+        needs = set(info.data.get("needs") or [])
+        if v and (info.data.get("kind") == "defense" or not needs - {"seed"}):
+            raise ValueError("only a data-dependent merge method declares seed_free (a data-free one never "
+                             "receives the seed); remove it")
+        if v and "seed" in needs:
+            raise ValueError('a method that needs "seed" draws random numbers from it and is not seed-free: '
+                             "remove seed_free or the need")
         return v
 
     @field_validator("hyperparameters")

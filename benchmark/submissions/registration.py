@@ -88,7 +88,7 @@ def build_method(sub: Submission, limits: Limits | None = None) -> Any:
     if sub.kind != "merge":
         raise SubmissionError(f"submission {sub.slug!r} is a {sub.kind}, not a merge method")
     cls = submitted_class(MergeMethod, "SubmittedMethod")
-    return cls(**_fields(sub, sandboxed(sub, limits or Limits.from_env())))
+    return cls(**_fields(sub, sandboxed(sub, limits or Limits.from_env())), seed_free=sub.manifest.seed_free)
 
 
 def build_defense(sub: Submission, limits: Limits | None = None) -> Any:

@@ -1,9 +1,10 @@
 """The merge track: clean accuracy and normalized accuracy (merged / fine-tuned) of every merge method.
 
-One unit per (method, seed); it takes the merged model (computed once per (method, seed), `RunContext.merged`)
-and evaluates every task on its full test split. The fine-tuned and pretrained reference accuracies do not
-depend on the method: each is computed once for the lifetime of the cache (kind `clean_accuracy`, keyed by
-the content digests of the weights).
+One unit per (method, seed); it takes the merged model (computed once per (method, seed), `RunContext.merged`;
+once for every seed when the method does not read the seed, `RunContext.merge_seed`, and then its
+`merge_seconds` are that one merge's in every seed's rows) and evaluates every task on its full test split.
+The fine-tuned and pretrained reference accuracies do not depend on the method: each is computed once for
+the lifetime of the cache (kind `clean_accuracy`, keyed by the content digests of the weights).
 """
 
 import json
@@ -46,6 +47,13 @@ class MergeEvalTrack(Track):
                              "seed": seed, "code": ctx.method_code(m)})
             for m in methods for seed in ctx.suite.merge_seeds
         ]
+
+    def affinity(self, description):
+        """The seeds of a method that does not read the seed share one merge (`RunContext.merge_seed`): they run
+        in one worker, one after the other, so no other worker sits on the cache's lock while it merges."""
+        from benchmark.merging import get_method
+
+        return None if get_method(description["method"]).reads_seed else description["method"]
 
     def run_unit(self, unit, ctx):
         d = unit.description

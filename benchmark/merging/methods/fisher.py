@@ -66,6 +66,7 @@ def fisher_weighted_average(
     "fisher",
     needs=("unlabelled_dev", "classifier_factory"),
     hparams={"n_examples": 256, "fisher_floor": 1e-6, "normalize": True, "batch_size": 8},
+    seed_free=True,  # the first n_examples dev images in order, nothing random: one merge for every seed
     paper="Fisher merging (Matena & Raffel, NeurIPS 2022)",
     citation="Matena & Raffel. Merging models with Fisher-weighted averaging. NeurIPS 2022. arXiv:2111.09832",
 )
@@ -73,6 +74,7 @@ def fisher(ctx: MergeContext, n_examples: int, fisher_floor: float, normalize: b
     """Fisher-weighted average (`fisher_weighted_average`) of the fine-tuned encoders, each model's exact
     diagonal Fisher (`diagonal_fisher`) computed with its own task head on its first `n_examples` unlabelled
     dev images. Defaults (FusionBench's clip_fisher_merging.yaml): 256 examples, floor 1e-6, Fishers
-    normalised. `batch_size` bounds memory (that many per-example gradients are held at once). Deterministic."""
+    normalised. `batch_size` bounds memory (that many per-example gradients are held at once). Deterministic and
+    seed-free (`seed_free`)."""
     fishers = [diagonal_fisher(ctx, k, n_examples, batch_size) for k in range(len(ctx.finetuned))]
     return fisher_weighted_average(ctx.finetuned, fishers, fisher_floor, normalize)

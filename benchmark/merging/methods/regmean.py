@@ -119,6 +119,7 @@ def regmean_weight(weights: list[torch.Tensor], grams: list[torch.Tensor], alpha
     "regmean",
     needs=("unlabelled_dev", "classifier_factory"),
     hparams={"alpha": 0.1, "n_examples": 256, "batch_size": 32},
+    seed_free=True,  # the first n_examples dev images in order, nothing random: one merge for every seed
     paper="RegMean (Jin et al., ICLR 2023)",
     citation="Jin et al. Dataless knowledge fusion by merging weights of language models. ICLR 2023. arXiv:2212.09849",
 )
