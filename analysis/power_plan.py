@@ -4,13 +4,15 @@ Run: ``python -m analysis.power_plan --db results/mergesec.duckdb --suite digits
 
 From one stored run of k seeds it takes, per surrogate, the median standard error of a paired difference of
 two methods' mean relative ASR under the image bootstrap (tasks fixed), as the leaderboard ranks them (the
-utility gate applied). Each seed draws a new test subset of ``n`` of the ``N`` test images, so the
-image-sampling variance of the seed-averaged metric is σ²((1 − f)/(k n) + 1/N) with f = n/N (subset counts
-of k independent draws), i.e. the standard error is ``se₁ √((1 − f)/k + f)`` and never below ``se₁ √f``:
-seeds cannot make the test split bigger. ``se₁`` (one seed) is inferred from the stored k. Seed-to-seed
-variation of fine-tuning, merging and attack is only partly resampled, so the seeds printed are a lower
-bound. It also prints how many test images per task (all of them evaluated) would separate the difference:
-σ₁ = se₁ √n per image, so ⌈(mdd factor · σ₁ / difference)²⌉.
+utility gate applied). Each seed attacks a subset of ``n`` of the ``N`` test images (f = n/N). With
+``transfer.subsets: independent`` each seed draws its own subset, so the image-sampling variance of the
+seed-averaged metric is σ²((1 − f)/(k n) + 1/N) (subset counts of k independent draws): the standard error
+is ``se₁ √((1 − f)/k + f)``. With ``disjoint`` subsets (block s of one permutation for seed s) every image is
+attacked once, so it is ``se₁ √(1/k)`` up to k = N/n seeds, where the split is used up. Either way it never
+falls below ``se₁ √f``: seeds cannot make the test split bigger. ``se₁`` (one seed) is inferred from the
+stored k. Seed-to-seed variation of fine-tuning, merging and attack is only partly resampled, so the seeds
+printed are a lower bound. It also prints how many test images per task (all of them evaluated) would
+separate the difference: σ₁ = se₁ √n per image, so ⌈(mdd factor · σ₁ / difference)²⌉.
 """
 
 import argparse
@@ -24,8 +26,12 @@ from analysis.stats.power import mdd_factor
 from benchmark.store import Store
 
 
-def se_after(se_one: float, seeds: int, f: float) -> float:
-    """Image-sampling standard error with ``seeds`` subsets of a fraction ``f`` of the test split."""
+def se_after(se_one: float, seeds: int, f: float, design: str = "independent") -> float:
+    """Image-sampling standard error with ``seeds`` subsets of a fraction ``f`` of the test split, drawn
+    independently or as disjoint blocks (``design``; disjoint blocks beyond 1/f seeds do not exist, and the
+    error stays at the whole split's)."""
+    if design == "disjoint":
+        return se_one * math.sqrt(max(1 / seeds, f))
     return se_one * math.sqrt((1 - f) / seeds + f)
 
 
@@ -35,10 +41,13 @@ def plan(store: Store, suite: str, difference: float = 0.05, alpha: float = 0.05
     from analysis.ranking_view import ranking
 
     ref = Q.resolve_suite(store, suite)
-    n_test = int(Q.suite_spec(store, ref.hash)["data"]["splits"]["test"])
+    spec = Q.suite_spec(store, ref.hash)
+    n_test, design = int(spec["data"]["splits"]["test"]), spec["transfer"].get("subsets", "independent")
     n_sub = int(store.read("SELECT max(n_subset) AS n FROM transfer_metrics WHERE suite_hash = ?",
                            [ref.hash]).n.iat[0])
     f = min(1.0, n_sub / n_test)
+    if design == "disjoint":  # seed k needs block k of the split
+        max_seeds = min(max_seeds, n_test // n_sub)
     k = int(store.read("SELECT count(DISTINCT seed) AS k FROM transfer_metrics WHERE suite_hash = ?",
                        [ref.hash]).k.iat[0])
     rows = []
@@ -49,15 +58,15 @@ def plan(store: Store, suite: str, difference: float = 0.05, alpha: float = 0.05
                "settings": int(rk.table.n_settings.iat[0]), "seeds": k, "n_common": rk.table.attrs["n_common"],
                "subset": n_sub, "test_images": n_test}
         se_k = float(np.median(rk.pairs.se))
-        se1 = se_k / se_after(1.0, k, f)
+        se1 = se_k / se_after(1.0, k, f, design)
         se_task = float(np.median(rk.task_pairs.se))
         row.update(se_stored=se_k, se_task_level=se_task, image_share=(se_k / se_task) ** 2 if se_task else None)
         for label, a in (("", alpha), ("_holm", alpha / m)):
             factor = mdd_factor(a)
             row[f"mdd_stored{label}"] = factor * se_k
-            row[f"mdd_floor{label}"] = factor * se_after(se1, 10**9, f)
+            row[f"mdd_floor{label}"] = factor * se_after(se1, 10**9, f, design)
             row[f"seeds_needed{label}"] = next(
-                (k for k in range(1, max_seeds + 1) if factor * se_after(se1, k, f) <= difference), None)
+                (k for k in range(1, max_seeds + 1) if factor * se_after(se1, k, f, design) <= difference), None)
             row[f"test_images_needed{label}"] = math.ceil((factor * se1 * math.sqrt(n_sub) / difference) ** 2)
         rows.append(row)
     return rows

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import scikit_posthocs as sp
 import scipy.stats as ss
+import torch
 from matplotlib.figure import Figure
 
 from analysis.stats import (
@@ -617,7 +618,8 @@ def test_a_merge_at_chance_is_gated_out_of_the_transfer_ranking_and_named(tmp_pa
 
 def test_power_plan_seed_formula_matches_simulated_subset_counts():
     """se with k seeds = se1 √((1 − f)/k + f): the variance of a mean over k random n-of-N subsets
-    (Σ w², w = image counts / (k n)), relative to one subset, checked by simulation."""
+    (Σ w², w = image counts / (k n)), relative to one subset, checked by simulation; with disjoint subsets
+    se1 √(1/k), checked on the blocks the transfer track draws."""
     from analysis.power_plan import se_after
 
     rng = np.random.default_rng(0)
@@ -628,6 +630,24 @@ def test_power_plan_seed_formula_matches_simulated_subset_counts():
         var_ratio = np.mean([(c / (k * n_sub)) @ (c / (k * n_sub)) for c in sums]) * n_sub
         assert se_after(1.0, k, n_sub / n_test) ** 2 == pytest.approx(var_ratio, rel=0.02)
     assert se_after(1.0, 1, 0.5) == 1.0 and se_after(1.0, 10**9, 0.25) == pytest.approx(0.5)
+    # disjoint blocks (transfer.subsets: disjoint): the counts of k blocks of one permutation
+    from benchmark.tracks.transfer_cache import transfer_subset
+
+    n_sub = 99
+    for k in (1, 2, 3):
+        c = np.bincount(torch.cat([transfer_subset(n_test, n_sub, s, "disjoint") for s in range(k)]).numpy(),
+                        minlength=n_test)
+        assert c.max() == 1 and se_after(1.0, k, n_sub / n_test, "disjoint") ** 2 == pytest.approx(
+            (c / (k * n_sub)) @ (c / (k * n_sub)) * n_sub)
+    assert se_after(1.0, 3, 1 / 3, "disjoint") == se_after(1.0, 10**9, 1 / 3, "disjoint") == pytest.approx(3**-0.5)
+    # docs/statistics.md's comparison of digits 2.2 (3 independent 200-image draws) and 2.3 (3 disjoint 99s)
+    from pathlib import Path
+
+    doc = " ".join((Path(__file__).parents[1] / "docs" / "statistics.md").read_text().split())
+    old, new = se_after(1.0, 3, 200 / 297), (200 / 297) ** 0.5  # in units of se₁(200); 2.3 uses all 297
+    assert f"from `se₁(200) · {old:.3f}` to the whole split's `se₁(200) · {new:.3f}`" in doc
+    assert f"cover about {100 * (1 - (97 / 297) ** 3):.1f}% of them" in doc
+    assert f"({100 * 297 / 600:.1f}%)" in doc
 
 
 @pytest.mark.skipif("MERGESEC_TEST_DB" not in __import__("os").environ,

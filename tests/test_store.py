@@ -38,6 +38,25 @@ def test_write_unit_replaces_never_duplicates(tmp_path):
     assert store.done_keys(["k1", "k2", "k3"]) == {"k1", "k2"}
 
 
+def test_a_batch_writes_new_and_stored_units_once_with_the_digest_of_their_stored_rows(tmp_path):
+    """`write_units` deletes only keys already stored (a new key has no rows anywhere) and digests only the
+    tables a unit writes: re-written units, a key twice in one batch and a replaced version still leave
+    exactly one copy, and every stored digest is what `recompute` reads back from all result tables."""
+    from benchmark.store import UnitRows
+    from benchmark.store.digest import recompute
+
+    store = open_store(tmp_path / "r.duckdb")
+    store.write_unit("k1", "merge", "h", "run", {}, {"merge_eval": _rows("a", 3)}, 0.1)
+    store.write_units([UnitRows(k, "merge", "h", "run", {}, {"merge_eval": _rows(m, n)}, 0.1, r)
+                       for k, m, n, r in [("k1", "a", 2, None), ("k2", "b", 1, None), ("k2", "b", 4, None),
+                                          ("k3", "c", 2, ["k0"]), ("k4", "d", 5, ["k3"])]])
+    counts = store.read("SELECT method, count(*) n FROM merge_eval GROUP BY method ORDER BY method")
+    assert counts.method.tolist() == ["a", "b", "d"] and counts.n.tolist() == [2, 4, 5]
+    with store.connect() as con:
+        stored = dict(con.execute("SELECT unit_key, rows_digest FROM units_done").fetchall())
+        assert set(stored) == {"k1", "k2", "k4"} and recompute(con, stored) == stored
+
+
 def test_failed_unit_write_leaves_nothing(tmp_path):
     store = open_store(tmp_path / "r.duckdb")
     store.write_unit("k1", "merge", "h", "run", {}, {"merge_eval": _rows("a")}, 0.1)

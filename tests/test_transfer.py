@@ -368,6 +368,41 @@ def test_tifgsm_matches_an_independent_ti_mi_fgsm(image_size, tiny_model_data):
     assert not torch.equal(ref, _ti_mi_fgsm_reference(model, x, y, EPS, 10, 1))  # the kernel matters
 
 
+def test_disjoint_subsets_attack_every_test_image_once_and_refuse_a_missing_block(tiny_cache, tmp_path):
+    """`transfer.subsets: disjoint` (digits since 2.3): seed s takes block s of one permutation, so the seeds'
+    subsets never share an image and digits' three seeds of 99 cover its 297 test images; a seed whose block
+    does not exist, or an unknown design, is refused before any unit runs, with the fix."""
+    from benchmark.context import RunContext
+    from benchmark.suites import load_suite
+    from benchmark.tracks.transfer import validate
+    from benchmark.tracks.transfer_cache import transfer_subset
+
+    digits = load_suite("digits")
+    spec, n_test = digits.transfer, digits.data["splits"]["test"]
+    assert spec.subsets == "disjoint" and spec.subset_size * len(spec.seeds) == n_test
+    blocks = [transfer_subset(n_test, spec.subset_size, s, "disjoint") for s in spec.seeds]
+    assert all(torch.equal(b, b.sort().values) and len(b) == spec.subset_size for b in blocks)
+    assert torch.equal(torch.cat(blocks).sort().values, torch.arange(n_test))
+    assert torch.equal(blocks[1], transfer_subset(n_test, spec.subset_size, 1, "disjoint"))  # fixed
+    # the independent design (every other suite): each seed its own draw, and two draws share images
+    a, b = (transfer_subset(n_test, 200, s) for s in (0, 1))
+    assert len(set(a.tolist()) & set(b.tolist())) > 0 and not torch.equal(a, b)
+    with pytest.raises(MergesecError, match=r"use seeds 0 to 2 or a smaller transfer\.subset_size"):
+        transfer_subset(n_test, spec.subset_size, 3, "disjoint")
+
+    def ctx(**transfer):
+        raw = tiny_suite_raw()
+        raw["transfer"].update(subset_size=40, **transfer)
+        return RunContext(write_suite(tmp_path / "s.yaml", raw), Cache(tiny_cache), progress=False)
+
+    n = len(ctx().data(ctx().suite.task_names[0]).test)
+    validate(ctx(seeds=list(range(n // 40))))
+    with pytest.raises(MergesecError, match=f"seed {n // 40} needs"):
+        validate(ctx(seeds=[0, n // 40]))
+    with pytest.raises(UnknownNameError, match="overlapping"):
+        validate(ctx(seeds=[0], subsets="overlapping"))
+
+
 def test_quantize_is_the_nearest_8bit_image_in_the_ball():
     g = torch.Generator().manual_seed(3)
     x = torch.rand(4, 3, 8, 8, generator=g)

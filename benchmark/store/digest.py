@@ -32,10 +32,11 @@ def _value(v: Any) -> str:
     return repr(str(v))
 
 
-def unit_digest(con: duckdb.DuckDBPyConnection, unit_key: str) -> str:
-    """The digest of one unit's rows as they are stored now (module docstring)."""
+def unit_digest(con: duckdb.DuckDBPyConnection, unit_key: str, tables: Iterable[str] = RESULT_TABLES) -> str:
+    """The digest of one unit's rows as they are stored now (module docstring). `tables` may name only the
+    result tables that hold rows of the unit (the writer knows them): the others add nothing to the digest."""
     h = hashlib.sha256()
-    for table in sorted(RESULT_TABLES):
+    for table in sorted(tables):
         cur = con.execute(f"SELECT * FROM {table} WHERE unit_key = ?", [unit_key])
         names = [d[0] for d in cur.description]
         keep = sorted(i for i, n in enumerate(names) if n != "unit_key" and "seconds" not in n)

@@ -157,10 +157,17 @@ class Store:
         if not units:
             return
         with self.connect() as con:
+            # A unit's rows and its units_done row are committed together, so a key absent from units_done
+            # has no rows anywhere: only stored keys (re-runs) and replaced versions need deleting, and the
+            # digest needs only the tables the unit writes.
+            stored = set(con.execute("SELECT unit_key FROM units_done WHERE list_contains(?, unit_key)",
+                                     [[u.unit_key for u in units]]).df().unit_key)
             for u in units:
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    _delete_units(con, [u.unit_key, *(u.replaces or [])])
+                    gone = [*([u.unit_key] if u.unit_key in stored else []), *(u.replaces or [])]
+                    if gone:
+                        _delete_units(con, gone)
                     for table, df in u.tables.items():
                         if len(df):
                             frame = df.assign(unit_key=u.unit_key)  # noqa: F841 (referenced by name in SQL)
@@ -170,9 +177,10 @@ class Store:
                         "? AS run_id, ? AS description, ? AS seconds, ? AS finished_at, ? AS rows_digest",
                         [u.unit_key, u.track, u.suite_hash, u.run_id,
                          json.dumps(u.description, sort_keys=True, default=str), u.seconds, _now(),
-                         unit_digest(con, u.unit_key)],
+                         unit_digest(con, u.unit_key, [t for t, df in u.tables.items() if len(df)])],
                     )
                     con.execute("COMMIT")
+                    stored.add(u.unit_key)
                 except Exception:
                     con.execute("ROLLBACK")
                     raise

@@ -44,7 +44,9 @@ class BackboneSpec:
 
 @dataclass(frozen=True)
 class TransferSpec:
-    """Transfer-attack protocol: surrogates, attacks, L-inf budget, steps, subset size, seeds."""
+    """Transfer-attack protocol: surrogates, attacks, L-inf budget, steps, subset size, seeds, and how the
+    seeds' subsets are drawn (`subsets`: `independent`, each seed its own random subset; `disjoint`, seed s
+    the s-th block of one permutation, so no image is attacked under two seeds)."""
 
     surrogates: tuple[str, ...]
     attacks: tuple[str, ...]
@@ -53,6 +55,7 @@ class TransferSpec:
     subset_size: int
     seeds: tuple[int, ...]
     norm: str = "Linf"
+    subsets: str = "independent"
 
     @property
     def alpha(self) -> float:
@@ -144,6 +147,7 @@ class Suite:
             subset_size=int(t["subset_size"]),
             seeds=tuple(t.get("seeds", [0])),
             norm=t.get("norm", "Linf"),
+            subsets=t.get("subsets", "independent"),
         )
 
     @property

@@ -1,7 +1,8 @@
 """The transfer track: adversarial examples crafted on a surrogate, evaluated on every merged model.
 
-Protocol (docs/transfer.md): for each task t and seed s, a fixed subset of t's test split (the first
-`transfer.subset_size` indices of `torch.randperm(n_test)` under a generator seeded with s, sorted).
+Protocol (docs/transfer.md): for each task t and seed s, a fixed subset of `transfer.subset_size` images of
+t's test split (`transfer_subset`: a permutation seeded with s, or with `transfer.subsets: disjoint` block s
+of one permutation, so that no image is attacked under two seeds).
 Surrogates: the fine-tuned model of t (`finetuned`) and the pretrained encoder with t's head
 (`pretrained`). Targets: every merged model (merged with seed s) with t's head (and adapter). Attacks:
 the suite's `transfer.attacks` from `benchmark.attacks`, untargeted L-inf, eps and steps from the suite,
@@ -23,6 +24,7 @@ from benchmark.batch_sizes import VERSIONED
 from benchmark.errors import MergesecError, UnknownNameError
 from benchmark.tracks.base import Track, Unit, register_track
 from benchmark.tracks.transfer_cache import (
+    SUBSET_DESIGNS,
     SURROGATES,
     adversarial,
     attack_for,
@@ -31,6 +33,7 @@ from benchmark.tracks.transfer_cache import (
     surrogate_eval,
     target_adv_correct,
     target_eval,
+    transfer_subset,
 )
 
 __all__ = ["SURROGATES", "TransferTrack", "craft_all", "validate"]
@@ -46,6 +49,12 @@ def validate(ctx) -> None:
             raise UnknownNameError("surrogate", s, list(SURROGATES))
     if spec.subset_size < 1:
         raise MergesecError(f"suite {ctx.suite.name}: transfer.subset_size must be >= 1")
+    if spec.subsets not in SUBSET_DESIGNS:
+        raise UnknownNameError("transfer.subsets design", spec.subsets, list(SUBSET_DESIGNS))
+    if spec.subsets == "disjoint":  # every seed's block must exist in every task's test split
+        for task in ctx.suite.task_names:
+            for seed in spec.seeds:
+                transfer_subset(len(ctx.data(task).test), spec.subset_size, seed, "disjoint")
     for a in spec.attacks:
         attack_for(ctx, a)
 

@@ -38,10 +38,29 @@ MEMO_BYTES = {"adversarial": 1 << 30, "surrogates": 1 << 30, "targets": 1 << 30,
               "subsets": 1 << 30, "surrogate_models": 3 << 29}  # ViT-B/32: one 1,000-image subset, 4 surrogates
 
 
-def transfer_subset(n_test: int, subset_size: int, seed: int) -> torch.Tensor:
-    """The fixed, seeded test subset: sorted first `subset_size` indices of a seeded permutation."""
-    g = torch.Generator().manual_seed(int(seed))
-    return torch.randperm(n_test, generator=g)[: min(subset_size, n_test)].sort().values
+SUBSET_DESIGNS = ("independent", "disjoint")
+DISJOINT_PERMUTATION_SEED = 0
+"""The one permutation whose blocks are the seeds' subsets under `transfer.subsets: disjoint`."""
+
+
+def transfer_subset(n_test: int, subset_size: int, seed: int, design: str = "independent") -> torch.Tensor:
+    """Seed `seed`'s test subset, sorted. `independent`: the first `subset_size` indices of a permutation
+    seeded with `seed` (every seed its own draw; two seeds share images). `disjoint`: block `seed` (indices
+    `seed · subset_size` to `(seed + 1) · subset_size − 1`) of one permutation seeded with
+    `DISJOINT_PERMUTATION_SEED`, so the subsets of different seeds never share an image; raises
+    `MergesecError` when the test split has no such block."""
+    if design == "independent":
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randperm(n_test, generator=g)[: min(subset_size, n_test)].sort().values
+    if design != "disjoint":
+        raise UnknownNameError("transfer.subsets design", design, list(SUBSET_DESIGNS))
+    if seed < 0 or (seed + 1) * subset_size > n_test:
+        raise MergesecError(
+            f"transfer.subsets: disjoint gives seed s the test images s·{subset_size} to (s+1)·{subset_size} − 1 "
+            f"of one permutation, but seed {seed} needs {(seed + 1) * subset_size} of the {n_test} test images; "
+            f"use seeds 0 to {n_test // subset_size - 1} or a smaller transfer.subset_size")
+    g = torch.Generator().manual_seed(DISJOINT_PERMUTATION_SEED)
+    return torch.randperm(n_test, generator=g)[seed * subset_size : (seed + 1) * subset_size].sort().values
 
 
 def tensor_hash(*tensors: torch.Tensor) -> str:
@@ -119,7 +138,7 @@ def subset(ctx: RunContext, task: str, seed: int) -> Subset:
     key = (task, seed)
     if key not in st.subsets:
         test = ctx.data(task).test
-        idx = transfer_subset(len(test), ctx.suite.transfer.subset_size, seed)
+        idx = transfer_subset(len(test), ctx.suite.transfer.subset_size, seed, ctx.suite.transfer.subsets)
         xs, ys = tensors(test, idx)
         st.subsets[key] = Subset(idx, xs, ys, tensor_hash(idx, xs, ys))
     return st.subsets[key]
