@@ -9,8 +9,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
+from benchmark.errors import MergeInputError
 from benchmark.merging import MergeContext, MergeOutput, merge
-from benchmark.merging.methods._models import WithEncoder
+from benchmark.merging.methods._models import WithEncoder, endless_dev_images
 from benchmark.merging.methods.adamerging import learn_coefficients, merged_state, stacked_task_vectors
 from benchmark.merging.methods.fisher import fisher_weighted_average
 from benchmark.merging.methods.regmean import collect_grams
@@ -54,12 +55,18 @@ class Classifier(nn.Module):
         super().__init__()
         self.encoder, self.head, self.adapter = encoder, head, adapter
 
+    def embed(self, x):
+        return self.encoder(x)
+
     def features(self, x):
-        f = self.encoder(x)
+        f = self.embed(x)
         return self.adapter(f) if self.adapter is not None else f
 
+    def classify(self, features):
+        return self.head(self.adapter(features) if self.adapter is not None else features)
+
     def forward(self, x):
-        return self.head(self.features(x))
+        return self.classify(self.embed(x))
 
 
 def make_setup(encoder_cls=MLPEncoder, image_shape=(3, 1, 2), n_dev=N_DEV, shared_dev=False):
@@ -210,6 +217,12 @@ def _default_functional_call(self, params, x):
     return torch.func.functional_call(self.model, {self._prefix + k: v for k, v in params.items()}, (x,))
 
 
+def _default_embed(self, params, x):
+    """`WithEncoder.embed` with `functional_call`'s defaults."""
+    return torch.func.functional_call(self._embedder, {f"model.{self._prefix}{k}": v for k, v in params.items()},
+                                      (x,))
+
+
 @pytest.mark.parametrize("method", ["adamerging_task", "adamerging_layer", "fisher"])
 def test_with_encoder_skipping_the_tie_search_merges_bitwise_the_same(method, monkeypatch):
     """The methods that call `WithEncoder` merge bitwise what they merged when every call searched the
@@ -219,12 +232,59 @@ def test_with_encoder_skipping_the_tie_search_merges_bitwise_the_same(method, mo
     hparams = {"n_examples": 8} if method == "fisher" else {"steps": 5, "lr": 0.05, "batch_size": 4}
     fast = merge(method, pre, fts, context=ctx, **hparams)
     monkeypatch.setattr(WithEncoder, "__call__", _default_functional_call)
+    monkeypatch.setattr(WithEncoder, "embed", _default_embed)
     default = merge(method, pre, fts, context=ctx, **hparams)
     assert all(torch.equal(fast[k], default[k]) for k in pre)
     assert not WithEncoder(ctx.classifier_factory(pre, 0), pre)._tied
     tied = ctx.classifier_factory(pre, 0)
     tied.encoder.extra = tied.encoder.attn.out_proj  # its weight and bias under a second name
     assert WithEncoder(tied, pre)._tied
+
+
+def _per_task_loop(ctx, steps, lr, batch_size, batches_per_step):
+    """The loop as the official code runs it: one forward of the whole classifier per task per batch."""
+    stacked = stacked_task_vectors(ctx.pretrained, ctx.finetuned)
+    lam = torch.full((len(ctx.finetuned), 1), 0.3, requires_grad=True)
+    opt = torch.optim.Adam([lam], lr=lr)
+    models = [ctx.classifier_factory(ctx.pretrained, k) for k in range(len(ctx.finetuned))]
+    batches = [endless_dev_images(ctx, k, batch_size=batch_size, seed=ctx.seed + k) for k in range(len(models))]
+    losses = []
+    for _ in range(steps):
+        p = {f"encoder.{k}": v for k, v in merged_state(ctx.pretrained, stacked, lam).items()}
+        loss = 0.0
+        for model, data in zip(models, batches, strict=True):
+            for _ in range(batches_per_step):
+                logp = torch.func.functional_call(model, p, (next(data),)).log_softmax(-1)
+                loss = loss - (logp.exp() * logp).sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            lam.clamp_(0, 1)
+        losses.append(float(loss.detach()))
+    return lam.detach(), losses
+
+
+def test_adamerging_batched_pass_is_the_per_task_sum():
+    """One batched encoder pass per step gives the per-task loop's losses and λ (summation order aside), with
+    batches of unequal size (N_DEV = 16 is not a multiple of 5: each epoch ends with a batch of 1)."""
+    pre, fts, ctx, _ = make_setup(AttentionEncoder, image_shape=(3, 1, 4))
+    ctx.pretrained, ctx.finetuned = pre, fts
+    learned = learn_coefficients(ctx, layerwise=False, init_coef=0.3, lr=0.02, steps=8, batch_size=5,
+                                 batches_per_step=2)
+    lam, losses = _per_task_loop(ctx, 8, 0.02, 5, 2)
+    torch.testing.assert_close(torch.tensor(learned.losses), torch.tensor(losses), rtol=0, atol=1e-6)
+    torch.testing.assert_close(learned.lambdas, lam, rtol=0, atol=1e-6)
+    moved = (learned.lambdas - 0.3).abs()
+    assert bool((moved > 0.05).all() & (learned.lambdas > 0).all())  # gradients moved λ, none clamped
+
+
+def test_adamerging_needs_the_split_classifier_api():
+    pre, fts, ctx, _ = make_setup()
+    plain = ctx.classifier_factory
+    ctx.classifier_factory = lambda sd, i, adapter=None: nn.Sequential(plain(sd, i))  # forward only
+    with pytest.raises(MergeInputError, match=r"embed.*classify.*ImageClassifier"):
+        merge("adamerging_task", pre, fts, context=ctx, steps=1)
 
 
 # ---------------------------------------------------------------- Surgery
