@@ -11,7 +11,7 @@ from torch.utils.data import TensorDataset
 
 from benchmark.errors import MergeInputError
 from benchmark.merging import MergeContext, MergeOutput, merge
-from benchmark.merging.methods._models import WithEncoder, endless_dev_images
+from benchmark.merging.methods._models import WithEncoder
 from benchmark.merging.methods.adamerging import learn_coefficients, merged_state, stacked_task_vectors
 from benchmark.merging.methods.fisher import fisher_weighted_average
 from benchmark.merging.methods.regmean import collect_grams
@@ -239,44 +239,6 @@ def test_with_encoder_skipping_the_tie_search_merges_bitwise_the_same(method, mo
     tied = ctx.classifier_factory(pre, 0)
     tied.encoder.extra = tied.encoder.attn.out_proj  # its weight and bias under a second name
     assert WithEncoder(tied, pre)._tied
-
-
-def _per_task_loop(ctx, steps, lr, batch_size, batches_per_step):
-    """The loop as the official code runs it: one forward of the whole classifier per task per batch."""
-    stacked = stacked_task_vectors(ctx.pretrained, ctx.finetuned)
-    lam = torch.full((len(ctx.finetuned), 1), 0.3, requires_grad=True)
-    opt = torch.optim.Adam([lam], lr=lr)
-    models = [ctx.classifier_factory(ctx.pretrained, k) for k in range(len(ctx.finetuned))]
-    batches = [endless_dev_images(ctx, k, batch_size=batch_size, seed=ctx.seed + k) for k in range(len(models))]
-    losses = []
-    for _ in range(steps):
-        p = {f"encoder.{k}": v for k, v in merged_state(ctx.pretrained, stacked, lam).items()}
-        loss = 0.0
-        for model, data in zip(models, batches, strict=True):
-            for _ in range(batches_per_step):
-                logp = torch.func.functional_call(model, p, (next(data),)).log_softmax(-1)
-                loss = loss - (logp.exp() * logp).sum(-1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            lam.clamp_(0, 1)
-        losses.append(float(loss.detach()))
-    return lam.detach(), losses
-
-
-def test_adamerging_batched_pass_is_the_per_task_sum():
-    """One batched encoder pass per step gives the per-task loop's losses and λ (summation order aside), with
-    batches of unequal size (N_DEV = 16 is not a multiple of 5: each epoch ends with a batch of 1)."""
-    pre, fts, ctx, _ = make_setup(AttentionEncoder, image_shape=(3, 1, 4))
-    ctx.pretrained, ctx.finetuned = pre, fts
-    learned = learn_coefficients(ctx, layerwise=False, init_coef=0.3, lr=0.02, steps=8, batch_size=5,
-                                 batches_per_step=2)
-    lam, losses = _per_task_loop(ctx, 8, 0.02, 5, 2)
-    torch.testing.assert_close(torch.tensor(learned.losses), torch.tensor(losses), rtol=0, atol=1e-6)
-    torch.testing.assert_close(learned.lambdas, lam, rtol=0, atol=1e-6)
-    moved = (learned.lambdas - 0.3).abs()
-    assert bool((moved > 0.05).all() & (learned.lambdas > 0).all())  # gradients moved λ, none clamped
 
 
 def test_adamerging_needs_the_split_classifier_api():
