@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
+from benchmark.errors import MergeInputError
 from benchmark.merging import MergeContext, MergeOutput, merge
 from benchmark.merging.methods._models import WithEncoder
 from benchmark.merging.methods.adamerging import learn_coefficients, merged_state, stacked_task_vectors
@@ -54,12 +55,18 @@ class Classifier(nn.Module):
         super().__init__()
         self.encoder, self.head, self.adapter = encoder, head, adapter
 
+    def embed(self, x):
+        return self.encoder(x)
+
     def features(self, x):
-        f = self.encoder(x)
+        f = self.embed(x)
         return self.adapter(f) if self.adapter is not None else f
 
+    def classify(self, features):
+        return self.head(self.adapter(features) if self.adapter is not None else features)
+
     def forward(self, x):
-        return self.head(self.features(x))
+        return self.classify(self.embed(x))
 
 
 def make_setup(encoder_cls=MLPEncoder, image_shape=(3, 1, 2), n_dev=N_DEV, shared_dev=False):
@@ -210,6 +217,12 @@ def _default_functional_call(self, params, x):
     return torch.func.functional_call(self.model, {self._prefix + k: v for k, v in params.items()}, (x,))
 
 
+def _default_embed(self, params, x):
+    """`WithEncoder.embed` with `functional_call`'s defaults."""
+    return torch.func.functional_call(self._embedder, {f"model.{self._prefix}{k}": v for k, v in params.items()},
+                                      (x,))
+
+
 @pytest.mark.parametrize("method", ["adamerging_task", "adamerging_layer", "fisher"])
 def test_with_encoder_skipping_the_tie_search_merges_bitwise_the_same(method, monkeypatch):
     """The methods that call `WithEncoder` merge bitwise what they merged when every call searched the
@@ -219,12 +232,21 @@ def test_with_encoder_skipping_the_tie_search_merges_bitwise_the_same(method, mo
     hparams = {"n_examples": 8} if method == "fisher" else {"steps": 5, "lr": 0.05, "batch_size": 4}
     fast = merge(method, pre, fts, context=ctx, **hparams)
     monkeypatch.setattr(WithEncoder, "__call__", _default_functional_call)
+    monkeypatch.setattr(WithEncoder, "embed", _default_embed)
     default = merge(method, pre, fts, context=ctx, **hparams)
     assert all(torch.equal(fast[k], default[k]) for k in pre)
     assert not WithEncoder(ctx.classifier_factory(pre, 0), pre)._tied
     tied = ctx.classifier_factory(pre, 0)
     tied.encoder.extra = tied.encoder.attn.out_proj  # its weight and bias under a second name
     assert WithEncoder(tied, pre)._tied
+
+
+def test_adamerging_needs_the_split_classifier_api():
+    pre, fts, ctx, _ = make_setup()
+    plain = ctx.classifier_factory
+    ctx.classifier_factory = lambda sd, i, adapter=None: nn.Sequential(plain(sd, i))  # forward only
+    with pytest.raises(MergeInputError, match=r"embed.*classify.*ImageClassifier"):
+        merge("adamerging_task", pre, fts, context=ctx, steps=1)
 
 
 # ---------------------------------------------------------------- Surgery

@@ -15,7 +15,14 @@ from torch import nn
 from torch.func import functional_call
 
 from benchmark.merging import MergeContext, MergeOutput, merge
-from tests.test_merging_data import N_DEV, make_setup, one_thread  # noqa: F401  (autouse: one torch thread)
+from benchmark.merging.methods._models import endless_dev_images
+from benchmark.merging.methods.adamerging import learn_coefficients, merged_state, stacked_task_vectors
+from tests.test_merging_data import (  # noqa: F401  (one_thread: autouse, one torch thread)
+    N_DEV,
+    AttentionEncoder,
+    make_setup,
+    one_thread,
+)
 
 K_TASKS = 3
 
@@ -307,10 +314,11 @@ def test_regmean_matches_the_reference_closed_form():
     check(merge("regmean", pre, fts, context=ctx), expected, atol=1e-4)
 
 
-def ref_adamerging(ctx, pre, fts, images, layerwise: bool, steps: int, lr: float) -> dict:
+def ref_adamerging(ctx, pre, fts, images, layerwise: bool, steps: int, lr: float, batches=None) -> dict:
     """EnnengYang/AdaMerging main_task_wise_adamerging.py / main_layer_wise_adamerging.py: λ (init 0.3) per
     task (per task per parameter tensor), Adam on Σ_tasks Σ_batches mean softmax entropy, 2 batches per task
-    per step; λ clamped to [0, 1]. Batches are the whole dev set (the mean entropy ignores the order)."""
+    per step, one forward of task t's classifier per batch; λ clamped to [0, 1]. Batches are the whole dev
+    set (the mean entropy ignores the order), or `next(batches[t])` when `batches` is given."""
     keys = list(pre)
     lam = torch.full((len(fts), len(keys) if layerwise else 1), 0.3, requires_grad=True)
     opt = torch.optim.Adam([lam], lr=lr)
@@ -325,7 +333,7 @@ def ref_adamerging(ctx, pre, fts, images, layerwise: bool, steps: int, lr: float
         loss = 0.0
         for t, model in enumerate(heads):
             for _batch in range(2):
-                logits = functional_call(model, p, (images[t],))
+                logits = functional_call(model, p, (images[t] if batches is None else next(batches[t]),))
                 loss = loss - (logits.softmax(1) * logits.log_softmax(1)).sum(1).mean(0)
         opt.zero_grad()
         loss.backward()
@@ -343,6 +351,29 @@ def test_adamerging_matches_the_official_loop(name, layerwise):
     check(out, ref_adamerging(ctx, pre, fts, images, layerwise, 8, 0.02), atol=1e-5)
     start = {k: p + 0.3 * sum(ft[k] - p for ft in fts) for k, p in pre.items()}
     assert not torch.allclose(out["fc1.weight"], start["fc1.weight"], atol=1e-3)
+
+
+def test_adamerging_batched_pass_is_the_per_task_sum():
+    """One batched encoder pass per step gives the per-task loop's loss and λ (summation order aside), on the
+    same shuffled draws, with batches of unequal size (16 dev images in batches of 5: each epoch ends with 1)."""
+    pre, fts, ctx, _ = make_setup(AttentionEncoder, image_shape=(3, 1, 4))
+    ctx.pretrained, ctx.finetuned = pre, fts
+
+    def draws():
+        return [endless_dev_images(ctx, t, batch_size=5, seed=t) for t in range(len(fts))]
+
+    learned = learn_coefficients(ctx, layerwise=False, init_coef=0.3, lr=0.02, steps=8, batch_size=5,
+                                 batches_per_step=2)
+    first = draws()
+    p = {f"encoder.{k}": v + 0.3 * sum(ft[k] - v for ft in fts) for k, v in pre.items()}  # λ at its init
+    with torch.no_grad():
+        logp = [functional_call(ctx.classifier_factory(pre, t), p, (next(first[t]),)).log_softmax(1)
+                for t in range(len(fts)) for _ in range(2)]
+    assert abs(learned.losses[0] + sum(float((q.exp() * q).sum(1).mean()) for q in logp)) < 1e-6
+    check(merged_state(pre, stacked_task_vectors(pre, fts), learned.lambdas),
+          ref_adamerging(ctx, pre, fts, None, False, 8, 0.02, batches=draws()), atol=1e-6)
+    moved = (learned.lambdas - 0.3).abs()
+    assert bool((moved > 0.05).all() & (learned.lambdas > 0).all())  # gradients moved λ, none clamped
 
 
 def test_surgery_matches_the_official_adapter_training():

@@ -94,3 +94,25 @@ def test_foreach_adamw_is_bitwise_the_single_tensor_step(tiny_suite, tiny_cache,
     for f, s in zip(fast, slow, strict=True):
         assert all(torch.equal(f[k], s[k]) for k in s)
     assert not torch.equal(fast[0]["conv1.weight"], zoo.pretrained["conv1.weight"])  # it did train
+
+
+@pytest.mark.parametrize("with_adapter", [False, True])
+def test_classifier_is_classify_of_embed_bitwise(tiny_suite, with_adapter):
+    """`forward` = `classify(embed(x))` and `features` = the adapter on `embed(x)`, bit for bit, and both are
+    the encoder -> adapter -> head composition on normalised inputs written out by hand."""
+    from benchmark.zoo import ClassificationHead, ImageClassifier
+    from benchmark.zoo.backbone import build_encoder
+
+    torch.manual_seed(0)
+    b = tiny_suite.backbone
+    width = b.config["output_dim"]
+    adapter = torch.nn.Linear(width, width) if with_adapter else None
+    model = ImageClassifier(build_encoder(b), ClassificationHead(width, 3), b.mean, b.std, adapter).eval()
+    x = torch.rand(5, 3, b.config["image_size"], b.config["image_size"])
+    with torch.no_grad():
+        f = model.encoder((x - torch.tensor(b.mean).view(1, -1, 1, 1)) / torch.tensor(b.std).view(1, -1, 1, 1))
+        adapted = adapter(f) if adapter is not None else f
+        assert torch.equal(model.embed(x), f)
+        assert torch.equal(model.features(x), adapted)
+        assert torch.equal(model(x), model.classify(model.embed(x)))
+        assert torch.equal(model(x), model.head(adapted))

@@ -12,8 +12,10 @@ from benchmark.types import StateDict
 
 ClassifierFactory = Callable[..., nn.Module]
 """`factory(state_dict, task_index, adapter=None) -> nn.Module`: maps images x in [0, 1] of shape (N, 3, H, W)
-to task `task_index`'s logits; has `.features(x)` (encoder features after the adapter, before the head) and an
-`.encoder` submodule whose state-dict keys are the merged state dict's keys."""
+to task `task_index`'s logits; has `.features(x)` (encoder features after the adapter, before the head), the
+split `forward = classify(embed(x))` (`embed`: normalisation + encoder, the same for every task; `classify`:
+adapter + head) and an `.encoder` submodule whose state-dict keys are the merged state dict's keys
+(`benchmark.zoo.model.ImageClassifier`, as `benchmark.defenses.api.TaskClassifiers` returns)."""
 
 
 @dataclass

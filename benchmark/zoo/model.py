@@ -39,16 +39,24 @@ class ImageClassifier(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, device=device).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, device=device).view(1, -1, 1, 1), persistent=False)
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.encoder((x.to(self.mean.device) - self.mean) / self.std)
-        return self.adapter(f) if self.adapter is not None else f
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared, task-independent part: the encoder's output on normalised `x`, on the model's device."""
+        return self.encoder((x.to(self.mean.device) - self.mean) / self.std)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """The per-task part: logits from `embed`'s output (adapter, if any, then head), on the model's device."""
+        return self.head(self._adapt(features))
+
+    def _adapt(self, features: torch.Tensor) -> torch.Tensor:
+        return self.adapter(features) if self.adapter is not None else features
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The features the head sees (after the adapter, before normalisation by the head), on x's device."""
-        return self._features(x).to(x.device)
+        return self._adapt(self.embed(x)).to(x.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self._features(x)).to(x.device)
+        """`classify(embed(x))`, on x's device."""
+        return self.classify(self.embed(x)).to(x.device)
 
 
 @torch.no_grad()

@@ -48,11 +48,11 @@ def _images(batch: object) -> torch.Tensor:
 
 
 class WithEncoder:
-    """Runs a classifier from `classifier_factory` with its encoder's tensors replaced by `params` (a state
-    dict with the merged keys), through `torch.func.functional_call`: gradients flow to `params`, the
-    module is untouched. The module's tied tensors (one tensor under two names) are looked for once, here:
-    without any, each call skips `functional_call`'s search for them (`tie_weights=False`; a third of a small
-    forward's time, AdaMerging's loop calls it 12 times a step), computing bitwise the same."""
+    """Runs a classifier from `classifier_factory` (whole, or only its shared part `embed`) with its encoder's
+    tensors replaced by `params` (a state dict with the merged keys), through `torch.func.functional_call`:
+    gradients flow to `params`, the module is untouched. The module's tied tensors (one tensor under two
+    names) are looked for once, here: without any, each call skips `functional_call`'s search for them
+    (`tie_weights=False`; a third of a small forward's time), computing bitwise the same."""
 
     def __init__(self, model: nn.Module, keys: Iterable[str]):
         encoder = getattr(model, "encoder", None)
@@ -71,11 +71,40 @@ class WithEncoder:
             )
         self.model, self._prefix = model, f"{prefix}." if prefix else ""
         self._tied = _has_tied_tensors(model)
+        self._embedder = _Embedder(model)
 
     def __call__(self, params: StateDict, x: torch.Tensor) -> torch.Tensor:
         """Logits of the classifier on `x` with encoder tensors `params`."""
         return functional_call(self.model, {self._prefix + k: v for k, v in params.items()}, (x,),
                                tie_weights=self._tied)
+
+    def embed(self, params: StateDict, x: torch.Tensor) -> torch.Tensor:
+        """`model.embed(x)` (the task-independent part, see `require_split`) with encoder tensors `params`."""
+        return functional_call(self._embedder, {f"model.{self._prefix}{k}": v for k, v in params.items()}, (x,),
+                               tie_weights=self._tied)
+
+
+class _Embedder(nn.Module):
+    """`model.embed` as a module's forward, so that `functional_call` can run it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(x)
+
+
+def require_split(model: nn.Module) -> None:
+    """Raise `MergeInputError` unless `model` has `ImageClassifier`'s split API: `embed(x)` (normalisation +
+    encoder, the same for every task) and `classify(features)` (the per-task part: adapter and head)."""
+    missing = [name for name in ("embed", "classify") if not callable(getattr(model, name, None))]
+    if missing:
+        raise MergeInputError(
+            f"classifier_factory returned a {type(model).__name__} without {' and '.join(missing)}(); return a "
+            "benchmark.zoo.model.ImageClassifier (embed(x): normalise + encoder; classify(features): adapter + "
+            "head; forward = classify(embed(x))), as benchmark.defenses.api.TaskClassifiers does"
+        )
 
 
 def _has_tied_tensors(model: nn.Module) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from benchmark.merging.context import MergeContext
-from benchmark.merging.methods._models import WithEncoder, endless_dev_images
+from benchmark.merging.methods._models import WithEncoder, endless_dev_images, require_split
 from benchmark.merging.registry import register_merge
 from benchmark.types import StateDict
 
@@ -51,21 +51,32 @@ def learn_coefficients(
     `batch_size` of its unlabelled dev data (the official loop breaks after batch index 1: 2 batches);
     λ starts at `init_coef` and is projected onto [0, 1] after every step. Batches are shuffled
     reproducibly from `ctx.seed`; the fine-tuned models' λ are all that is trained. `on_step(i, loss, λ)`,
-    if given, is called after every step (progress reporting; λ must not be modified)."""
+    if given, is called after every step (progress reporting; λ must not be modified).
+
+    The loss is the official one, computed in one batched pass: every task's batches of a step are
+    concatenated through the shared encoder (`embed`, with the merged tensors) once, then split back, each
+    batch's mean entropy taken with its own task's `classify`. Batching changes only the floating-point
+    summation order inside the encoder, not the draws or the loss. The factory's classifiers must have that
+    split API (`require_split`; `ImageClassifier` has it), else `MergeInputError`."""
     stacked = stacked_task_vectors(ctx.pretrained, ctx.finetuned)
     n_tasks = len(ctx.finetuned)
     groups = len(ctx.pretrained) if layerwise else 1
     lambdas = torch.full((n_tasks, groups), float(init_coef), device=next(iter(ctx.pretrained.values())).device)
     lambdas.requires_grad_()
     optimizer = torch.optim.Adam([lambdas], lr=lr)
-    models = [WithEncoder(ctx.classifier_factory(ctx.pretrained, k), ctx.pretrained) for k in range(n_tasks)]
+    classifiers = [ctx.classifier_factory(ctx.pretrained, k) for k in range(n_tasks)]
+    for model in classifiers:
+        require_split(model)
+    encoder = WithEncoder(classifiers[0], ctx.pretrained)  # embed is task-independent: one encoder for all
     batches = [endless_dev_images(ctx, k, batch_size=batch_size, seed=ctx.seed + k) for k in range(n_tasks)]
     losses = []
     with torch.enable_grad():
         for _ in range(steps):
             params = merged_state(ctx.pretrained, stacked, lambdas)
-            loss = sum(_entropy(model(params, next(data)))
-                       for model, data in zip(models, batches, strict=True) for _ in range(batches_per_step))
+            drawn = [(k, next(data)) for k, data in enumerate(batches) for _ in range(batches_per_step)]
+            features = encoder.embed(params, torch.cat([x for _, x in drawn]))
+            parts = features.split([len(x) for _, x in drawn])
+            loss = sum(_entropy(classifiers[k].classify(f)) for (k, _), f in zip(drawn, parts, strict=True))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
