@@ -524,17 +524,18 @@ def test_correlation_matches_scipy():
 # ---------------------------------------------------------------- common examples (issue 13) from the store
 
 
-def _write_transfer(path, outcomes: dict[str, tuple[np.ndarray, np.ndarray]], tasks=("t0", "t1"), n=100):
-    """A store with one unit per (method, task): ``outcomes[m] = (clean_correct, fooled)`` per image; the
-    surrogate is correct on every clean image and fooled on every adversarial one (white-box ASR 1). The
-    per-target metrics are each model's share fooled among its own counted images."""
+def _write_transfer(path, outcomes: dict[str, tuple[np.ndarray, np.ndarray]], tasks=("t0", "t1"), n=100,
+                    seeds=(0,)):
+    """A store with one unit per (method, task, seed): ``outcomes[m] = (clean_correct, fooled)`` per image
+    (the same for every seed); the surrogate is correct on every clean image and fooled on every adversarial
+    one (white-box ASR 1). The per-target metrics are each model's share fooled among its own counted images."""
     from benchmark.store import open_store
 
     store = open_store(path)
     for m, (clean, fooled) in outcomes.items():
-        for t in tasks:
-            key = f"{m}-{t}"
-            setting = {"method": m, "task": t, "attack": "pgd", "surrogate": "finetuned", "seed": 0}
+        for t, seed in itertools.product(tasks, seeds):
+            key = f"{m}-{t}-{seed}"
+            setting = {"method": m, "task": t, "attack": "pgd", "surrogate": "finetuned", "seed": seed}
             asr = float(fooled[clean].mean())
             settings = pd.DataFrame([{**setting, "suite": "s", "suite_hash": "h", "eps": 8 / 255,
                                       "n": int(clean.sum()),
@@ -608,12 +609,37 @@ def test_a_merge_at_chance_is_gated_out_of_the_transfer_ranking_and_named(tmp_pa
                                             "registered_at": pd.Timestamp("2026-01-01")})
     gated = ranked_table(store, "h", "transfer", "relative_asr", n_boot=50)
     assert gated.method.tolist() == ["A", "B"] and gated.attrs["n_common"] == 2 * 95
-    assert list(gated.attrs["not_ranked"]) == ["C"] and "0.100 on t0" in gated.attrs["not_ranked"]["C"]
+    assert list(gated.attrs["not_ranked"]) == ["C"] and "0.100 on t0 (100 subset images over 1 seed)" in \
+        gated.attrs["not_ranked"]["C"]
     rows = below_chance(read_examples(store, "true", []), {"t0": 10, "t1": 10})
     p_exact = sum(comb(100, k) * 0.1**k * 0.9 ** (100 - k) for k in range(10, 101))
     assert rows.method.tolist() == ["C", "C"] and rows.p.tolist() == pytest.approx([p_exact] * 2, rel=1e-9)
     assert below_chance(read_examples(store, "true", []), {"t0": 2, "t1": 2}).method.tolist() == ["C", "C"]
     assert below_chance(read_examples(store, "true", []), {}).empty
+
+
+def test_the_utility_gate_pools_a_tasks_seeds(tmp_path):
+    """56 of 99 right on a binary task in each of 3 seeds: one seed alone is not above chance (p = 0.11),
+    the task's 297 pooled trials are (p = 0.014, the binomial tail computed here; docs/statistics.md quotes
+    both), so the method is ranked; a method at chance in every seed is still gated, and its note counts
+    every seed's images."""
+    from pathlib import Path
+
+    from analysis.chance_gate import below_chance
+    from analysis.common_set import read_examples
+
+    ids = np.arange(99)
+    outcomes = {"A": (np.ones(99, bool), ids < 30), "B": (ids < 56, ids < 20), "C": (ids < 50, ids < 10)}
+    store = _write_transfer(tmp_path / "s.duckdb", outcomes, tasks=("t0",), n=99, seeds=(0, 1, 2))
+    tail = lambda n, c: sum(comb(n, k) for k in range(c, n + 1)) / 2**n  # noqa: E731
+    assert (round(tail(99, 56), 2), round(tail(297, 168), 3)) == (0.11, 0.014)
+    doc = " ".join((Path(__file__).parents[1] / "docs" / "statistics.md").read_text().split())
+    assert "(p = 0.11; pooled over three such seeds, p = 0.014)" in doc
+    rows = below_chance(read_examples(store, "true", []), {"t0": 2})
+    assert rows.method.tolist() == ["C"] and rows[["seeds", "n", "correct"]].values.tolist() == [[3, 297, 150]]
+    assert rows.p.item() == pytest.approx(tail(297, 150), rel=1e-9)
+    one_seed = read_examples(store, "seed = 0", [])
+    assert below_chance(one_seed, {"t0": 2}).method.tolist() == ["B", "C"]
 
 
 def test_power_plan_seed_formula_matches_simulated_subset_counts():
