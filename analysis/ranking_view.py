@@ -49,7 +49,7 @@ METRICS: dict[str, dict[str, Metric]] = {
                    _TRANSFER_SETTINGS,
                    help="share of the adversarial examples (crafted on the surrogate) that fool the merged model, "
                         "among samples both classify correctly; its mean over settings is the AASR"),
-            Metric("aasr", "AASR (transfer ASR averaged over attacks)", "transfer_metrics", "asr_transfer", False,
+            Metric("aasr", "AASR (attacks averaged)", "transfer_metrics", "asr_transfer", False,
                    ("task", "surrogate", "eps"), averaged=("attack",),
                    help="average attack success rate: transfer ASR averaged over the (selected) attacks, one "
                         "setting per task × surrogate × budget"),

@@ -14,9 +14,10 @@ has finished running. Prints, in wall-clock seconds:
    warm-up did its job) and the load average at that moment;
 3. each page for a new visitor on the now warm server: median and max of `--repeats` fresh profiles;
 and each page's worst case against the 2 s target, then the server's resident memory (RSS, from
-/proc/<pid>/status) after the visits. Times are taken by the browser from the navigation's start (see
-`leaderboard.headless.load`). A busy machine slows the browser as much as the server, so the same visits to
-a Streamlit page that shows one line of text (`floor`) are timed too: no page can be faster than that.
+/proc/<pid>/status) after the visits, and the rows of tabs that do not fit a 1024-px window (none should).
+Times are taken by the browser from the navigation's start (see `leaderboard.headless.load`). A busy machine
+slows the browser as much as the server, so the same visits to a Streamlit page that shows one line of text
+(`floor`) are timed too: no page can be faster than that.
 """
 
 import argparse
@@ -64,6 +65,17 @@ def floor_s(db: str, repeats: int, folder: Path) -> list[float]:
                 for _ in range(repeats)]
 
 
+def narrow_overflow(url: str) -> dict[str, list[str]]:
+    """Per page, the rows of tabs whose last tab lies out of sight in a 1024-px window."""
+    with headless.chromium() as driver:
+        driver.set_window_size(headless.NARROW_PX, 1400)
+        out = {}
+        for page in PAGES:
+            headless.load(driver, f"{url}/{page}", *PAGES[page], timeout=120)
+            out[page] = headless.overflowing_tab_rows(driver)
+        return out
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -95,6 +107,7 @@ def main() -> int:
             computed[page] = (after.misses - before.misses, after.compute_s - before.compute_s)
         warm = {page: [new_visitor(served.url, page) for _ in range(args.repeats)] for page in PAGES}
         rss = rss_mib(served.pid)
+        narrow = narrow_overflow(served.url)
     with tempfile.TemporaryDirectory(prefix="mergesec-floor-") as tmp:
         floor = floor_s(args.db, args.repeats, Path(tmp))
 
@@ -109,6 +122,9 @@ def main() -> int:
     print(f"{'floor':<10}{'':>18}{'':>15}{'':>6}{statistics.median(floor):>19.2f}s{max(floor):>6.2f}s   "
           "(a Streamlit page with one line of text: no page can be faster)")
     print(f"\nserver resident memory after the visits: {rss:.0f} MiB (one process: `mergesec leaderboard` execs it)")
+    for page, rows in narrow.items():
+        print(f"{page or 'overview'} at {headless.NARROW_PX} px: "
+              + (f"{len(rows)} row(s) of tabs scroll out of sight: {rows}" if rows else "every row of tabs fits"))
     print(f"load average now {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -19,6 +19,7 @@ HERE = Path(__file__).parent
 LOG = logging.getLogger("mergesec.leaderboard")
 
 st.set_page_config(page_title="mergesec leaderboard", page_icon=":material/shield:", layout="wide")
+ui.wrap_tab_rows()
 st.session_state["_stale"] = False
 st.session_state.pop(downloads.KEY, None)  # a run that failed midway left its page's download
 

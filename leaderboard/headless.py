@@ -63,3 +63,21 @@ def load(driver, url: str, css: str, text: str | None = None, timeout: float = 6
     if at_ms is None:
         raise TimeoutError(f"{url} did not show {css!r}{f' with {text!r}' if text else ''} within {timeout} s")
     return at_ms / 1000
+
+
+NARROW_PX = 1024
+"""The window width at which every row of tabs must show all its tabs (a laptop; the issue's layout check)."""
+
+_OVERFLOW_JS = """
+return [...document.querySelectorAll('[role="tablist"]')].flatMap(row => {
+  const tabs = [...row.querySelectorAll('[role="tab"]')];
+  const right = tabs.length ? tabs[tabs.length - 1].getBoundingClientRect().right : 0;
+  return right > row.getBoundingClientRect().right + 1 ? [tabs.map(t => t.textContent).join(" | ")] : [];
+});
+"""
+
+
+def overflowing_tab_rows(driver) -> list[str]:
+    """The rows of tabs on the current page whose last tab lies past the row's right edge (it scrolls out of
+    sight), each as its tabs' labels joined by `` | ``."""
+    return driver.execute_script(_OVERFLOW_JS)

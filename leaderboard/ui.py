@@ -61,6 +61,12 @@ def page(title: str, name: str, intro: str | None = None) -> None:
         st.caption(" ".join(t for t in (intro, suite) if t))
 
 
+def wrap_tab_rows() -> None:
+    """Rows of tabs wrap onto a second line instead of scrolling sideways, so a choice among many (the method
+    page's opponents) shows every option at any window width (`tests/test_browser.py` checks 1024 px)."""
+    st.html('<style>div[role="tablist"] { flex-wrap: wrap; row-gap: 0.25rem; }</style>')
+
+
 def choice(label: str, options: dict[str, str], key: str, default: str | None = None) -> str:
     """The reader's pick among ``options`` (value -> label shown), as a row of tabs under ``label`` bound to
     the URL (``?key=<label shown>``, like every choice): tabs are drawn by the code every page loads, while a

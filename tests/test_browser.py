@@ -96,6 +96,17 @@ def test_every_page_renders_without_a_traceback(server, browser, artifacts):
     assert "★" not in body(browser)
 
 
+def test_every_row_of_tabs_fits_a_1024_px_window(server, browser):
+    browser.set_window_size(headless.NARROW_PX, 1400)
+    try:
+        for page, (css, text) in PAGES.items():
+            headless.load(browser, f"{server}/{page}", css, text, timeout=120)
+            assert headless.overflowing_tab_rows(browser) == [], page or "overview"
+    finally:
+        browser.set_window_size(*map(int, next(f for f in headless.FLAGS if "window-size" in f)
+                                     .split("=")[1].split(",")))
+
+
 def test_unknown_method_gets_the_not_found_page(server, browser):
     headless.load(browser, f"{server}/method?method=no_such_method", "h1", "No such method", timeout=60)
     assert_clean(browser, "not found")

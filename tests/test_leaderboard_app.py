@@ -216,12 +216,12 @@ def test_backdoor_page_separates_variants_and_baselines(monkeypatch, db):
     assert at.tabs[0].label == "none" and {t.label for t in at.tabs[:3]} == defenses
     labels = [t.label for t in at.tabs[3:]]
     assert labels == ["badmerging · off_task", "badmerging · on_task", "badnets · off_task", "badnets · on_task",
-                      "all attack settings"]
+                      "all attacks"]
     assert not any(BASELINE in label for label in labels)
     first = ranking(at)
     assert names(first)[0] == "weight_averaging" and "clean accuracy" in first.columns and "badge" in first.columns
     assert sum("badge" in d.columns for d in tables_md(at)) == 1  # only the open tab's ranking is sent
-    at.session_state["attack"] = "all attack settings"
+    at.session_state["attack"] = "all attacks"
     at.run()
     across = ranking(at)
     assert set(across.settings) == {"8"}  # 2 attacks × 2 variants × 2 adversary tasks; no baseline

@@ -83,7 +83,7 @@ if attacks_rows.empty:
 else:
     combos = attacks_rows[["attack", "variant"]].drop_duplicates().sort_values(["attack", "variant"])
     labels = [f"{a} · {v}" for a, v in combos.itertuples(index=False)]
-    all_label = "all attack settings"
+    all_label = "all attacks"
     tab_labels = [*labels, all_label] if len(labels) > 1 else labels
     for tab, label in zip(st.tabs(tab_labels, key="attack", bind="query-params"), tab_labels, strict=True):
         if tab.open is False:  # only the open tab is computed and sent; a click on another reruns the page
