@@ -126,15 +126,21 @@ def busy_page() -> None:
             "before, so there is no earlier snapshot to show. Reload in a few seconds.", icon=":material/sync:")
 
 
-RANK_HELP = ("**rank**: CI-aware, 1 + the number of methods significantly better (paired tests), so methods "
-             "the data cannot tell apart share a rank · **badge**: *built-in* is mergesec's own implementation, "
-             "*reproduced* means `mergesec reproduce` matched every stored number on the submission's current "
-             "code · **95% CI**: paired percentile bootstrap over the settings")
+def rank_help(res: pd.DataFrame) -> str:
+    """The caption under a ranking: what its rank, badge and interval mean, the interval's resampling unit
+    taken from the ranking itself (``attrs["resampling"]``), so the page never claims another design."""
+    return ("**rank**: CI-aware, 1 + the number of methods significantly better (paired tests), so methods the "
+            "data cannot tell apart share a rank · **badge**: *built-in* is mergesec's own implementation, "
+            "*reproduced* means `mergesec reproduce` matched every stored number on the submission's current "
+            "code · **95% CI**: paired percentile bootstrap, resampling "
+            + res.attrs.get("resampling", "the settings"))
 
 
 def significance_note(res: pd.DataFrame, percent: bool, few: int = 10) -> None:
     """Say on the page when the data cannot separate the methods: ``attrs["separable"]`` is False
-    (statistics 2.0) or there are fewer than ``few`` settings; quote the minimum detectable difference."""
+    (statistics 2.0), or the intervals resample settings (no common image set, ``attrs["n_common"]`` None)
+    and there are fewer than ``few`` of them; quote the minimum detectable difference. A ranking that
+    resamples test images has its power in its images, not its settings: one setting can separate methods."""
     n = int(res.n_settings.iat[0]) if len(res) else 0
     separable = res.attrs.get("separable")
     mdd = res.attrs.get("mdd")
@@ -143,7 +149,7 @@ def significance_note(res: pd.DataFrame, percent: bool, few: int = 10) -> None:
     if separable is False:
         st.warning("**These settings cannot separate the methods**: no method is significantly better than "
                    f"another, so every rank is shared.{mdd_text}", icon=":material/balance:")
-    elif n < few:
+    elif n < few and res.attrs.get("n_common") is None:
         st.warning(f"**Low power**: only {n} settings. Ranks and intervals are wide; read close methods as "
                    f"ties.{mdd_text}", icon=":material/balance:")
     gated = res.attrs.get("not_ranked") or {}

@@ -495,6 +495,21 @@ def test_a_ranking_that_cannot_be_computed_is_cached_like_a_result(monkeypatch, 
     assert len(calls) == 1
 
 
+def test_few_settings_warn_of_low_power_only_where_the_intervals_resample_settings():
+    def script():
+        import pandas as pd
+
+        from leaderboard import ui
+
+        for n_common in (None, 297):  # a settings bootstrap, then an image bootstrap, over 1 setting
+            res = pd.DataFrame({"method": ["a", "b"], "n_settings": [1, 1]})
+            res.attrs.update(separable=True, mdd=0.05, n_common=n_common)
+            ui.significance_note(res, True)
+
+    at = AppTest.from_function(script).run()
+    assert not at.exception and len(at.warning) == 1 and "Low power" in at.warning[0].value
+
+
 def test_methods_left_out_by_the_utility_gate_are_named_beside_the_ranking():
     def script():
         import pandas as pd

@@ -38,33 +38,41 @@ def floors(sub: pd.DataFrame, order: list[str]) -> dict[str, list]:
 
 
 def attack_table(attack_names: list[str], variant: str | None, name: str) -> None:
-    """Methods ranked by backdoor ASR under the attacks (one variant, or all), clean accuracy beside."""
+    """Methods ranked by backdoor ASR under the attacks (one variant, or all), clean accuracy beside. The ASR
+    ranking resamples the triggered test images, so one setting suffices; clean accuracy has no per-image
+    rows, so with fewer than 2 settings it is shown as a mean without an interval."""
     filters = data.freeze({"attack": attack_names, "variant": [variant] if variant else [], "defense": [defense]})
     about = ui.about(page="backdoor", table=name, filters=filters)
     sub = attacks_rows[attacks_rows.attack.isin(attack_names) & (attacks_rows.defense == defense)
                        & ((attacks_rows.variant == variant) if variant else True)]
+    means = sub.groupby("method")[["backdoor_asr", "clean_acc"]].mean()
     try:
         asr = data.ranked(ctx.db, ctx.suite_hash, TRACK, "backdoor_asr", filters)
-        acc = data.ranked(ctx.db, ctx.suite_hash, TRACK, "clean_acc", filters)
     except StatisticsError as e:
-        means = (sub.groupby("method", as_index=False)[["backdoor_asr", "clean_acc"]].mean()
-                 .sort_values("backdoor_asr", ignore_index=True))
-        settings = sub.groupby(["adversary_task", "target_task", "target_class"]).method.nunique()
-        n, complete = len(settings), int((settings == sub.method.nunique()).sum())
-        st.caption("Means without intervals or tests: a ranking needs at least 2 settings every method has, and "
-                   + (f"this attack has {n} in this suite." if complete == n else f"{e}."))
+        means = means.sort_values("backdoor_asr").reset_index()
+        st.caption(f"Means without intervals or tests: {e}.")
         shown = pd.DataFrame({"method": means.method, "backdoor ASR": means.backdoor_asr.map(PCT),
                               "clean accuracy": means.clean_acc.map(PCT), **floors(sub, means.method.tolist())})
         ui.table(means, f"backdoor_{name}_{defense}", shown, about)
         return
+    try:
+        acc = data.ranked(ctx.db, ctx.suite_hash, TRACK, "clean_acc", filters)
+        acc_note = f"**accuracy 95% CI**: resampling {acc.attrs.get('resampling', 'the settings')}"
+        acc = acc.set_index("method").reindex(asr.method)
+    except StatisticsError:  # no per-image rows: its interval resamples settings, and there are too few
+        acc = pd.DataFrame({"mean": means.clean_acc.reindex(asr.method), "ci_low": float("nan"),
+                            "ci_high": float("nan")})
+        n = int(asr.n_settings.iat[0])
+        acc_note = (f"**clean accuracy**: means without an interval (it has no per-image rows, so its interval "
+                    f"resamples settings, and this selection has {n} setting{'s' if n != 1 else ''}; "
+                    "*all attacks* has more)")
     ui.significance_note(asr, True)
-    acc = acc.set_index("method").reindex(asr.method)
     shown = tables.ranking_display(asr, True, ctx.suite_hash, data.method_table(ctx.db),
                                    data.badges(ctx.db, ctx.suite_hash))
     shown = shown.rename(columns={"mean": "backdoor ASR", "95% CI": "ASR 95% CI"})
     extra = {"clean accuracy": acc["mean"].map(PCT).to_list(),
-             "accuracy 95% CI": [tables.fmt_ci(lo, hi, True) for lo, hi in zip(acc.ci_low, acc.ci_high,
-                                                                                strict=True)],
+             "accuracy 95% CI": [tables.fmt_ci(lo, hi, True) if pd.notna(lo) else "—"
+                                 for lo, hi in zip(acc.ci_low, acc.ci_high, strict=True)],
              **floors(sub, asr.method.tolist())}
     for i, (col, vals) in enumerate(extra.items()):
         shown.insert(5 + i, col, vals)
@@ -75,6 +83,7 @@ def attack_table(attack_names: list[str], variant: str | None, name: str) -> Non
     full = asr.drop(columns=["top_group"], errors="ignore").merge(
         acc[["mean", "ci_low", "ci_high"]].add_prefix("clean_acc_").reset_index(), on="method")
     ui.table(full, f"backdoor_{name}_{defense}", shown, about, right=("rank", "settings"))
+    st.caption(ui.rank_help(asr) + " · " + acc_note)
 
 
 st.subheader("Merging methods under each attack")
@@ -95,7 +104,6 @@ else:
             else:
                 a, v = combos.iloc[labels.index(label)]
                 attack_table([a], v, f"{a}_{v}")
-    st.caption(ui.RANK_HELP)
 
 st.subheader("Baselines: the trigger without an attack")
 if base_rows.empty:

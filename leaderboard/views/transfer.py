@@ -76,7 +76,7 @@ st.markdown(
 ui.significance_note(res, spec.percent)
 ui.ranking(res, spec, f"transfer_ranking_{metric}", about)
 st.caption(f"Mean over {int(res.n_settings.iat[0])} settings (seeds averaged); the same table as `mergesec rank`. "
-           + ui.RANK_HELP)
+           + ui.rank_help(res))
 
 st.subheader("Critical-difference diagram")
 try:
