@@ -118,6 +118,16 @@ def merge_accuracy(store: Store, suite_hash: str) -> pd.DataFrame:
     return df
 
 
+def split_counts(store: Store, suite_hash: str) -> pd.DataFrame:
+    """Each merged model's clean correct count on the whole test split of each task (merge track):
+    ``method, task, seed, n, correct`` (what :func:`analysis.chance_gate.below_chance` tests)."""
+    return store.read(
+        """SELECT method, task, seed, any_value(n) AS n, CAST(round(any_value(clean_acc * n)) AS INTEGER) AS correct
+        FROM merge_eval WHERE suite_hash = ? GROUP BY method, task, seed ORDER BY ALL""",
+        [suite_hash],
+    )
+
+
 def backdoor_rows(store: Store, suite_hash: str, baselines: bool = False) -> pd.DataFrame:
     """Rows of ``backdoor_metrics`` for the suite (seeds kept: defenses are paired on the exact setting);
     only attacks (``role = 'attack'``) unless ``baselines``."""

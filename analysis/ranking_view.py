@@ -225,7 +225,8 @@ def ranking(
     min_common = C.MIN_COMMON if min_common is None else min_common
     if surrogate is not None and spec.name in C.COMMON_METRICS:
         # the utility gate: a merge at chance is not ranked (analysis.chance_gate)
-        examples, gated = apply_gate(C.read_examples(store, where, params), Q.task_classes(store, suite_hash))
+        examples, gated = apply_gate(C.read_examples(store, where, params), Q.task_classes(store, suite_hash),
+                                     Q.split_counts(store, suite_hash))
         per_target = per_target[~per_target.method.isin(gated.method)].reset_index(drop=True)
         attrs["not_ranked"] = describe(gated)
         cs = C.common_set(examples, spec.name, settings, min_common) if not examples.empty else None

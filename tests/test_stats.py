@@ -609,7 +609,7 @@ def test_a_merge_at_chance_is_gated_out_of_the_transfer_ranking_and_named(tmp_pa
                                             "registered_at": pd.Timestamp("2026-01-01")})
     gated = ranked_table(store, "h", "transfer", "relative_asr", n_boot=50)
     assert gated.method.tolist() == ["A", "B"] and gated.attrs["n_common"] == 2 * 95
-    assert list(gated.attrs["not_ranked"]) == ["C"] and "0.100 on t0 (100 subset images over 1 seed)" in \
+    assert list(gated.attrs["not_ranked"]) == ["C"] and "0.100 on t0 (seed 0, 100 attack-subset images)" in \
         gated.attrs["not_ranked"]["C"]
     rows = below_chance(read_examples(store, "true", []), {"t0": 10, "t1": 10})
     p_exact = sum(comb(100, k) * 0.1**k * 0.9 ** (100 - k) for k in range(10, 101))
@@ -618,28 +618,36 @@ def test_a_merge_at_chance_is_gated_out_of_the_transfer_ranking_and_named(tmp_pa
     assert below_chance(read_examples(store, "true", []), {}).empty
 
 
-def test_the_utility_gate_pools_a_tasks_seeds(tmp_path):
-    """56 of 99 right on a binary task in each of 3 seeds: one seed alone is not above chance (p = 0.11),
-    the task's 297 pooled trials are (p = 0.014, the binomial tail computed here; docs/statistics.md quotes
-    both), so the method is ranked; a method at chance in every seed is still gated, and its note counts
-    every seed's images."""
+def test_the_utility_gate_tests_each_merged_model_on_its_whole_test_split(tmp_path):
+    """56 of 99 right on a binary task in each seed's attack subset is not above chance (p = 0.11); the same
+    rate over the 297 test-split images is (p = 0.014; the binomial tails computed here, docs/statistics.md
+    and the gate's docstring quote both). So with the merge track's whole-split counts B is ranked; without
+    them it is gated; C, at chance on the whole split in seed 1 only, is gated, named with that seed."""
     from pathlib import Path
 
-    from analysis.chance_gate import below_chance
+    from analysis.chance_gate import SPLIT, SUBSET, below_chance, describe
     from analysis.common_set import read_examples
 
     ids = np.arange(99)
-    outcomes = {"A": (np.ones(99, bool), ids < 30), "B": (ids < 56, ids < 20), "C": (ids < 50, ids < 10)}
+    outcomes = {"A": (np.ones(99, bool), ids < 30), "B": (ids < 56, ids < 20), "C": (ids < 60, ids < 10)}
     store = _write_transfer(tmp_path / "s.duckdb", outcomes, tasks=("t0",), n=99, seeds=(0, 1, 2))
     tail = lambda n, c: sum(comb(n, k) for k in range(c, n + 1)) / 2**n  # noqa: E731
     assert (round(tail(99, 56), 2), round(tail(297, 168), 3)) == (0.11, 0.014)
     doc = " ".join((Path(__file__).parents[1] / "docs" / "statistics.md").read_text().split())
-    assert "(p = 0.11; pooled over three such seeds, p = 0.014)" in doc
-    rows = below_chance(read_examples(store, "true", []), {"t0": 2})
-    assert rows.method.tolist() == ["C"] and rows[["seeds", "n", "correct"]].values.tolist() == [[3, 297, 150]]
-    assert rows.p.item() == pytest.approx(tail(297, 150), rel=1e-9)
-    one_seed = read_examples(store, "seed = 0", [])
-    assert below_chance(one_seed, {"t0": 2}).method.tolist() == ["B", "C"]
+    assert "56 of 99 right on a binary task is \"at chance\" (p = 0.11)" in doc and "(p = 0.014)" in doc
+    examples, classes = read_examples(store, "true", []), {"t0": 2}
+    subset = below_chance(examples, classes)
+    assert subset.method.tolist() == ["B"] * 3 and set(subset.images) == {SUBSET}
+    assert subset.p.tolist() == pytest.approx([tail(99, 56)] * 3, rel=1e-9)
+    split = pd.DataFrame([{"method": m, "task": "t0", "seed": s, "n": 297, "correct": c}
+                          for m, c in (("A", 297), ("B", 168), ("C", 200)) for s in (0, 1, 2)])
+    split.loc[(split.method == "C") & (split.seed == 1), "correct"] = 150
+    whole = below_chance(examples, classes, split)
+    assert whole[["method", "seed", "n", "correct", "images"]].values.tolist() == [["C", 1, 297, 150, SPLIT]]
+    assert whole.p.item() == pytest.approx(tail(297, 150), rel=1e-9)
+    assert describe(whole)["C"].startswith("clean accuracy 0.505 on t0 (seed 1, 297 test-split images)")
+    partial = below_chance(examples, classes, split[split.seed != 2])  # seed 2 not in the merge track
+    assert partial[["method", "seed", "images"]].values.tolist() == [["B", 2, SUBSET], ["C", 1, SPLIT]]
 
 
 def test_power_plan_seed_formula_matches_simulated_subset_counts():

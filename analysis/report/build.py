@@ -105,7 +105,7 @@ def image_samples(
     from analysis.ranking_view import metric_spec
 
     rows = read_examples(store, "suite_hash = ?", [suite_hash])
-    kept, gated = apply_gate(rows, Q.task_classes(store, suite_hash))
+    kept, gated = apply_gate(rows, Q.task_classes(store, suite_hash), Q.split_counts(store, suite_hash))
     why, transfer = describe(gated), metric_spec("transfer", "asr_transfer").settings
     every = ImageSample(kept, transfer, n_boot, seed, why)
     if surrogate is None:
