@@ -161,3 +161,41 @@ def test_backdoor_units_merge_their_seeds_benign_fine_tunes_and_bv_reuses_the_zo
     trained = clean_finetune(backdoor._state(RunContext(tiny_suite, Cache(tmp_path / "plain"), progress=False)).env,
                              "digit", 1)
     assert all(torch.equal(trained[k], zoo.for_seed(1).finetuned["digit"][k]) for k in trained)
+
+
+@pytest.mark.slow
+def test_a_run_with_worker_processes_stores_what_a_serial_run_stores(seeded, tmp_path):
+    """`mergesec run -j 2` over per-seed zoos (every track, seeds 0 and 1) stores exactly the serial run's
+    numbers, and seed 1's rows differ from seed 0's fine-tuned reference."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from benchmark import runner
+    from benchmark.store import Store
+
+    raw = _seeded_raw()
+    raw["transfer"].update(seeds=[0, 1], attacks=["fgsm"])
+    raw["backdoor"].update(defenses={}, methods=["weight_averaging"])
+    suite = write_suite(tmp_path / "s.yaml", raw)
+    _, _, cache, _, _ = seeded
+    for name in ("serial", "parallel"):
+        _copy(cache, tmp_path / name, (*BASE, "finetuned"))
+    tracks, methods = ["merge", "transfer", "backdoor"], ["weight_averaging"]
+    serial, parallel = Store(tmp_path / "serial.duckdb"), Store(tmp_path / "parallel.duckdb")
+    subprocess.run([sys.executable, "-m", "benchmark.cli", "run", "--suite", str(tmp_path / "s.yaml"),
+                    *[a for t in tracks for a in ("--track", t)], "--methods", ",".join(methods), "--db",
+                    str(parallel.path), "--cache", str(tmp_path / "parallel"), "--quiet", "--workers", "2"],
+                   capture_output=True, text=True, check=True, env={**os.environ, "MERGESEC_THREADS": "1"})
+    runner.run(suite, tracks, serial, Cache(tmp_path / "serial"), methods, progress=False)
+
+    def rows(store: Store, table: str) -> pd.DataFrame:
+        df = store.read(f"SELECT * FROM {table}").drop(columns=["run_id", "merge_seconds"], errors="ignore")
+        return df.sort_values(list(df.columns)).reset_index(drop=True)
+
+    for table in ("merge_eval", "transfer_metrics", "backdoor_metrics"):
+        pd.testing.assert_frame_equal(rows(serial, table), rows(parallel, table), check_exact=True)
+    ft = rows(serial, "merge_eval").pivot_table(index="task", columns="seed", values="finetuned_acc")
+    assert (ft[0] != ft[1]).any()
