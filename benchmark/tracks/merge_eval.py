@@ -1,8 +1,9 @@
 """The merge track: clean accuracy and normalized accuracy (merged / fine-tuned) of every merge method.
 
 One unit per (method, seed); it takes the merged model (computed once per (method, seed), `RunContext.merged`;
-once for every seed when the method does not read the seed, `RunContext.merge_seed`, and then its
-`merge_seconds` are that one merge's in every seed's rows) and evaluates every task on its full test split.
+once for every seed whose fine-tunes are the same when the method does not read the seed,
+`RunContext.merge_seed`, and then its `merge_seconds` are that one merge's in those seeds' rows) and
+evaluates every task on its full test split.
 The fine-tuned and pretrained reference accuracies do not depend on the method: each is computed once for
 the lifetime of the cache (kind `clean_accuracy`, keyed by the content digests of the weights). A unit of
 seed s merges, and normalises by, the fine-tunes of seed s's zoo (`Zoo.for_seed`).
