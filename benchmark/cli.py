@@ -127,8 +127,8 @@ def run(
 @app.command()
 def zoo(suite: SuiteOpt = "digits", cache: CacheOpt = None, quiet: QuietOpt = False,
         fmt: FormatOpt = "table", device: DeviceOpt = None, workers: WorkersOpt = 1) -> None:
-    """Build (or load) the suite's model zoo and print its quality bars. The per-task fine-tunes run in
-    `--workers` processes (the same weights whatever the count)."""
+    """Build (or load) the suite's model zoo (every fine-tuning seed its tracks use) and print its quality bars.
+    The fine-tunes run in `--workers` processes (the same weights whatever the count)."""
     import time
 
     from benchmark.device import use_device

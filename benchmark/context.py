@@ -5,7 +5,9 @@ the number of worker processes: it is a content-addressed artefact (kind `merged
 digests of the weights it merges, the method, its hyperparameters and code, and the seed it receives;
 builders take the cache's lock. A method that does not read the seed (`MergeMethod.reads_seed`: data-free
 without the need "seed", or declared `seed_free`) receives seed 0 for every unit's seed, so its one merge
-serves every seed (`RunContext.merge_seed`). A merge that returns per-task adapters is cached too when its
+serves every seed (`RunContext.merge_seed`) whose unit merges the same fine-tunes: under the suite's
+`recipe.finetune_seed: run`, a unit of seed s merges the fine-tunes trained with seed s (`Zoo.for_seed`), so
+such a method merges once per fine-tuning seed. A merge that returns per-task adapters is cached too when its
 method registers `load_adapter` (`register_merge`): the adapters' tensors are stored beside the merged
 weights in the same artefact, under the same checksum, and each adapter is rebuilt from its state dict on
 load (never unpickled). A method whose adapters have no such hook is merged once per process and kept in
@@ -103,6 +105,8 @@ class RunContext:
 
     @cached_property
     def zoo(self) -> Zoo:
+        """The `recipe.seed` zoo (`build_zoo`: every fine-tuning seed is cached); a unit of run seed s uses
+        `zoo.for_seed(s)`."""
         return build_zoo(self.suite, self.cache, self.progress, self.device)
 
     def data(self, task: str) -> TaskData:
@@ -123,15 +127,17 @@ class RunContext:
 
         return getattr(get_method(method), "code_hash", None) or f"builtin-{__version__}"
 
-    def weights_digest(self, name: str) -> str:
-        """Content digest (`state_digest`) of zoo model `name` (`pretrained`, `finetuned/<task>`, `head/<task>`),
-        memoised: what an artefact computed from that model is keyed by."""
-        if name not in self._digests:
-            zoo, (role, _, task) = self.zoo, name.partition("/")
+    def weights_digest(self, name: str, seed: int) -> str:
+        """Content digest (`state_digest`) of model `name` (`pretrained`, `finetuned/<task>`, `head/<task>`) of
+        the zoo a unit of run seed `seed` uses (`Zoo.for_seed`), memoised: what an artefact computed from that
+        model is keyed by."""
+        zoo, (role, _, task) = self.zoo.for_seed(seed), name.partition("/")
+        key = f"{name}@{zoo.seed}"
+        if key not in self._digests:
             state = {"pretrained": lambda: zoo.pretrained, "finetuned": lambda: zoo.finetuned[task],
                      "head": lambda: zoo.heads[task].state_dict()}[role]()
-            self._digests[name] = state_digest(state)
-        return self._digests[name]
+            self._digests[key] = state_digest(state)
+        return self._digests[key]
 
     def merge_seed(self, method: str, seed: int) -> int:
         """The seed a merge with `method` for a unit of seed `seed` receives: `seed`, or 0 when the method does
@@ -142,9 +148,9 @@ class RunContext:
         return int(seed) if get_method(method).reads_seed else 0
 
     def merged_spec(self, method: str, hparams: dict[str, Any], seed: int) -> dict[str, Any]:
-        """What a merged model depends on (its cache key): the weights it merges (and the heads and data a
-        data-dependent method sees), the method, its hyperparameters and code, the seed it receives
-        (`merge_seed`)."""
+        """What a merged model depends on (its cache key): the weights it merges (the fine-tunes of run seed
+        `seed`'s zoo, and the heads and data a data-dependent method sees), the method, its hyperparameters and
+        code, the seed it receives (`merge_seed`)."""
         from benchmark.merging import api, get_method
 
         spec = get_method(method)
@@ -152,12 +158,13 @@ class RunContext:
         tasks = self.suite.task_names
         return {"artefact": "merged", "method": method, "hparams": hparams, "seed": self.merge_seed(method, seed),
                 "code": code,
-                "torch": torch.__version__, "zoo": self.zoo.keys,
-                "weights": {n: self.weights_digest(n) for n in
+                "torch": torch.__version__, "zoo": self.zoo.for_seed(seed).keys,
+                "weights": {n: self.weights_digest(n, seed) for n in
                             ["pretrained", *(f"{r}/{t}" for r in ("finetuned", "head") for t in tasks)]}}
 
     def merged(self, method: str, hparams: dict[str, Any], seed: int) -> MergedModel:
-        """The suite's fine-tuned encoders merged with `method` and `merge_seed(method, seed)`: from the memo,
+        """Run seed `seed`'s fine-tuned encoders (`Zoo.for_seed`) merged with `method` and
+        `merge_seed(method, seed)`: from the memo,
         else the cache (kind `merged`), else merged once (under the cache's lock, so concurrent workers merge it
         once) and cached (a merge with adapters only if its method registers `load_adapter`). A reloaded model
         computes bitwise what the fresh one did."""
@@ -175,7 +182,7 @@ class RunContext:
                 adapters = pop_adapters(state, len(self.suite.task_names), load_adapter)
                 self._merged[key] = MergedModel(state, adapters, seconds, key)
                 return self._merged[key]
-            model = self._merge(method, hparams, spec["seed"], key)
+            model = self._merge(self.zoo.for_seed(seed), method, hparams, spec["seed"], key)
             with_adapters = any(a is not None for a in model.adapters)
             if not with_adapters or load_adapter is not None:
                 self.cache.save("merged", spec, {
@@ -184,12 +191,12 @@ class RunContext:
         self._merged[key] = model
         return model
 
-    def _merge(self, method: str, hparams: dict[str, Any], seed: int, key: str) -> MergedModel:
+    def _merge(self, zoo: Zoo, method: str, hparams: dict[str, Any], seed: int, key: str) -> MergedModel:
+        """Merge `zoo`'s fine-tunes with `method`, which receives `seed`."""
         from benchmark.defenses.api import TaskClassifiers
         from benchmark.merging import MergeContext, MergeOutput, merge
 
         tasks = self.suite.task_names
-        zoo = self.zoo
 
         def on_device(state: StateDict) -> StateDict:  # merges compute where their inputs are
             return {k: v.to(self.device) for k, v in state.items()}

@@ -45,16 +45,18 @@ def _now() -> datetime:
 
 
 def register_suite(store: Store, ctx: RunContext) -> None:
-    """Record the suite spec and the zoo's model keys (idempotent)."""
+    """Record the suite spec and the zoo's model keys, every fine-tuning seed's (idempotent)."""
     suite = ctx.suite
     store.upsert("suites", ["suite_hash"], {"suite_hash": suite.hash, "suite": suite.name,
                                             "version": suite.version, "spec": suite.raw,
                                             "registered_at": _now()})
-    for name, key in ctx.zoo.keys.items():
-        role, _, task = name.partition("/")
-        store.upsert("models", ["model_key"], {"model_key": key, "suite_hash": suite.hash, "role": role,
-                                               "task": task or None,
-                                               "spec": {"name": name, **ctx.zoo.sources.get(name, {})}})
+    for zoo in (ctx.zoo.for_seed(s) for s in suite.finetune_seeds):
+        for name, key in zoo.keys.items():
+            role, _, task = name.partition("/")
+            seed = {"seed": zoo.seed} if role == "finetuned" and len(suite.finetune_seeds) > 1 else {}
+            store.upsert("models", ["model_key"], {"model_key": key, "suite_hash": suite.hash, "role": role,
+                                                   "task": task or None,
+                                                   "spec": {"name": name, **seed, **zoo.sources.get(name, {})}})
 
 
 def register_methods(store: Store, methods: list[str]) -> None:

@@ -4,10 +4,10 @@
 
 For each worker count the zoo is built into a fresh temporary cache (`build_zoo(..., workers=n)`, what
 `mergesec zoo --workers n` runs), and the script prints the wall seconds, the CPU seconds of this process and
-its worker processes, and whether every artefact (pretrained encoder, heads, fine-tuned encoders) is bitwise
-the one of the first count (and, with `--compare`, of the zoo already cached in CACHE, e.g. one built by an
-earlier version of the code). Torch threads: $MERGESEC_THREADS (default 1), as the CLI. The machine's load
-average is printed before and after: on a shared machine every number is slower.
+its worker processes, and whether every artefact (pretrained encoder, heads, every seed's fine-tuned
+encoders) is bitwise the one of the first count (and, with `--compare`, of the zoo already cached in
+CACHE, e.g. one built by an earlier version of the code). Torch threads: $MERGESEC_THREADS (default 1), as
+the CLI. The machine's load average is printed before and after: on a shared machine every number is slower.
 """
 
 import argparse
@@ -34,7 +34,8 @@ def _load() -> str:
 def _digests(zoo: Zoo) -> dict[str, str]:
     return {"pretrained": state_digest(zoo.pretrained),
             **{f"head/{t}": state_digest(h.state_dict()) for t, h in zoo.heads.items()},
-            **{f"finetuned/{t}": state_digest(sd) for t, sd in zoo.finetuned.items()}}
+            **{f"finetuned/{t}@{s}": state_digest(sd) for s in zoo.suite.finetune_seeds
+               for t, sd in zoo.for_seed(s).finetuned.items()}}  # every fine-tuning seed's (recipe.finetune_seed)
 
 
 def main() -> None:
@@ -54,7 +55,7 @@ def main() -> None:
             wall, cpu = time.perf_counter(), _cpu("process")
             zoo = build_zoo(suite, Cache(tmp), progress=False, workers=n)
             wall, cpu = time.perf_counter() - wall, _cpu("process") - cpu
-        digests = _digests(zoo)
+            digests = _digests(zoo)  # in the cache's lifetime: the other seeds' fine-tunes load from it
         first = first or digests
         print(f"workers {n}: {wall:.1f} s wall, {cpu:.1f} s CPU, artefacts bitwise equal to "
               f"{'--compare' if args.compare else 'the first count'}'s: {digests == first} (load average {_load()})")

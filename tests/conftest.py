@@ -26,6 +26,7 @@ def tiny_suite_raw(**overrides) -> dict:
                                  "ties": {"scaling_coef": 0.3, "keep_ratio": 0.2, "merge_func": "mean"}}
     raw["transfer"].update(subset_size=32, attacks=["fgsm", "pgd"], seeds=[0])
     raw["merging"]["seeds"] = [0]
+    del raw["recipe"]["finetune_seed"]  # one fine-tune per task (tests of the per-seed zoo set it)
     raw.update(overrides)
     return raw
 

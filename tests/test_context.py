@@ -103,7 +103,7 @@ CHEAP = {"fisher": {"n_examples": 8}, "regmean": {"n_examples": 16}}  # fewer de
 def _same_under_seeds(ctx: RunContext, method: str, hparams: dict) -> bool:
     """Whether `method` merges bitwise the same model when it receives seed 0 and seed 1 (the check a
     `seed_free` declaration must pass)."""
-    first, second = (ctx._merge(method, hparams, seed, "") for seed in (0, 1))
+    first, second = (ctx._merge(ctx.zoo, method, hparams, seed, "") for seed in (0, 1))
     return first.weights_digest() == second.weights_digest()
 
 
@@ -129,7 +129,7 @@ def test_a_wrong_seed_free_declaration_is_caught_and_stays_a_function_of_its_key
     ctx = RunContext(suite, Cache(cache), progress=False)
     assert not _same_under_seeds(ctx, "test_wrongly_seed_free", {})
     merged = RunContext(suite, Cache(cache), progress=False).merged("test_wrongly_seed_free", {}, 2)
-    assert merged.weights_digest() == ctx._merge("test_wrongly_seed_free", {}, 0, "").weights_digest()
+    assert merged.weights_digest() == ctx._merge(ctx.zoo, "test_wrongly_seed_free", {}, 0, "").weights_digest()
 
 
 def test_a_seed_free_merge_is_computed_once_for_every_seed(setup, tmp_path, monkeypatch):

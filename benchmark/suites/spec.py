@@ -19,6 +19,9 @@ from benchmark.hashing import content_hash
 SUITE_DIR = Path(__file__).parent
 DEFAULT_SUITE = "digits"
 OUTSIDE_HASH = ("execution", "batch_sizes")
+FINETUNE_SEEDS = ("recipe", "run")
+"""Values of `recipe.finetune_seed`: `recipe` (the default) trains every task's fine-tune once, with
+`recipe.seed`; `run` trains one per run seed, and a unit of seed s uses the fine-tunes trained with seed s."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,28 @@ class Suite:
     def recipe(self) -> dict[str, Any]:
         return self.raw["recipe"]
 
+    def finetune_seed(self, seed: int) -> int:
+        """The training seed of the fine-tunes a unit of run seed `seed` uses: `seed` under
+        `recipe.finetune_seed: run`, else `recipe.seed` (the pretrained encoder and the heads always stay at
+        `recipe.seed`: they stand for the one public pretrained model and its zero-shot heads)."""
+        mode = self.recipe.get("finetune_seed", "recipe")
+        if mode not in FINETUNE_SEEDS:
+            raise MergesecError(f"suite {self.name!r}: recipe.finetune_seed is {mode!r}; use one of "
+                                f"{', '.join(FINETUNE_SEEDS)} (docs/suites.md)")
+        if mode == "run" and self.recipe.get("finetuned"):
+            raise MergesecError(f"suite {self.name!r} loads published fine-tuned checkpoints (recipe.finetuned), "
+                                "which cannot be retrained per seed; remove recipe.finetune_seed: run or "
+                                "recipe.finetuned")
+        return int(seed) if mode == "run" else int(self.recipe["seed"])
+
+    @property
+    def finetune_seeds(self) -> tuple[int, ...]:
+        """Every fine-tuning seed the suite's tracks use (merge, transfer and backdoor seeds, mapped by
+        `finetune_seed`), `recipe.seed` first: the zoo builds a fine-tune of each task with each."""
+        runs = [*self.merge_seeds, *self.transfer.seeds, *(self.backdoor.get("seeds", [0]) if self.backdoor else [])]
+        base = int(self.recipe["seed"])
+        return (base, *sorted({self.finetune_seed(s) for s in runs} - {base}))
+
     @property
     def merge_methods(self) -> dict[str, dict[str, Any]]:
         """Merge methods of this suite with the hyperparameters the suite fixes (defaults fill the rest)."""
@@ -184,4 +209,6 @@ def load_suite(name_or_path: str | Path | None = None) -> Suite:
     if missing:
         raise MergesecError(f"suite file {path} lacks section(s) {missing}; see docs/suites.md for the format")
     check_batch_sizes(raw["name"], raw.get("batch_sizes"))
-    return Suite(raw=raw)
+    suite = Suite(raw=raw)
+    suite.finetune_seed(0)  # validates recipe.finetune_seed now, not mid-run
+    return suite

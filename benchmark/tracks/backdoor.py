@@ -12,6 +12,10 @@ their hyperparameters, seeds). One unit = (attack, variant, method, defense, see
 - defenses: `none`, each defense in `backdoor.defenses`, and every registered non-built-in defense (a plugin
   or submission) with its default hyperparameters.
 
+A unit of seed s merges the benign contributors' fine-tunes of seed s's zoo (`Zoo.for_seed`: under
+`recipe.finetune_seed: run`, the fine-tunes trained with seed s; the pretrained encoder and the heads every
+attack starts from are the same for every seed).
+
 Backdoored models, triggers, shadow heads and IBVS vectors are built once and cached (content-addressed, like
 the zoo). Within a run, merges are memoised per (models, method, seed) so defenses and the baseline rows that
 share a merge do not merge again, and one clean pass per merged model gives clean accuracy and every row's
@@ -235,7 +239,7 @@ def defended_model(ctx: RunContext, s: Setting, bd: Backdoor, method: str, mh: d
     from benchmark.merging import MergeContext, merge
 
     st = _state(ctx)
-    zoo, tasks = ctx.zoo, ctx.suite.task_names
+    zoo, tasks = ctx.zoo.for_seed(seed), ctx.suite.task_names  # the benign contributors: seed `seed`'s fine-tunes
     models = [bd.state_dict if bd.state_dict is not None and t == bd.adversary_task else zoo.finetuned[t]
               for t in tasks]
     mkey = content_hash([s.models_key, seed, method, mh])

@@ -1,10 +1,12 @@
 """The merge track: clean accuracy and normalized accuracy (merged / fine-tuned) of every merge method.
 
 One unit per (method, seed); it takes the merged model (computed once per (method, seed), `RunContext.merged`;
-once for every seed when the method does not read the seed, `RunContext.merge_seed`, and then its
-`merge_seconds` are that one merge's in every seed's rows) and evaluates every task on its full test split.
+once for every seed whose fine-tunes are the same when the method does not read the seed,
+`RunContext.merge_seed`, and then its `merge_seconds` are that one merge's in those seeds' rows) and
+evaluates every task on its full test split.
 The fine-tuned and pretrained reference accuracies do not depend on the method: each is computed once for
-the lifetime of the cache (kind `clean_accuracy`, keyed by the content digests of the weights).
+the lifetime of the cache (kind `clean_accuracy`, keyed by the content digests of the weights). A unit of
+seed s merges, and normalises by, the fine-tunes of seed s's zoo (`Zoo.for_seed`).
 """
 
 import json
@@ -18,13 +20,14 @@ from benchmark.tracks.base import Track, Unit, register_track
 from benchmark.zoo import dataset_accuracy
 
 
-def reference_accuracy(ctx, encoder: str, task: str) -> float:
-    """Test accuracy of zoo encoder `encoder` (`pretrained` or `finetuned/<task>`) with `task`'s head."""
+def reference_accuracy(ctx, encoder: str, task: str, seed: int) -> float:
+    """Test accuracy of encoder `encoder` (`pretrained` or `finetuned/<task>`) of run seed `seed`'s zoo with
+    `task`'s head."""
     from benchmark.zoo import model
 
-    zoo = ctx.zoo
-    spec = {"artefact": "clean_accuracy", "encoder": ctx.weights_digest(encoder),
-            "head": ctx.weights_digest(f"head/{task}"), "task": task, "data": zoo.keys[f"head/{task}"],
+    zoo = ctx.zoo.for_seed(seed)
+    spec = {"artefact": "clean_accuracy", "encoder": ctx.weights_digest(encoder, seed),
+            "head": ctx.weights_digest(f"head/{task}", seed), "task": task, "data": zoo.keys[f"head/{task}"],
             "code": code_digest(model), "torch": torch.__version__}
 
     def build() -> dict[str, torch.Tensor]:
@@ -64,11 +67,11 @@ class MergeEvalTrack(Track):
             trace.record("forward", what="merge_clean", method=d["method"], seed=d["seed"], task=task,
                          images=len(test))
             clean = dataset_accuracy(ctx.target(merged, task), test, ctx.batch_sizes["eval"])
-            ft = reference_accuracy(ctx, f"finetuned/{task}", task)
+            ft = reference_accuracy(ctx, f"finetuned/{task}", task, d["seed"])
             rows.append({
                 "suite": ctx.suite.name, "suite_hash": ctx.suite.hash, "method": d["method"],
                 "hparams": d["hparams"], "seed": d["seed"], "task": task, "n": len(test), "clean_acc": clean,
-                "finetuned_acc": ft, "pretrained_acc": reference_accuracy(ctx, "pretrained", task),
+                "finetuned_acc": ft, "pretrained_acc": reference_accuracy(ctx, "pretrained", task, d["seed"]),
                 "normalized_acc": clean / ft if ft else None, "merge_seconds": merged.seconds,
             })
         df = pd.DataFrame(rows)

@@ -144,12 +144,12 @@ def subset(ctx: RunContext, task: str, seed: int) -> Subset:
     return st.subsets[key]
 
 
-def surrogate_model(ctx: RunContext, task: str, surrogate: str) -> ImageClassifier:
-    """The surrogate classifier: t's fine-tuned encoder, or the pretrained encoder, with t's head."""
-    st = state(ctx)
-    key = (task, surrogate)
+def surrogate_model(ctx: RunContext, task: str, surrogate: str, seed: int) -> ImageClassifier:
+    """The surrogate classifier of run seed `seed`: t's fine-tuned encoder of that seed's zoo (`Zoo.for_seed`),
+    or the pretrained encoder, with t's head."""
+    st, zoo = state(ctx), ctx.zoo.for_seed(seed)
+    key = (task, surrogate, zoo.seed if surrogate == "finetuned" else None)
     if key not in st.surrogate_models:
-        zoo = ctx.zoo
         if surrogate == "finetuned":
             st.surrogate_models[key] = zoo.classifier(zoo.finetuned[task], task)
         elif surrogate == "pretrained":
@@ -166,14 +166,15 @@ def _subset_keys(ctx: RunContext, task: str, seed: int) -> dict[str, Any]:
 
 
 def surrogate_keys(ctx: RunContext, task: str, surrogate: str, seed: int) -> dict[str, Any]:
-    """The surrogate's identity: the content digests of its encoder and head weights (and the zoo recipe
-    keys, for humans), the task subset and the seed."""
+    """The surrogate's identity: the content digests of its encoder and head weights (run seed `seed`'s: its
+    zoo's, `Zoo.for_seed`; and the zoo recipe keys, for humans), the task subset and the seed."""
     if surrogate not in SURROGATES:
         raise UnknownNameError("surrogate", surrogate, list(SURROGATES))
     encoder = f"finetuned/{task}" if surrogate == "finetuned" else "pretrained"
-    return {"surrogate": {"name": surrogate, "encoder": ctx.weights_digest(encoder),
-                          "head": ctx.weights_digest(f"head/{task}"), "zoo_keys": [ctx.zoo.keys[encoder],
-                                                                                 ctx.zoo.keys[f"head/{task}"]]},
+    keys = ctx.zoo.for_seed(seed).keys
+    return {"surrogate": {"name": surrogate, "encoder": ctx.weights_digest(encoder, seed),
+                          "head": ctx.weights_digest(f"head/{task}", seed),
+                          "zoo_keys": [keys[encoder], keys[f"head/{task}"]]},
             **_subset_keys(ctx, task, seed)}
 
 
@@ -187,7 +188,7 @@ def surrogate_eval(ctx: RunContext, task: str, surrogate: str, seed: int) -> Sur
         spec = {"artefact": "surrogate_eval", **surrogate_keys(ctx, task, surrogate, seed),
                 "code": {**_model_code(), **code_digest(clean_pass)}, "batch_size": ctx.batch_sizes["grad"]}
         art = ctx.cache.get_or_build("surrogate_eval", spec,
-                                     lambda: clean_pass(surrogate_model(ctx, task, surrogate), sub.x, sub.y,
+                                     lambda: clean_pass(surrogate_model(ctx, task, surrogate, seed), sub.x, sub.y,
                                                         ctx.batch_sizes["grad"]))
         return SurrogateEval(art["clean_pred"] == sub.y, art["feats"], art["grads"])
 
@@ -234,7 +235,7 @@ def adversarial(ctx: RunContext, task: str, surrogate: str, attack_name: str, se
 
     def build() -> dict[str, torch.Tensor]:
         built.append(True)
-        model = surrogate_model(ctx, task, surrogate)
+        model = surrogate_model(ctx, task, surrogate, seed)
         x_adv = attack.craft(model, sub.x, sub.y, seed)
         return {"adv": x_adv, "indices": sub.indices,
                 "surrogate_adv_pred": predict_8bit(model, x_adv, ctx.batch_sizes["eval"])}
@@ -265,7 +266,7 @@ def target_eval(ctx: RunContext, merged: MergedModel, method: str, seed: int, ta
     def make() -> tuple[ImageClassifier, TargetEval]:
         model = ctx.target(merged, task)
         spec = {"artefact": "target_eval", "target": {"merged": merged.weights_digest(),
-                                                      "head": ctx.weights_digest(f"head/{task}")},
+                                                      "head": ctx.weights_digest(f"head/{task}", seed)},
                 "surrogates": {s: surrogate_keys(ctx, task, s, seed)["surrogate"] for s in surrogates},
                 **_subset_keys(ctx, task, seed),
                 "code": {**_model_code(), **code_digest(clean_pass, example_cosines)},

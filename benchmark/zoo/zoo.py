@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from benchmark.cache import Cache
 from benchmark.data import TaskData, load_pretrain_images, load_task
+from benchmark.errors import MergesecError
 from benchmark.hashing import content_hash
 from benchmark.suites import Suite, TaskSpec
 from benchmark.types import StateDict
@@ -28,7 +29,10 @@ from benchmark.zoo.train import finetune, fit_probe, pretrain_simclr
 
 @dataclass
 class Zoo:
-    """Encoder state dicts (pretrained and fine-tuned per task), frozen heads, and their content keys."""
+    """Encoder state dicts (pretrained and fine-tuned per task), frozen heads, and their content keys.
+
+    `finetuned` are the fine-tunes trained with `seed` (default `recipe.seed`); `for_seed` gives the zoo of
+    another run seed (its own fine-tunes, the same pretrained encoder and heads)."""
 
     suite: Suite
     pretrained: StateDict
@@ -37,6 +41,23 @@ class Zoo:
     keys: dict[str, str] = field(default_factory=dict)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     sources: dict[str, dict[str, str]] = field(default_factory=dict)  # published weights: name -> repo+commit/sha
+    seed: int | None = None  # the fine-tunes' training seed; None: recipe.seed
+    seeds: Callable[[int], "Zoo"] | None = field(default=None, repr=False, compare=False)  # fine-tune seed -> zoo
+
+    def __post_init__(self) -> None:
+        if self.seed is None:
+            self.seed = int(self.suite.recipe["seed"])
+
+    def for_seed(self, seed: int) -> "Zoo":
+        """The zoo a unit of run seed `seed` uses: the fine-tunes trained with `suite.finetune_seed(seed)` (this
+        zoo itself unless `recipe.finetune_seed` is `run`), built or loaded once (`build_zoo`)."""
+        s = self.suite.finetune_seed(seed)
+        if s == self.seed:
+            return self
+        if self.seeds is None:
+            raise MergesecError(f"this zoo holds only the fine-tunes of seed {self.seed}, not of seed {s}; "
+                                "build it with benchmark.zoo.build_zoo")
+        return self.seeds(s)
 
     def encoder(self, state: StateDict) -> nn.Module:
         """An eval-mode encoder with weights `state` on the zoo's device (the state dicts stay on the CPU)."""
@@ -130,6 +151,12 @@ class _Base:
     pretrained: StateDict
     heads: dict[str, ClassificationHead]
 
+    def finetune_spec(self, task: str, seed: int) -> dict[str, Any]:
+        """What `task`'s fine-tune with training seed `seed` depends on: the `recipe.seed` spec with its seed
+        replaced, so the spec (and key) at `recipe.seed` is the one a suite without `finetune_seed` has."""
+        spec = self.specs[f"finetuned/{task}"]
+        return spec if self.public else {**spec, "seed": seed}
+
 
 def _base(suite: Suite, cache: Cache, progress: bool, device: torch.device) -> _Base:
     """Build (or load) the pretrained encoder and every task's head."""
@@ -151,8 +178,9 @@ def _base(suite: Suite, cache: Cache, progress: bool, device: torch.device) -> _
     return _Base(specs, public, pretrained, heads)
 
 
-def _finetuned(suite: Suite, cache: Cache, base: _Base, task: str, device: torch.device, progress: bool) -> StateDict:
-    """Task `task`'s fine-tuned encoder (built, or loaded from `cache`); CPU tensors."""
+def _finetuned(suite: Suite, cache: Cache, base: _Base, task: str, seed: int, device: torch.device,
+               progress: bool) -> StateDict:
+    """Task `task`'s encoder fine-tuned with training seed `seed` (built, or loaded from `cache`); CPU tensors."""
     def build() -> StateDict:
         if base.public:  # a published checkpoint: converted and checked, never trained
             return base.public.encoder_state(task)
@@ -160,66 +188,85 @@ def _finetuned(suite: Suite, cache: Cache, base: _Base, task: str, device: torch
         enc = build_encoder(b)
         enc.load_state_dict(base.pretrained)
         model = ImageClassifier(enc.to(device), base.heads[task], b.mean, b.std)
-        finetune(model, load_task(suite, task).train, finetune_recipe(suite, task), suite.recipe["seed"],
+        finetune(model, load_task(suite, task).train, finetune_recipe(suite, task), seed,
                  desc=f"fine-tune {task}", progress=progress)
         return {k: v.cpu() for k, v in model.encoder.state_dict().items()}
 
-    return cache.get_or_build("finetuned", base.specs[f"finetuned/{task}"], build)
+    return cache.get_or_build("finetuned", base.finetune_spec(task, seed), build)
 
 
-def _finetune_in_worker(raw: dict[str, Any], root: str, task: str, device: str) -> None:
-    """A worker process's fine-tune of `task` into the cache at `root` (the base is already cached there)."""
+def _finetune_in_worker(raw: dict[str, Any], root: str, task: str, seed: int, device: str) -> None:
+    """A worker process's fine-tune of `task` with `seed` into the cache at `root` (the base is cached there)."""
     suite, cache, dev = Suite(raw=raw), Cache(Path(root)), torch.device(device)
-    _finetuned(suite, cache, _base(suite, cache, False, dev), task, dev, False)
+    _finetuned(suite, cache, _base(suite, cache, False, dev), task, seed, dev, False)
 
 
-def _finetune_parallel(suite: Suite, cache: Cache, base: _Base, tasks: list[str], workers: int,
+def _finetune_parallel(suite: Suite, cache: Cache, base: _Base, jobs: list[tuple[str, int]], workers: int,
                        device: torch.device) -> None:
-    """Fine-tune `tasks` into the cache, `workers` at a time: this process takes every `workers`-th task, spawned
-    processes (on this process's torch thread count, so the floats are a serial build's) the others."""
-    mine, theirs = tasks[::workers], [t for i, t in enumerate(tasks) if i % workers]
+    """Fine-tune the (task, seed) `jobs` into the cache, `workers` at a time: this process takes every
+    `workers`-th job, spawned processes (on this process's torch thread count, so the floats are a serial
+    build's) the others."""
+    mine, theirs = jobs[::workers], [j for i, j in enumerate(jobs) if i % workers]
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(workers - 1, len(theirs)), mp_context=ctx, initializer=torch.set_num_threads,
                              initargs=(torch.get_num_threads(),)) as pool:
-        futures = [pool.submit(_finetune_in_worker, suite.raw, str(cache.root), t, str(device)) for t in theirs]
-        for t in mine:
-            _finetuned(suite, cache, base, t, device, False)
+        futures = [pool.submit(_finetune_in_worker, suite.raw, str(cache.root), t, s, str(device))
+                   for t, s in theirs]
+        for t, s in mine:
+            _finetuned(suite, cache, base, t, s, device, False)
         for f in futures:
             f.result()
 
 
 def build_zoo(suite: Suite, cache: Cache, progress: bool = True, device: torch.device | None = None,
               workers: int = 1) -> Zoo:
-    """Build (or load) the suite's zoo, training on `device` (default CPU). The fine-tunes missing from the
-    cache run in `workers` processes (they are independent once the pretrained encoder and the heads exist).
+    """Build (or load) the suite's zoo, training on `device` (default CPU): the pretrained encoder, the heads
+    and every task's fine-tune for every seed in `suite.finetune_seeds`. The fine-tunes missing from the cache
+    run in `workers` processes (they are independent once the pretrained encoder and the heads exist).
+    Returns the `recipe.seed` zoo; `Zoo.for_seed` loads another seed's fine-tunes when first asked (memoised).
     Deterministic for a given suite, seed and device, whatever `workers`; the cached state dicts are CPU
     tensors."""
     device = device or torch.device("cpu")
     base = _base(suite, cache, progress, device)
-    specs = base.specs
-    todo = [t for t in suite.task_names if not cache.has("finetuned", specs[f"finetuned/{t}"])]
+    first, *others = suite.finetune_seeds
+    todo = [(t, s) for s in suite.finetune_seeds for t in suite.task_names
+            if not cache.has("finetuned", base.finetune_spec(t, s))]
     if workers > 1 and len(todo) > 1 and base.public is None:
         _finetune_parallel(suite, cache, base, todo, workers, device)
-    finetuned = {t: _finetuned(suite, cache, base, t, device, progress)
-                 for t in tqdm(suite.task_names, desc="zoo: fine-tuning", disable=not progress)}
-    keys = {name: content_hash(spec) for name, spec in specs.items()}
     public = base.public
     sources = {} if public is None else {
         name: public.checkpoints[PRETRAINED if name == "pretrained" else name.removeprefix("finetuned/")].identity
-        for name in specs if not name.startswith("head/")}
-    return Zoo(suite, base.pretrained, finetuned, base.heads, keys, device, sources)
+        for name in base.specs if not name.startswith("head/")}
+    zoos: dict[int, Zoo] = {}
+
+    def seed_zoo(seed: int) -> Zoo:
+        if seed not in zoos:
+            tasks = suite.task_names
+            finetuned = {t: _finetuned(suite, cache, base, t, seed, device, progress)
+                         for t in tqdm(tasks, desc=f"zoo: fine-tuning (seed {seed})", disable=not progress)}
+            keys = {**{name: content_hash(spec) for name, spec in base.specs.items()},
+                    **{f"finetuned/{t}": content_hash(base.finetune_spec(t, seed)) for t in tasks}}
+            zoos[seed] = Zoo(suite, base.pretrained, finetuned, base.heads, keys, device, sources, seed, seed_zoo)
+        return zoos[seed]
+
+    zoo = seed_zoo(first)
+    rest = [(t, s) for t, s in todo if s in others and not cache.has("finetuned", base.finetune_spec(t, s))]
+    for t, s in tqdm(rest, desc="zoo: fine-tuning (other seeds)", disable=not progress):
+        _finetuned(suite, cache, base, t, s, device, progress)  # cached for the units of seed s (Zoo.for_seed)
+    return zoo
 
 
 def zoo_report(zoo: Zoo) -> list[dict[str, Any]]:
-    """Per-task test accuracy of the pretrained encoder (+probe head) and of the fine-tuned encoder."""
+    """Per fine-tuning seed (`suite.finetune_seeds`) and task: test accuracy of the pretrained encoder
+    (+probe head) and of the fine-tuned encoder."""
     from benchmark.batch_sizes import resolve_batch_sizes
 
     rows, bs = [], resolve_batch_sizes(zoo.suite.raw, zoo.device)["eval"]
     for t in zoo.suite.task_names:
         test = load_task(zoo.suite, t).test
-        rows.append({
-            "task": t,
-            "pretrained_acc": dataset_accuracy(zoo.classifier(zoo.pretrained, t), test, bs),
-            "finetuned_acc": dataset_accuracy(zoo.classifier(zoo.finetuned[t], t), test, bs),
-        })
+        pretrained = dataset_accuracy(zoo.classifier(zoo.pretrained, t), test, bs)
+        for seed in zoo.suite.finetune_seeds:
+            z = zoo.for_seed(seed)
+            rows.append({"task": t, "seed": seed, "pretrained_acc": pretrained,
+                         "finetuned_acc": dataset_accuracy(z.classifier(z.finetuned[t], t), test, bs)})
     return rows

@@ -112,9 +112,11 @@ def bv_trigger(env: BackdoorEnv, *, source: str, **params: Any) -> Trigger:
 def clean_finetune(env: BackdoorEnv, task: str, seed: int) -> StateDict:
     """θ_clean of a BV: the adversary's clean fine-tune of `task` with the same recipe and `seed` as its
     backdoored one (Pawlak et al.: both from the same start, on the same task, differing only in the
-    poison). The zoo's model where `seed` is the zoo's seed; otherwise fine-tuned and cached."""
-    if seed == env.zoo.suite.recipe["seed"]:
-        return env.zoo.finetuned[task]
+    poison). The zoo's fine-tune where the zoo trains one with `seed` (`suite.finetune_seeds`: `recipe.seed`,
+    and every run seed under `recipe.finetune_seed: run`; the same computation, so it is not trained twice);
+    otherwise fine-tuned and cached."""
+    if seed in env.zoo.suite.finetune_seeds:
+        return env.zoo.for_seed(seed).finetuned[task]
     spec = {"what": "clean_finetune", **env.upstream(task, finetune=True), "seed": seed}
 
     def build() -> StateDict:

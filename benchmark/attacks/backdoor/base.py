@@ -41,7 +41,8 @@ MEMO_BYTES = {"artefacts": 1 << 30}  # per process: the attacks' artefacts (3 Vi
 @dataclass
 class BackdoorEnv:
     """The adversary's world: the zoo (only `pretrained`, the heads and, for Backdoor Vectors, its own clean
-    fine-tuned model are used), task data, the suite's fine-tuning recipe and the artefact cache."""
+    fine-tuned model of the attack's seed, `Zoo.for_seed`, are used), task data, the suite's fine-tuning
+    recipe and the artefact cache."""
 
     zoo: Zoo
     data: Callable[[str], TaskData]
