@@ -173,23 +173,23 @@ def test_a_run_with_worker_processes_stores_what_a_serial_run_stores(seeded, tmp
 
     import pandas as pd
 
-    from benchmark import runner
     from benchmark.store import Store
 
     raw = _seeded_raw()
     raw["transfer"].update(seeds=[0, 1], attacks=["fgsm"])
     raw["backdoor"].update(defenses={}, methods=["weight_averaging"])
-    suite = write_suite(tmp_path / "s.yaml", raw)
+    write_suite(tmp_path / "s.yaml", raw)
     _, _, cache, _, _ = seeded
     for name in ("serial", "parallel"):
         _copy(cache, tmp_path / name, (*BASE, "finetuned"))
     tracks, methods = ["merge", "transfer", "backdoor"], ["weight_averaging"]
     serial, parallel = Store(tmp_path / "serial.duckdb"), Store(tmp_path / "parallel.duckdb")
-    subprocess.run([sys.executable, "-m", "benchmark.cli", "run", "--suite", str(tmp_path / "s.yaml"),
-                    *[a for t in tracks for a in ("--track", t)], "--methods", ",".join(methods), "--db",
-                    str(parallel.path), "--cache", str(tmp_path / "parallel"), "--quiet", "--workers", "2"],
-                   capture_output=True, text=True, check=True, env={**os.environ, "MERGESEC_THREADS": "1"})
-    runner.run(suite, tracks, serial, Cache(tmp_path / "serial"), methods, progress=False)
+    for store, workers in ((serial, 1), (parallel, 2)):  # both in a fresh process: registries as a user's
+        subprocess.run([sys.executable, "-m", "benchmark.cli", "run", "--suite", str(tmp_path / "s.yaml"),
+                        *[a for t in tracks for a in ("--track", t)], "--methods", ",".join(methods), "--db",
+                        str(store.path), "--cache", str(tmp_path / store.path.stem), "--quiet", "--workers",
+                        str(workers)],
+                       capture_output=True, text=True, check=True, env={**os.environ, "MERGESEC_THREADS": "1"})
 
     def rows(store: Store, table: str) -> pd.DataFrame:
         df = store.read(f"SELECT * FROM {table}").drop(columns=["run_id", "merge_seconds"], errors="ignore")
