@@ -278,7 +278,11 @@ def test_method_page_standing_badge_and_head_to_head(monkeypatch, db):
     at.run()
     assert not at.exception
     assert "Wilcoxon signed-rank test" in texts(at) and "differ significantly" in texts(at)
+    assert "across 12 settings (surrogate `finetuned`)" in texts(at)  # one threat model, as the rankings
     assert "Wilcoxon W" in set(frame_with(at, "statistic").statistic)
+    at.session_state["h2h_surrogate"] = "pretrained"
+    at.run()
+    assert "across 12 settings (surrogate `pretrained`)" in texts(at)
     at.session_state["h2h_mcnemar"] = True
     at.run()
     mcnemar = at.dataframe[-1].value
