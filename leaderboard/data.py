@@ -200,9 +200,17 @@ def runs(db: str, state: tuple, suite_hash: str) -> pd.DataFrame:
 
 # -- rankings and settings ----------------------------------------------------------------------------------
 @snapshot
+def ranking(db: str, state: tuple, suite_hash: str, track: str, metric: str, filters: tuple
+            ) -> ranking_view.Ranking:
+    """:func:`analysis.ranking_view.ranking` without the task-level view: the table, the pairwise decisions
+    behind its ranks and letters, and the per-setting values they come from; raises StatisticsError."""
+    return ranking_view.ranking(Reader(db), suite_hash, track, metric, dict(filters), task_level=False)
+
+
+@snapshot
 def ranked(db: str, state: tuple, suite_hash: str, track: str, metric: str, filters: tuple) -> pd.DataFrame:
     """:func:`analysis.ranking_view.ranked_table` (what `mergesec rank` prints); raises StatisticsError."""
-    return ranking_view.ranked_table(Reader(db), suite_hash, track, metric, dict(filters))
+    return ranking(db, suite_hash, track, metric, filters).table
 
 
 @snapshot
@@ -218,19 +226,27 @@ def filter_values(db: str, state: tuple, suite_hash: str, track: str, metric: st
 
 @snapshot
 def friedman(db: str, state: tuple, suite_hash: str, track: str, metric: str, filters: tuple) -> pd.DataFrame:
+    """The Friedman test and Kendall's W on the ranking's own per-setting values (its methods, after the
+    utility gate, and its common-example values), so the omnibus test is about the table beside it."""
     from analysis.stats import friedman_test
 
-    long = settings(db, suite_hash, track, metric, filters)
-    return friedman_test(long, long.attrs["metric"], long.attrs["settings"])
+    rk = ranking(db, suite_hash, track, metric, filters)
+    return friedman_test(rk.long, ranking_view.metric_spec(track, metric).name, rk.table.attrs["settings"])
 
 
 @snapshot
-def nemenyi(db: str, state: tuple, suite_hash: str, track: str, metric: str, filters: tuple) -> pd.DataFrame:
-    from analysis.stats import nemenyi_critical_difference
+def cd_inputs(db: str, state: tuple, suite_hash: str, track: str, metric: str, filters: tuple
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the CD diagram draws: the average ranks over the ranking's per-setting values
+    (:func:`analysis.stats.nemenyi_critical_difference`) and the ranking's Holm-corrected pairwise p-values
+    (:func:`analysis.stats.decisions.p_value_matrix`), so its bars are the decisions behind the CI-aware
+    ranks and letters (the report draws the same)."""
+    from analysis.stats import nemenyi_critical_difference, p_value_matrix
 
-    long = settings(db, suite_hash, track, metric, filters)
-    return nemenyi_critical_difference(long, long.attrs["metric"], long.attrs["settings"],
-                                       long.attrs["higher_is_better"])
+    rk = ranking(db, suite_hash, track, metric, filters)
+    spec = ranking_view.metric_spec(track, metric)
+    ranks = nemenyi_critical_difference(rk.long, spec.name, rk.table.attrs["settings"], spec.higher_is_better)
+    return ranks, p_value_matrix(rk.pairs, list(rk.table.method))
 
 
 @snapshot

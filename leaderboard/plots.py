@@ -16,19 +16,20 @@ def _png(fig: Figure, dpi: int) -> bytes:
     return buf.getvalue()
 
 
-def cd_figure(ranks: pd.DataFrame, title: str | None = None) -> Figure:
-    """:func:`analysis.stats.cd_diagram` of a Nemenyi table, white background for the dark theme too."""
+def cd_figure(ranks: pd.DataFrame, p_values: pd.DataFrame, title: str | None = None) -> Figure:
+    """:func:`analysis.stats.cd_diagram` of average ranks with bars from ``p_values`` (the ranking's pairwise
+    decisions), white background for the dark theme too."""
     from analysis.stats import cd_diagram
 
-    fig = cd_diagram(ranks, title=title, fontsize=11)
+    fig = cd_diagram(ranks, title=title, fontsize=11, p_values=p_values)
     fig.patch.set_facecolor("white")
     return fig
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def cd_png(ranks: pd.DataFrame, dpi: int = 100) -> bytes:
-    """:func:`cd_figure` as PNG bytes, cached on the Nemenyi table (rendering costs more than the statistics)."""
-    return _png(cd_figure(ranks), dpi)
+def cd_png(ranks: pd.DataFrame, p_values: pd.DataFrame, dpi: int = 100) -> bytes:
+    """:func:`cd_figure` as PNG bytes, cached on its inputs (rendering costs more than the statistics)."""
+    return _png(cd_figure(ranks, p_values), dpi)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -278,7 +278,11 @@ def test_method_page_standing_badge_and_head_to_head(monkeypatch, db):
     at.run()
     assert not at.exception
     assert "Wilcoxon signed-rank test" in texts(at) and "differ significantly" in texts(at)
+    assert "across 12 settings (surrogate `finetuned`)" in texts(at)  # one threat model, as the rankings
     assert "Wilcoxon W" in set(frame_with(at, "statistic").statistic)
+    at.session_state["h2h_surrogate"] = "pretrained"
+    at.run()
+    assert "across 12 settings (surrogate `pretrained`)" in texts(at)
     at.session_state["h2h_mcnemar"] = True
     at.run()
     mcnemar = at.dataframe[-1].value
@@ -479,6 +483,26 @@ def test_server_command_listens_on_loopback_and_hides_error_details():
     assert streamlit_command("x.duckdb", 1, address="0.0.0.0")[cmd.index("--server.address") + 1] == "0.0.0.0"
 
 
+def test_the_friedman_test_and_cd_diagram_beside_a_ranking_use_its_values_and_decisions(db):
+    """One page never says two things: the transfer page's Friedman test runs on the ranking's own
+    per-setting values (its methods, its common-example values) and the CD diagram's bars are the ranking's
+    Holm-corrected pairwise p-values, not Nemenyi's."""
+    from analysis.stats import friedman_test, nemenyi_critical_difference
+    from leaderboard import data
+
+    args = (str(db), SUITE_HASH, "transfer", "relative_asr", data.freeze({}))
+    rk = data.ranking(*args)
+    settings = rk.table.attrs["settings"]
+    expected = friedman_test(rk.long, "relative_asr", settings).iloc[0]
+    got = data.friedman(*args).iloc[0]
+    assert (got.Q, got.ddof1, got.n_settings) == (expected.Q, len(rk.table) - 1, rk.table.n_settings.iat[0])
+    ranks, decisions = data.cd_inputs(*args)
+    assert ranks.equals(nemenyi_critical_difference(rk.long, "relative_asr", settings, False))
+    assert sorted(decisions.index) == sorted(rk.table.method) and len(rk.pairs)
+    for a, b, p in rk.pairs[["A", "B", "p_corr"]].itertuples(index=False):
+        assert decisions.loc[a, b] == decisions.loc[b, a] == p
+
+
 def test_a_ranking_that_cannot_be_computed_is_cached_like_a_result(monkeypatch, db):
     """Too little data for a ranking is an answer too: the second visit does not recompute it."""
     from analysis import ranking_view
@@ -486,8 +510,8 @@ def test_a_ranking_that_cannot_be_computed_is_cached_like_a_result(monkeypatch, 
     from leaderboard import data
 
     calls = []
-    real = ranking_view.ranked_table
-    monkeypatch.setattr(ranking_view, "ranked_table", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = ranking_view.ranking
+    monkeypatch.setattr(ranking_view, "ranking", lambda *a, **k: calls.append(a) or real(*a, **k))
     flt = data.freeze({"attack": ["no_such_attack"]})
     for _ in range(2):
         with pytest.raises(StatisticsError):

@@ -3,7 +3,7 @@ McNemar tests, against an opponent and on a metric both methods have results for
 
 import streamlit as st
 
-from analysis.ranking_view import METRICS, metric_spec
+from analysis.ranking_view import DEFAULT_SURROGATE, METRICS, metric_spec
 from analysis.stats import StatisticsError
 from leaderboard import data, standing, tables, ui
 
@@ -32,6 +32,11 @@ def section(ctx: ui.Context, method: str, names: list[str], attack_names: list[s
     track, metric = code.split(":")
     spec = metric_spec(track, metric)
     flt = {"defense": [tables.NO_DEFENSE], "attack": attack_names} if track == "backdoor" else {}
+    if spec.source == "transfer_metrics":  # one threat model at a time, as the rankings: never pooled
+        surrogates = data.filter_values(ctx.db, ctx.suite_hash, track, metric).get("surrogate", [])
+        if surrogates:
+            flt["surrogate"] = [ui.choice("Surrogate (threat model)", {s: s for s in surrogates}, "h2h_surrogate",
+                                          DEFAULT_SURROGATE if DEFAULT_SURROGATE in surrogates else None)]
     about = ui.about(page="method", method=method, opponent=other, metric=code, filters=data.freeze(flt))
     try:
         summary, per_setting = data.head_to_head(ctx.db, ctx.suite_hash, track, metric, data.freeze(flt), method,
@@ -41,7 +46,8 @@ def section(ctx: ui.Context, method: str, names: list[str], attack_names: list[s
         return
     s = summary.iloc[0]
     better = "lower" if not spec.higher_is_better else "higher"
-    st.markdown(f"**Wilcoxon signed-rank test** across {int(s.n_settings)} settings: "
+    where = f" (surrogate `{flt['surrogate'][0]}`)" if "surrogate" in flt else ""
+    st.markdown(f"**Wilcoxon signed-rank test** across {int(s.n_settings)} settings{where}: "
                 + ("the two methods differ significantly" if s.p_val < 0.05 else "no significant difference")
                 + f" ({tables.p_text(s.p_val)}, α = 0.05). {method} is better ({better}) in {s.a_better} of "
                 f"{int(s.n_settings)} settings; mean difference {tables.fmt_pp(s.mean_diff, spec.percent)}.")

@@ -80,13 +80,13 @@ st.caption(f"Mean over {int(res.n_settings.iat[0])} settings (seeds averaged); t
 
 st.subheader("Critical-difference diagram")
 try:
-    ranks = data.nemenyi(ctx.db, ctx.suite_hash, TRACK, metric, frozen)
-    png = plots.cd_png(ranks)
+    ranks, decisions = data.cd_inputs(ctx.db, ctx.suite_hash, TRACK, metric, frozen)
+    png = plots.cd_png(ranks, decisions)
     st.markdown(markdown.png_markdown(png, "critical-difference diagram"))
-    st.caption("Average rank per method (1 = best) across settings; methods joined by a bar do not differ "
-               f"by Nemenyi's test (CD = {ranks.cd.iat[0]:.2f}). Read it only when the Friedman test rejects; "
-               "Nemenyi is more conservative than the paired tests behind the CI-aware rank.")
-    downloads.offer(ranks, f"transfer_nemenyi_{metric}", about)
+    st.caption("Average rank per method (1 = best) across the ranking's settings; methods joined by a bar do "
+               "not differ by the same Holm-corrected pairwise tests as the CI-aware ranks above (a method's "
+               "average rank over settings can order it differently from its mean).")
+    downloads.offer(ranks, f"transfer_average_ranks_{metric}", about)
 except StatisticsError as e:
     st.info("No CD diagram: it ranks methods across settings, and the filters leave one." if fr is None
             else f"No CD diagram: {e}")
