@@ -197,6 +197,22 @@ def test_a_link_with_choices_opens_on_them(monkeypatch, db):
     assert names(ranking(at))[0] == "regmean"
 
 
+def test_the_method_task_table_shows_the_rankings_own_values(monkeypatch, db):
+    """The transfer page's method × task table averages the ranking's values (one surrogate, its common
+    examples), not every surrogate's per-target values pooled."""
+    from analysis.ranking_view import ranking as full_ranking
+
+    at = open_app(monkeypatch, db, "transfer")
+    assert not at.exception
+    assert "(surrogate `finetuned`, its common examples)" in " ".join(c.value for c in at.caption)
+    heat = next(m.value for m in at.markdown if "background[" in m.value)
+    long = full_ranking(Store(db), SUITE_HASH, "transfer", "relative_asr", task_level=False).long
+    cells = long.groupby(["method", "task"]).relative_asr.mean()
+    for (method, task), v in cells.items():
+        row = next(r for r in heat.splitlines() if r.startswith(f"| {method} |"))
+        assert f"{100 * v:.1f}%" in row, (method, task)
+
+
 def test_a_single_setting_gives_means_and_the_right_advice(monkeypatch, db):
     monkeypatch.setenv("MERGESEC_DB", str(db))
     at = AppTest.from_file(APP, default_timeout=180)

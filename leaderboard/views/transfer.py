@@ -92,10 +92,12 @@ except StatisticsError as e:
             else f"No CD diagram: {e}")
 
 st.subheader("Method × task")
-long = data.settings(ctx.db, ctx.suite_hash, TRACK, metric, frozen)
-grid = tables.by_method_task(long, metric, res.method.tolist())
+long = data.ranking(ctx.db, ctx.suite_hash, TRACK, metric, frozen).long  # the ranking's values, not pooled
+grid = tables.by_method_task(long, spec.name, res.method.tolist())
 wide = grid.pivot(index="method", columns="task", values="value").reindex(res.method)
 st.markdown(markdown.best_worst_table(wide, spec.higher_is_better, spec.percent))
-st.caption(f"Mean {spec.label} per method and task over the selected attacks and surrogates; methods in "
-           "ranking order; per task, the best value on green and the worst on red.")
+surrogate = res.attrs.get("surrogate")
+st.caption(f"Mean {spec.label} per method and task over the ranking's own settings and values"
+           + (f" (surrogate `{surrogate}`, its common examples)" if surrogate else "")
+           + "; methods in ranking order; per task, the best value on green and the worst on red.")
 downloads.offer(wide.reset_index(), f"transfer_method_task_{metric}", about)
