@@ -177,7 +177,7 @@ def list_(what: Annotated[str | None, typer.Argument(
           fmt: FormatOpt = "table", db: DbOpt = None) -> None:
     """List suites, merge methods, tracks, attacks, defenses, and the submissions in submissions/ (read from
     their manifests, with the reproduce verdicts in --db for their current code)."""
-    from benchmark.registries import catalogue
+    from benchmark.catalogue import catalogue
     from benchmark.submissions.status import submissions_table
 
     cat = catalogue()

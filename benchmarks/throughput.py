@@ -136,9 +136,9 @@ def main() -> None:
             model(x[i : i + bs])
 
     t = suite.transfer
-    pgd = ATTACKS["pgd"](t.eps, t.steps)
+    pgd = ATTACKS["pgd"](t.eps, t.steps, batch_size=bs)
     (raw_fb, raw_fb_cpu), (raw_f, raw_f_cpu) = rate(fwd_bwd, n, device), rate(fwd, n, device)
-    craft, craft_cpu = rate(lambda: pgd.craft(model, x, y, seed=0, batch_size=bs), n, device)
+    craft, craft_cpu = rate(lambda: pgd.craft(model, x, y, seed=0), n, device)
     ratio = craft * t.steps / raw_fb
     print(f"raw forward+backward (input gradient): {raw_fb:10.2f} images/s")
     print(f"PGD-{t.steps} crafting:                     {craft:10.2f} images/s = {ratio:.3f} x raw fwd+bwd / "

@@ -65,3 +65,33 @@ def _restore_main_module(monkeypatch):
     worker processes that later tests spawn would re-run that script (multiprocessing's spawn re-imports
     ``__main__`` from its path) and die. Every test gets the real ``__main__`` back afterwards."""
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+
+
+
+@pytest.fixture(autouse=True)
+def _isolated_registries():
+    """Plugins a test registers (a submission's merge method or defense, a test attack or track) are gone
+    after it: every registry is put back as it was when the test started (its built-ins, what wider-scoped
+    fixtures registered, whether its entry points were loaded). Without this, a test that runs a sweep in
+    the pytest process sweeps whatever earlier tests registered (the backdoor track adds every registered
+    defense), so its rows would depend on the test order."""
+    import benchmark.attacks
+    import benchmark.defenses
+    import benchmark.merging
+    import benchmark.tracks  # noqa: F401  (the built-ins register when their packages are imported)
+    from benchmark.attacks.backdoor.base import BACKDOOR_ATTACKS
+    from benchmark.attacks.transfer import ATTACKS
+    from benchmark.defenses.registry import DEFENSES
+    from benchmark.merging.registry import METHODS
+    from benchmark.tracks.base import TRACKS
+
+    registries = [(r, dict(r._items), r._loaded) for r in (METHODS, DEFENSES)]
+    tables = [(t, dict(t)) for t in (ATTACKS, BACKDOOR_ATTACKS, TRACKS)]
+    yield
+    for registry, items, loaded in registries:
+        registry._items.clear()
+        registry._items.update(items)
+        registry._loaded = loaded
+    for table, entries in tables:
+        table.clear()
+        table.update(entries)
