@@ -345,8 +345,9 @@ def submit(
 
     from benchmark.device import use_device
     from benchmark.submissions.sandbox import Limits
-    from benchmark.submissions.workflow import Execution, method_rows
-    from benchmark.submissions.workflow import submit as run_submission
+    from benchmark.submissions.submit import method_rows
+    from benchmark.submissions.submit import submit as run_submission
+    from benchmark.submissions.units import Execution
 
     use_device(device)
     t0 = time.perf_counter()
@@ -391,9 +392,10 @@ def reproduce(
     submission's units run on the chosen executor (a Ray cluster must see the fresh cache: pass none but a
     local cluster, or run reproduce on the head node with a shared TMPDIR)."""
     from benchmark.device import use_device
+    from benchmark.submissions.reproduce import DEFAULT_TOLERANCE
+    from benchmark.submissions.reproduce import reproduce as run_reproduce
     from benchmark.submissions.sandbox import Limits
-    from benchmark.submissions.workflow import DEFAULT_TOLERANCE, Execution
-    from benchmark.submissions.workflow import reproduce as run_reproduce
+    from benchmark.submissions.units import Execution
 
     use_device(device)
     tol = DEFAULT_TOLERANCE if tolerance is None else tolerance

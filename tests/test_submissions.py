@@ -30,7 +30,7 @@ from benchmark.submissions import (
 )
 from benchmark.submissions.check import validate
 from benchmark.submissions.manifest import SCHEMA_PATH
-from benchmark.submissions.workflow import submit
+from benchmark.submissions.submit import submit
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "submissions"

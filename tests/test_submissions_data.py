@@ -167,7 +167,7 @@ def test_submit_with_and_without_isolation_stores_identical_rows(tmp_path, tiny_
     the sandbox, and again without isolation from a copy of the same zoo: the stored rows are identical."""
     from benchmark.cache import Cache
     from benchmark.store import Store
-    from benchmark.submissions.workflow import submit
+    from benchmark.submissions.submit import submit
     from benchmark.zoo import build_zoo
 
     build_zoo(tiny_suite, Cache(tiny_cache), progress=False)

@@ -12,8 +12,9 @@ import pytest
 
 from benchmark.store import Store
 from benchmark.submissions import Limits, list_slugs, load_submission
+from benchmark.submissions.reproduce import reproduce
 from benchmark.submissions.status import current_verdicts, stored_verdicts
-from benchmark.submissions.workflow import method_rows, reproduce, submit
+from benchmark.submissions.submit import method_rows, submit
 from tests.conftest import tiny_suite_raw, write_suite
 
 pytestmark = pytest.mark.slow
