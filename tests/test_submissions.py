@@ -328,6 +328,15 @@ def test_cli_validate_example():
     assert "is valid" in out.stdout and "ok  entry point breadcrumbs:merge imports" in out.stdout
 
 
+def test_a_missing_submission_folder_names_where_it_looked_and_the_known_slugs(tmp_path):
+    with pytest.raises(SubmissionError) as by_path:
+        load_submission(tmp_path / "nowhere")
+    assert f"(looked at {tmp_path / 'nowhere'});" in str(by_path.value)  # an absolute path: one place
+    with pytest.raises(SubmissionError) as by_slug:
+        load_submission("nowhere")
+    assert "(looked at nowhere and " in str(by_slug.value) and "model_breadcrumbs" in str(by_slug.value)
+
+
 def test_cli_reproduce_without_results_is_an_error(tmp_path):
     out = _cli("reproduce", "model_breadcrumbs", "--db", str(tmp_path / "none.duckdb"))
     assert out.returncode == 2 and "run `mergesec submit` first" in out.stderr

@@ -65,8 +65,9 @@ def resolve(target: str | Path) -> Path:
     if q.is_dir():
         return q.resolve()
     known = ", ".join(list_slugs()) or "none"
+    looked = " and ".join(dict.fromkeys(map(str, (p, q))))  # an absolute path is both
     raise SubmissionError(
-        f"no submission folder {str(target)!r} (looked at {p} and {q}); pass a folder holding {MANIFEST} or one "
+        f"no submission folder {str(target)!r} (looked at {looked}); pass a folder holding {MANIFEST} or one "
         f"of the slugs in {submissions_dir()}: {known}"
     )
 
