@@ -67,7 +67,6 @@ def _restore_main_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
 
 
-
 @pytest.fixture(autouse=True)
 def _isolated_registries():
     """Plugins a test registers (a submission's merge method or defense, a test attack or track) are gone
