@@ -142,8 +142,8 @@ def test_pages_read_the_last_snapshot_while_a_run_holds_the_lock(db, tmp_path, b
             assert holder.stdout.readline().strip() == "locked"
             os.utime(copy)
             for page in ("transfer", "backdoor", f"method?method={DEFENSE_SUBMISSION}", ""):
-                headless.load(browser, f"{served.url}/{page}", '[data-testid="stAlert"]', "last snapshot",
-                              timeout=120)
+                headless.load(browser, f"{served.url}/{page}", *PAGES[page], timeout=120)  # the whole page
+                assert "last snapshot" in browser.find_element("css selector", '[data-testid="stAlert"]').text
                 assert_clean(browser, f"locked {page}")
             browser.save_screenshot(str(artifacts / "page_locked_overview.png"))
         finally:
