@@ -8,7 +8,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from benchmark.errors import MergesecError, UnknownNameError
+from benchmark.errors import MergesecError, UnknownNameError, run_main
 
 app = typer.Typer(
     help="mergesec: a statistical benchmark for the security of model merging.",
@@ -427,17 +427,19 @@ def main() -> None:
 
     torch.set_num_threads(int(os.environ.get("MERGESEC_THREADS", "1")))
     on_sigterm()
-    try:
-        app()
-    except MergesecError as e:
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
-    except Exception as e:
-        msg = os_error_message(e)
-        if msg is None:
+
+    def commands() -> None:
+        try:
+            app()
+        except MergesecError:
             raise
-        typer.echo(f"error: {msg}", err=True)
-        sys.exit(2)
+        except Exception as e:  # a full disk or an unreadable file: the same one line as a MergesecError
+            msg = os_error_message(e)
+            if msg is None:
+                raise
+            raise MergesecError(msg) from e
+
+    run_main(commands)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """mergesec's error hierarchy: every user-facing failure names the problem and the fix."""
 
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
 
 class MergesecError(Exception):
     """Base class. The CLI prints the message (problem and fix) and exits with status 2."""
@@ -38,3 +42,15 @@ class MergeOutputError(MergesecError):
 
 class StoreError(MergesecError):
     """The results database cannot be opened or written."""
+
+
+def run_main(main: Callable[[], int | None]) -> NoReturn:
+    """Run a command's ``main`` and exit with the status it returns (None: 0); a :class:`MergesecError` (a
+    suite, name or file the user got wrong) becomes one line on stderr, ``error: <problem and fix>``, and exit
+    status 2, never a traceback. What `mergesec` and the scripts under ``benchmarks/`` run their ``main`` with."""
+    try:
+        status = main()
+    except MergesecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(status)

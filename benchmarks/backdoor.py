@@ -33,9 +33,11 @@ from sweep import _cpu, _zoo_cache
 from benchmark import runner
 from benchmark.cache import Cache, default_cache_dir
 from benchmark.context import RunContext
+from benchmark.errors import MergesecError, run_main
 from benchmark.suites import load_suite
 from benchmark.tracks import get_track
-from benchmark.tracks.backdoor import Setting, backdoor_for, defended_model
+from benchmark.tracks.backdoor import backdoor_for, defended_model
+from benchmark.tracks.backdoor_settings import Setting
 from benchmark.tracks.base import Unit
 from benchmark.zoo import build_zoo
 
@@ -104,10 +106,13 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="mergesec-backdoor-") as work:
         ctx = RunContext(suite, _zoo_cache(zoo, Path(work)), progress=False)
-        units = runner.plan(ctx, ["backdoor"], _split(args.methods) or list(suite.merge_methods))
-        units = [u for u in units if wanted(u, _split(args.attacks), _split(args.defenses), seeds)]
+        planned = runner.plan(ctx, ["backdoor"], _split(args.methods) or list(suite.merge_methods))
+        units = [u for u in planned if wanted(u, _split(args.attacks), _split(args.defenses), seeds)]
         if not units:
-            sys.exit("no backdoor unit matches --attacks/--methods/--defenses/--seeds")
+            raise MergesecError("no backdoor unit matches --attacks/--methods/--defenses/--seeds; the suite's "
+                                f"units have attacks {sorted({u.description['attack'] for u in planned})}, "
+                                f"defenses {sorted({u.description['defense'] for u in planned})} and seeds "
+                                f"{sorted({u.description['seed'] for u in planned})}")
         print(f"{len(units)} units")
         for unit in units:
             rows.append(time_unit(ctx, unit))
@@ -128,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

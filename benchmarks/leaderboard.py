@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmark.errors import MissingResourceError, run_main
 from benchmark.store import default_db_path
 from leaderboard import headless
 from leaderboard.serve import cache_stats, serving
@@ -89,9 +90,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="new visitors per page on the warm server")
     args = ap.parse_args()
     if not Path(args.db).exists():
-        sys.exit(f"error: no results database at {args.db}; run `make demo` first (or pass --db).")
+        raise MissingResourceError(f"no results database at {args.db}; run `make demo` first (or pass --db)")
     if not headless.available():
-        sys.exit("error: needs Debian's chromium and chromium-driver; run `make setup` as root.")
+        raise MissingResourceError("needs Debian's chromium and chromium-driver; run `make setup` as root")
 
     print(f"database {args.db} ({Path(args.db).stat().st_size / 2**20:.1f} MiB); "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
@@ -130,4 +131,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -40,6 +40,7 @@ from benchmark import runner
 from benchmark.cache import Cache, nbytes
 from benchmark.context import RunContext
 from benchmark.device import configure_threads, use_device
+from benchmark.errors import run_main
 from benchmark.store import Store
 from benchmark.suites import load_suite
 from benchmark.zoo import build_zoo
@@ -209,4 +210,4 @@ def project(suite, held: dict[str, tuple[int, Any]], per_image: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

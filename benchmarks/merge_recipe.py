@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark.cache import Cache, default_cache_dir
 from benchmark.data import load_task
+from benchmark.errors import run_main
 from benchmark.merging import merge
 from benchmark.suites import load_suite
 from benchmark.zoo import accuracy, build_zoo
@@ -83,4 +84,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmark import runner
 from benchmark.cache import Cache, default_cache_dir
 from benchmark.context import RunContext
+from benchmark.errors import run_main
 from benchmark.executors import make_executor
 from benchmark.store import Store
 from benchmark.suites import load_suite
@@ -141,4 +142,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from benchmark.attacks import ATTACKS
 from benchmark.data import load_task
 from benchmark.device import describe, use_device
+from benchmark.errors import run_main
 from benchmark.suites import Suite, load_suite
 from benchmark.zoo.backbone import build_encoder
 from benchmark.zoo.model import ClassificationHead, ImageClassifier, dataset_accuracy
@@ -169,4 +170,4 @@ def main() -> None:
     print(f"disk per seed: {work['disk']}")
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -37,6 +37,7 @@ from benchmark import trace
 from benchmark.attacks import TransferAttack
 from benchmark.cache import Cache, default_cache_dir
 from benchmark.context import RunContext
+from benchmark.errors import run_main
 from benchmark.store import Store, UnitRows
 from benchmark.suites import load_suite
 from benchmark.tracks import get_track
@@ -174,4 +175,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sweep import _cpu
 
 from benchmark.cache import Cache, state_digest
+from benchmark.errors import run_main
 from benchmark.suites import load_suite
 from benchmark.zoo import Zoo, build_zoo
 
@@ -62,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -360,7 +360,7 @@ def test_backdoor_asr_and_clean_accuracy_span_batches_of_any_dataset():
 
 
 def test_suite_backdoor_section_loads():
-    from benchmark.tracks.backdoor import role, settings
+    from benchmark.tracks.backdoor_settings import role, settings
 
     rows = settings(load_suite("digits"))
     attacks = {(s.attack, s.variant) for s in rows}

@@ -11,7 +11,8 @@ from benchmark.cache import Cache
 from benchmark.data import load_task
 from benchmark.defenses.fine_pruning import dormant_units, last_mlp
 from benchmark.suites import load_suite
-from benchmark.tracks.backdoor import BackdoorTrackError, _check_inject_tasks, settings
+from benchmark.tracks.backdoor import _check_inject_tasks
+from benchmark.tracks.backdoor_settings import BackdoorTrackError, settings
 from benchmark.zoo import ImageClassifier, build_zoo
 from tests.test_clip_suite import _offline, data_dir, tiny_checkpoint, tiny_suite  # noqa: F401  (fixtures)
 

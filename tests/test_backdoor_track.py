@@ -10,7 +10,7 @@ from benchmark.data import load_task
 from benchmark.results import track_table
 from benchmark.store import Store
 from benchmark.tracks import get_track
-from benchmark.tracks.backdoor import BackdoorTrackError, settings
+from benchmark.tracks.backdoor_settings import BackdoorTrackError, settings
 from tests.test_backdoor import tiny_backdoor_suite
 
 pytestmark = pytest.mark.slow
@@ -144,7 +144,8 @@ def test_a_plugin_defense_sees_only_what_a_defender_has(run, monkeypatch):
     from benchmark.attacks.backdoor import Backdoor, BackdoorEnv, Trigger
     from benchmark.defenses import register_defense
     from benchmark.defenses import registry as defense_registry
-    from benchmark.tracks.backdoor import Setting, backdoor_for, defended_model
+    from benchmark.tracks.backdoor import backdoor_for, defended_model
+    from benchmark.tracks.backdoor_settings import Setting
     from benchmark.zoo import Zoo
 
     suite, _, _, d = run

@@ -144,11 +144,12 @@ def test_backdoor_units_merge_their_seeds_benign_fine_tunes_and_bv_reuses_the_zo
     import benchmark.merging as merging
     from benchmark.attacks.backdoor.backdoor_vectors import clean_finetune
     from benchmark.tracks import backdoor
+    from benchmark.tracks.backdoor_settings import settings
 
     _, suite, cache, _, _ = seeded
     ctx = RunContext(suite, Cache(cache), progress=False)
     zoo = ctx.zoo
-    clean = next(s for s in backdoor.settings(suite) if s.attack == "clean_fixed_trigger")  # benign contributors
+    clean = next(s for s in settings(suite) if s.attack == "clean_fixed_trigger")  # benign contributors
     seen, real = [], merging.MergeContext
     monkeypatch.setattr(merging, "MergeContext", lambda **kw: seen.append(kw["finetuned"]) or real(**kw))
     for seed in (0, 1):

@@ -46,7 +46,7 @@ def patch_block(suite, cache) -> str:
     from benchmark.attacks.backdoor import BackdoorEnv, make_backdoor
     from benchmark.data import load_task
     from benchmark.metrics.backdoor import backdoor_asr
-    from benchmark.tracks.backdoor import backdoor_config, settings
+    from benchmark.tracks.backdoor_settings import backdoor_config, settings
     from benchmark.zoo import build_zoo
 
     zoo = build_zoo(suite, cache, progress=False)
