@@ -2,6 +2,7 @@
 `benchmarks/leaderboard.py` load the app with. Selenium Manager is kept offline."""
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,46 @@ def load(driver, url: str, css: str, text: str | None = None, timeout: float = 6
     if at_ms is None:
         raise TimeoutError(f"{url} did not show {css!r}{f' with {text!r}' if text else ''} within {timeout} s")
     return at_ms / 1000
+
+
+def _tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) of process `root` and all its descendants, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        pid = int(entry)
+        children.setdefault(int(fields[1]), []).append(pid)
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def wait_idle(driver, busy_below: float = 0.1, window_s: float = 0.3, timeout: float = 15) -> float:
+    """Wait until the browser (chromedriver and every process it started) has used less than `busy_below` of
+    one core over the last `window_s` seconds, i.e. it has finished starting up; returns the seconds waited
+    (`timeout` at most, then it returns anyway). A visitor's browser is running before they open a page, so
+    a benchmark that launches one per visit waits here: on a small machine a browser still starting competes
+    with the page it is asked to load."""
+    root, t0 = driver.service.process.pid, time.perf_counter()
+    last = _tree_cpu_s(root)
+    while time.perf_counter() - t0 < timeout:
+        time.sleep(window_s)
+        now = _tree_cpu_s(root)
+        if now - last < busy_below * window_s:
+            break
+        last = now
+    return time.perf_counter() - t0
 
 
 NARROW_PX = 1024
