@@ -18,7 +18,8 @@ from leaderboard.config import db_path
 HERE = Path(__file__).parent
 LOG = logging.getLogger("mergesec.leaderboard")
 
-st.set_page_config(page_title="mergesec leaderboard", page_icon=":material/shield:", layout="wide")
+# an emoji favicon is drawn inline (a data: URL); a :material/…: one is fetched from fonts.gstatic.com on every page
+st.set_page_config(page_title="mergesec leaderboard", page_icon="🛡️", layout="wide")
 ui.wrap_tab_rows()
 st.session_state["_stale"] = False
 st.session_state.pop(downloads.KEY, None)  # a run that failed midway left its page's download

@@ -83,11 +83,19 @@ def assert_clean(driver, where: str) -> None:
     assert not driver.find_elements("css selector", '[data-testid="stException"]'), where
 
 
+def external_requests(driver) -> list[str]:
+    """URLs the current page (its favicon included) requested from anywhere but the leaderboard's server: a
+    reader's browser must not call out (a material-icon favicon is fetched from fonts.gstatic.com)."""
+    return driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)"
+                                 ".filter(u => !u.startsWith(location.origin + '/') && !u.startsWith('data:'))")
+
+
 def test_every_page_renders_without_a_traceback(server, browser, artifacts):
     for page, (css, text) in PAGES.items():
         headless.load(browser, f"{server}/{page}", css, text, timeout=120)
         time.sleep(0.5)  # let the grids paint
         assert_clean(browser, page or "overview")
+        assert external_requests(browser) == [], page or "overview"
         browser.save_screenshot(str(artifacts / f"page_{(page or 'overview').replace('?method=', '_')}.png"))
     headless.load(browser, f"{server}/transfer", RANKING, "Friedman test", timeout=120)
     time.sleep(0.5)
